@@ -1,0 +1,148 @@
+"""The sweep entry point against a Python loop of the jitted single fit.
+
+16 rho values x 4 seeds on a synthetic ensemble of (m, n) = (20, 20000), latent_dim 8, 50
+iterations, for the joint and als methods. For each: compile time (ahead of time, `lower` +
+`compile`) and the median wall time of `--repeats` steady-state runs of
+
+* `cfjax.sweep.run(keys, problem, grid, config, strategy=...)` for each strategy, host checks
+  included (they are part of the entry point);
+* a Python loop `cfjax.fit_jit(keys[s], problem, hparams[g], config)` over the 64 fits, the
+  per-point `Hparams` built before the clock starts, blocking once at the end.
+
+Prints a markdown table and writes benchmarks/results/sweep.json. Not part of the tests.
+
+    python benchmarks/bench_sweep.py [--repeats 3] [--methods joint als] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import cfjax
+from cfjax import data, sweep
+
+HERE = Path(__file__).resolve().parent
+
+
+def _block(tree):
+    return jax.block_until_ready(tree)
+
+
+def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _block(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), times
+
+
+def bench_method(method: str, problem, keys, grid, args) -> list[dict]:
+    config = cfjax.Config(method=method, latent_dim=args.d, max_iter=args.iters, tol=0.0, patience=0)
+    n_fits = sweep.grid_size(grid) * keys.shape[0]
+    rows = []
+
+    # the Python loop of the jitted single fit
+    points = [sweep.take(grid, g) for g in range(sweep.grid_size(grid))]
+    start = time.perf_counter()
+    compiled = cfjax.fit_jit.lower(keys[0], problem, points[0], config).compile()
+    loop_compile = time.perf_counter() - start
+    del compiled
+    _block(cfjax.fit_jit(keys[0], problem, points[0], config))  # fills fit_jit's own cache
+
+    def loop():
+        return [cfjax.fit_jit(k, problem, h, config) for h in points for k in keys]
+
+    loop_time, loop_times = _median_time(loop, args.repeats)
+    rows.append(dict(method=method, runner="python loop of fit_jit", compile_s=loop_compile,
+                     run_s=loop_time, runs_s=loop_times, per_fit_ms=1e3 * loop_time / n_fits, ratio=1.0))
+    print(f"  {method} loop: {loop_time:.3f}s", flush=True)
+
+    for strategy, batch_size in args.strategies:
+        start = time.perf_counter()
+        sweep._sweep_jit.lower(keys, problem, grid, config, strategy, batch_size).compile()
+        compile_s = time.perf_counter() - start
+        _block(sweep.run(keys, problem, grid, config, strategy=strategy, batch_size=batch_size))
+        run_s, runs = _median_time(
+            lambda: sweep.run(keys, problem, grid, config, strategy=strategy, batch_size=batch_size), args.repeats
+        )
+        label = f"sweep.run {strategy}" + (f" (batch {batch_size})" if batch_size else "")
+        rows.append(dict(method=method, runner=label, compile_s=compile_s, run_s=run_s, runs_s=runs,
+                         per_fit_ms=1e3 * run_s / n_fits, ratio=run_s / loop_time))
+        print(f"  {method} {label}: {run_s:.3f}s ({run_s / loop_time:.2f}x loop)", flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| method | runner | compile (s) | run, median (s) | per fit (ms) | vs loop |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['runner']} | {r['compile_s']:.2f} | {r['run_s']:.3f} | "
+                     f"{r['per_fit_ms']:.1f} | {r['ratio']:.2f}x |")
+    return "\n".join(lines)
+
+
+def _git() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=False, cwd=HERE).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rhos", type=int, default=16)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--m", type=int, default=20)
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--d", type=int, default=8)
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8, help="for the map_batched strategy")
+    parser.add_argument("--methods", nargs="+", default=["joint", "als"])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat")
+    parser.add_argument("--out", default=str(HERE / "results" / "sweep.json"))
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rhos, args.seeds, args.n, args.iters, args.repeats = 4, 2, 500, 5, 1
+    args.strategies = [("map", None), ("vmap", None), ("map_batched", args.batch_size)]
+
+    ens = data.synthetic(jax.random.key(0), n_classifiers=args.m, n_instances=args.n)
+    problem = ens.problem
+    grid = sweep.grid(rho=np.linspace(0.05, 0.95, args.rhos))
+    keys = jax.random.split(jax.random.key(1), args.seeds)
+    print(f"{args.rhos} rho x {args.seeds} seeds, (m, n, d) = ({args.m}, {args.n}, {args.d}), "
+          f"{args.iters} iterations, device {jax.devices()[0]}, auto = {sweep.resolve_strategy('auto')}")
+    rows = []
+    for method in args.methods:
+        rows += bench_method(method, problem, keys, grid, args)
+    text = table(rows)
+    print(text)
+    payload = dict(
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        cfjax=cfjax.__version__, jax=jax.__version__, python=platform.python_version(),
+        device=str(jax.devices()[0]), backend=jax.default_backend(), cpu_count=os.cpu_count(),
+        git=_git(), auto_strategy=sweep.resolve_strategy("auto"),
+        settings=dict(rhos=args.rhos, seeds=args.seeds, m=args.m, n=args.n, d=args.d, iters=args.iters,
+                      repeats=args.repeats, batch_size=args.batch_size, smoke=args.smoke),
+        rows=rows, table=text,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

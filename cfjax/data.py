@@ -1,0 +1,335 @@
+"""Problems from arrays, validated on the host; splits as masks; synthetic ensembles.
+
+Every public entry here runs on the host (NumPy) and raises `ValueError` naming the argument
+and the fault. Inside `jit` nothing is validated: what reaches a solver is already clean.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cfjax.structs import Problem
+
+__all__ = [
+    "from_numpy",
+    "validate_problem",
+    "require_labels",
+    "hold_out",
+    "mask_columns",
+    "Ensemble",
+    "synthetic",
+    "PRESETS",
+    "preset",
+]
+
+_R_TOL = 1e-6
+
+
+def _as_float_array(value: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=np.float64)  # copies: contiguous, any numeric dtype
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: cannot be read as a numeric array ({err})") from None
+    return arr
+
+
+def from_numpy(
+    R: Any,
+    labels: Any,
+    confidence: Any = None,
+    *,
+    validation: Any = None,
+    dtype: Any = None,
+    require_labels: bool = True,
+) -> Problem:
+    """Builds a validated `Problem` from host arrays.
+
+    Args:
+      R: (m, n) probabilities in [0, 1] (values within 1e-6 outside are clipped). NaN marks a
+        missing prediction: that cell is unobserved and gets zero confidence.
+      labels: (n,) with 0 / 1 for labeled instances and NaN or -1 for unlabeled ones.
+      confidence: optional (m, n) base confidence, finite and >= 0 (default 1 on observed cells).
+        Unobserved cells get 0 whatever is given.
+      validation: optional (n,) bool mask of labeled columns to hold out from training.
+      dtype: float dtype of the arrays (default: JAX's default float).
+      require_labels: if True (the default, needed by every supervised method), fail unless
+        the training columns hold both classes.
+
+    Lists, ints, bools and float16/32/64 are accepted; NaN in `R` is data, not an error.
+    """
+    R = _as_float_array(R, "R")
+    if R.ndim != 2:
+        raise ValueError(f"R: expected a 2-D (m, n) array, got shape {R.shape}")
+    m, n = R.shape
+    if m < 1:
+        raise ValueError(f"R: needs at least one classifier (row), got m={m}")
+    if n < 2:
+        raise ValueError(f"R: needs at least two instances (columns), got n={n}")
+    if np.isinf(R).any():
+        raise ValueError("R: contains infinite values (use NaN for a missing prediction)")
+    observed = ~np.isnan(R)
+    values = R[observed]
+    if values.size and (values.min() < -_R_TOL or values.max() > 1 + _R_TOL):
+        raise ValueError(
+            f"R: probabilities must lie in [0, 1]; found values in [{values.min():.6g}, "
+            f"{values.max():.6g}]"
+        )
+    if not observed.any(axis=1).all():
+        rows = np.flatnonzero(~observed.any(axis=1))
+        raise ValueError(f"R: classifier row(s) {rows[:5].tolist()} have no observed cell")
+    if not observed.any(axis=0).all():
+        cols = np.flatnonzero(~observed.any(axis=0))
+        raise ValueError(f"R: instance column(s) {cols[:5].tolist()} have no observed cell")
+    R = np.where(observed, np.clip(np.nan_to_num(R, nan=0.0), 0.0, 1.0), 0.0)
+
+    labels = _as_float_array(labels, "labels")
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels: expected shape ({n},) to match R's n={n} columns, got {labels.shape}")
+    if np.isinf(labels).any():
+        raise ValueError("labels: contains infinite values")
+    unlabeled = np.isnan(labels) | (labels == -1)
+    bad = ~unlabeled & (labels != 0) & (labels != 1)
+    if bad.any():
+        raise ValueError(
+            f"labels: values must be 0, 1, or -1/NaN for unlabeled; found {np.unique(labels[bad])[:5].tolist()}"
+        )
+    has_label = ~unlabeled
+    labels01 = np.where(has_label, labels, 0.0)
+
+    if confidence is None:
+        C = observed.astype(np.float64)
+    else:
+        C = _as_float_array(confidence, "confidence")
+        if C.shape != (m, n):
+            raise ValueError(f"confidence: expected shape {(m, n)} to match R, got {C.shape}")
+        if not np.isfinite(C[observed]).all():
+            raise ValueError("confidence: contains NaN or infinite values on observed cells")
+        if (C[observed] < 0).any():
+            raise ValueError("confidence: must be >= 0")
+        C = np.where(observed, C, 0.0)
+        if not (C.sum(axis=0) > 0).all():
+            raise ValueError("confidence: some instance column has zero total confidence")
+
+    if validation is None:
+        valid = np.zeros(n, dtype=bool)
+    else:
+        valid = np.asarray(validation)
+        if valid.shape != (n,) or valid.dtype != bool:
+            raise ValueError(f"validation: expected a bool mask of shape ({n},), got {valid.dtype} {valid.shape}")
+        if (valid & ~has_label).any():
+            raise ValueError("validation: marks columns that have no label")
+    train = has_label & ~valid
+
+    if require_labels:
+        _check_two_classes(labels01, train, "labels")
+
+    dtype = dtype or jnp.result_type(float)
+    return Problem(
+        R=jnp.asarray(R, dtype),
+        C=jnp.asarray(C, dtype),
+        observed=jnp.asarray(observed),
+        labels=jnp.asarray(labels01, dtype),
+        labeled=jnp.asarray(train),
+        validation=jnp.asarray(valid),
+    )
+
+
+def _check_two_classes(labels01: np.ndarray, mask: np.ndarray, name: str) -> None:
+    if not mask.any():
+        raise ValueError(f"{name}: no labeled instance (every label is -1/NaN); supervised methods need labels")
+    classes = np.unique(labels01[mask])
+    if classes.size < 2:
+        raise ValueError(
+            f"{name}: labeled instances are all of class {int(classes[0])}; supervised methods need both classes"
+        )
+
+
+def validate_problem(problem: Problem) -> None:
+    """Host-side check of a `Problem` built by hand (shapes, finiteness, masks)."""
+    R, C = np.asarray(problem.R), np.asarray(problem.C)
+    if R.ndim != 2:
+        raise ValueError(f"problem.R: expected 2-D, got shape {R.shape}")
+    if C.shape != R.shape or np.asarray(problem.observed).shape != R.shape:
+        raise ValueError("problem.C / problem.observed: shapes must equal R's")
+    n = R.shape[1]
+    for name in ("labels", "labeled", "validation"):
+        if np.asarray(getattr(problem, name)).shape != (n,):
+            raise ValueError(f"problem.{name}: expected shape ({n},)")
+    if not (np.isfinite(R).all() and np.isfinite(C).all()):
+        raise ValueError("problem.R / problem.C: must be finite (unobserved cells hold 0)")
+    if (C < 0).any():
+        raise ValueError("problem.C: confidence must be >= 0")
+    if (np.asarray(problem.labeled) & np.asarray(problem.validation)).any():
+        raise ValueError("problem.validation: overlaps problem.labeled")
+
+
+def require_labels(problem: Problem) -> None:
+    """Raises unless the training columns of `problem` hold both classes."""
+    _check_two_classes(np.asarray(problem.labels), np.asarray(problem.labeled), "labels")
+
+
+def mask_columns(problem: Problem, columns: Any) -> Problem:
+    """Hides the labels of `columns` (bool mask or indices): they become transductive targets.
+
+    Shapes are unchanged, so masked problems share one compiled program.
+    """
+    hide = np.zeros(problem.n_instances, bool)
+    hide[np.asarray(columns)] = True
+    keep = jnp.asarray(~hide)
+    return problem._replace(labeled=problem.labeled & keep, validation=problem.validation & keep)
+
+
+def hold_out(key: jax.Array, problem: Problem, fraction: float = 0.2) -> Problem:
+    """Moves a stratified `fraction` of the training columns into the validation mask.
+
+    At least one column of each class stays on each side when the class has two or more.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction: must lie in (0, 1), got {fraction}")
+    labels = np.asarray(problem.labels)
+    train = np.asarray(problem.labeled).copy()
+    valid = np.asarray(problem.validation).copy()
+    order = np.asarray(jax.random.permutation(key, problem.n_instances))
+    for cls in (0.0, 1.0):
+        members = order[train[order] & (labels[order] == cls)]
+        k = int(round(fraction * members.size))
+        k = min(max(k, 1 if members.size >= 2 else 0), members.size - 1 if members.size >= 2 else 0)
+        valid[members[:k]] = True
+        train[members[:k]] = False
+    return problem._replace(labeled=jnp.asarray(train), validation=jnp.asarray(valid))
+
+
+def stratified_labeled_mask(key: jax.Array, y: np.ndarray, fraction: float) -> np.ndarray:
+    """A keyed stratified subset of instances (at least one of each class present in y)."""
+    y = np.asarray(y)
+    order = np.asarray(jax.random.permutation(key, y.size))
+    mask = np.zeros(y.size, bool)
+    for cls in np.unique(y):
+        members = order[y[order] == cls]
+        k = max(1, int(round(fraction * members.size)))
+        mask[members[:k]] = True
+    return mask
+
+
+class Ensemble(NamedTuple):
+    """A problem together with the labels it hides, for evaluation.
+
+    Attributes:
+      problem: the `Problem` a solver sees.
+      y_true: (n,) int, the true label of every column (also the hidden ones).
+      test: (n,) bool, the transductive targets: columns in neither training mask.
+      names: the base classifiers' names.
+    """
+
+    problem: Problem
+    y_true: np.ndarray
+    test: np.ndarray
+    names: tuple[str, ...]
+
+
+def _probit(q: np.ndarray) -> np.ndarray:
+    """Inverse standard normal CDF (float32 precision is ample for setting AUCs)."""
+    return np.asarray(jax.scipy.special.ndtri(jnp.asarray(q, jnp.float32)), np.float64)
+
+
+def synthetic(
+    key: jax.Array,
+    n_classifiers: int = 10,
+    n_instances: int = 1000,
+    positive_rate: float = 0.5,
+    quality: float = 0.85,
+    quality_spread: float = 0.1,
+    labeled_fraction: float = 0.5,
+    error_correlation: float = 0.4,
+    calibration_distortion: float = 0.5,
+    missing_rate: float = 0.0,
+    dtype: Any = None,
+) -> Ensemble:
+    """A keyed synthetic ensemble with known per-classifier ROC-AUC and correlated errors.
+
+    Model (equal-variance binormal): classifier u scores instance i as
+    s_ui = mu_u * y_i + e_ui, with e_ui = sqrt(c) z_i + sqrt(1 - c) eps_ui, z, eps ~ N(0, 1),
+    so each classifier's ROC-AUC is Phi(mu_u / sqrt(2)) whatever the correlation c. The AUCs
+    are spread uniformly over quality +/- quality_spread (clipped to [0.51, 0.995]), their mean
+    is `quality`. The shared term z makes errors correlated, so averaging m classifiers does
+    not reach a perfect score. The probability reported is a distorted version of the true
+    posterior, sigmoid(t_u * logit_u + b_u), with log t_u and b_u ~ N(0, distortion^2): a
+    monotone map, so AUCs are unchanged while calibration is not.
+
+    Args:
+      key: a `jax.random.key`.
+      missing_rate: fraction of cells dropped at random (NaN in R, zero confidence); every
+        row and column keeps at least one observed cell.
+
+    Returns:
+      An `Ensemble` whose problem labels a stratified `labeled_fraction` of the columns.
+    """
+    for name, value, lo, hi in (
+        ("positive_rate", positive_rate, 0.0, 1.0),
+        ("quality", quality, 0.5, 1.0),
+        ("labeled_fraction", labeled_fraction, 0.0, 1.0),
+    ):
+        if not lo < value < hi:
+            raise ValueError(f"{name}: must lie in ({lo}, {hi}), got {value}")
+    if not 0.0 <= error_correlation < 1.0:
+        raise ValueError(f"error_correlation: must lie in [0, 1), got {error_correlation}")
+    if not 0.0 <= missing_rate < 1.0:
+        raise ValueError(f"missing_rate: must lie in [0, 1), got {missing_rate}")
+    if n_classifiers < 1 or n_instances < 4:
+        raise ValueError("n_classifiers >= 1 and n_instances >= 4 are required")
+    m, n = n_classifiers, n_instances
+    k_y, k_q, k_z, k_e, k_t, k_b, k_miss, k_lab = jax.random.split(key, 8)
+
+    y = np.array(jax.random.bernoulli(k_y, positive_rate, (n,))).astype(np.int64)
+    # Both classes must exist: force the rarest one into a random position if absent.
+    if y.min() == y.max():
+        y[0] = 1 - y[0]
+    offsets = np.asarray(jax.random.uniform(k_q, (m,), minval=-1.0, maxval=1.0))
+    offsets = offsets - offsets.mean() if m > 1 else offsets * 0
+    aucs = np.clip(quality + quality_spread * offsets, 0.51, 0.995)
+    mu = np.sqrt(2.0) * _probit(aucs)
+
+    z = np.asarray(jax.random.normal(k_z, (n,)), np.float64)
+    eps = np.asarray(jax.random.normal(k_e, (m, n)), np.float64)
+    noise = np.sqrt(error_correlation) * z[None, :] + np.sqrt(1 - error_correlation) * eps
+    scores = mu[:, None] * y[None, :] + noise
+    prior_logit = np.log(positive_rate / (1 - positive_rate))
+    true_logit = mu[:, None] * scores - 0.5 * mu[:, None] ** 2 + prior_logit
+    t = np.exp(calibration_distortion * np.asarray(jax.random.normal(k_t, (m,)), np.float64))
+    b = calibration_distortion * np.asarray(jax.random.normal(k_b, (m,)), np.float64)
+    R = 1.0 / (1.0 + np.exp(-(t[:, None] * true_logit + b[:, None])))
+
+    if missing_rate > 0:
+        drop = np.array(jax.random.bernoulli(k_miss, missing_rate, (m, n)))
+        # a column or row with nothing observed is invalid: give it back one cell
+        empty_cols = np.flatnonzero(drop.all(axis=0))
+        drop[empty_cols % m, empty_cols] = False
+        empty_rows = np.flatnonzero(drop.all(axis=1))
+        drop[empty_rows, empty_rows % n] = False
+        R = np.where(drop, np.nan, R)
+
+    labeled = stratified_labeled_mask(k_lab, y, labeled_fraction)
+    labels = np.where(labeled, y, -1)
+    problem = from_numpy(R, labels, dtype=dtype)
+    names = tuple(f"clf{u:02d}" for u in range(m))
+    return Ensemble(problem=problem, y_true=y, test=~labeled, names=names)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The seed document's setting: balanced classes, base classifiers of AUC 0.85.
+    "seed": dict(positive_rate=0.5, quality=0.85),
+    "imbalanced_10": dict(positive_rate=0.10, quality=0.85),
+    "imbalanced_5": dict(positive_rate=0.05, quality=0.85),
+    "imbalanced_1": dict(positive_rate=0.01, quality=0.85, n_instances=5000),
+}
+
+
+def preset(key: jax.Array, name: str, **overrides: Any) -> Ensemble:
+    """A named synthetic ensemble (`PRESETS`), with any argument of `synthetic` overridable."""
+    if name not in PRESETS:
+        raise ValueError(f"name: unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return synthetic(key, **{**PRESETS[name], **overrides})

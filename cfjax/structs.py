@@ -1,0 +1,215 @@
+"""The data types every other module speaks: immutable pytrees and one frozen config.
+
+Three kinds of object, kept apart on purpose (see STYLE.md):
+
+* **Data** (`Problem`, `Params`, `FitResult`, `History`, `LossParts`): NamedTuple pytrees of arrays.
+  They flow through `jit`, `vmap` and `lax.scan` unchanged and are updated with `_replace`.
+* **Traced knobs** (`Hparams`): scalars such as rho and lambda. Changing their values never
+  recompiles, so a sweep over them is one compiled program. Build them with `Hparams.create`,
+  which fixes every dtype so that a Python float and an array do not compile twice.
+* **Static knobs** (`Config`): a frozen, hashable dataclass for whatever changes shapes or control
+  flow (latent dimension, iteration count, solver, aggregator). Passed as a static argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+__all__ = [
+    "Problem",
+    "Params",
+    "Hparams",
+    "Config",
+    "LossParts",
+    "History",
+    "FitResult",
+    "METHOD_NAMES",
+]
+
+
+class Problem(NamedTuple):
+    """One ensemble to factorize: m base classifiers scored n instances.
+
+    Attributes:
+      R: (m, n) predicted probabilities. Unobserved cells hold 0 (never NaN) and have C = 0.
+      C: (m, n) base confidence, >= 0; exactly 0 on unobserved cells and on padding.
+      observed: (m, n) bool, True where the base classifier scored the instance.
+      labels: (n,) float in {0, 1}; the value is meaningless (0) where neither mask is set.
+      labeled: (n,) bool, the columns whose labels the supervised loss may use.
+      validation: (n,) bool, labeled columns held out from training and used only for
+        monitoring, early stopping and model selection. Disjoint from `labeled`.
+
+    Columns in neither mask are the transductive targets: their labels are not in the problem.
+    """
+
+    R: Array
+    C: Array
+    observed: Array
+    labels: Array
+    labeled: Array
+    validation: Array
+
+    @property
+    def n_classifiers(self) -> int:
+        return self.R.shape[-2]
+
+    @property
+    def n_instances(self) -> int:
+        return self.R.shape[-1]
+
+
+class Params(NamedTuple):
+    """What a solver learns.
+
+    Attributes:
+      X: (d, m) classifier factors.
+      Y: (d, n) instance factors.
+      theta: aggregator parameters, a pytree whose structure the aggregator defines.
+    """
+
+    X: Array
+    Y: Array
+    theta: Any
+
+
+class Hparams(NamedTuple):
+    """Traced hyperparameters: every field is a scalar array, vmappable and differentiable.
+
+    Attributes:
+      rho: weight of reconstruction in L = rho * L_recon + (1 - rho) * L_sup, in [0, 1].
+      lam: ridge penalty lambda on ||X||^2 + ||Y||^2 (inside the normalised L_recon).
+      alpha: label-aware confidence strength (confidence strategy "label_aware").
+      lr: learning rate of gradient steps (joint, and the aggregator steps of alternating,
+        label_aware_als and damped).
+      focal_gamma: focal exponent of the supervised loss; 0 is plain cross-entropy.
+      agg_l2: L2 penalty on the aggregator weights (not the bias), added to L_sup.
+      certainty_floor: floor of the "certainty" confidence strategy.
+    """
+
+    rho: Array
+    lam: Array
+    alpha: Array
+    lr: Array
+    focal_gamma: Array
+    agg_l2: Array
+    certainty_floor: Array
+
+    @classmethod
+    def create(
+        cls,
+        rho: float = 0.5,
+        lam: float = 0.01,
+        alpha: float = 1.0,
+        lr: float = 0.01,
+        focal_gamma: float = 0.0,
+        agg_l2: float = 1e-3,
+        certainty_floor: float = 0.05,
+        dtype: Any = None,
+    ) -> "Hparams":
+        """Hyperparameters with fixed dtypes (float32, or float64 under `jax_enable_x64`).
+
+        Every argument may also be an array of any shape: a leading axis makes a grid
+        (see `cfjax.sweep.grid`).
+        """
+        dtype = dtype or jnp.result_type(float)
+        values = dict(
+            rho=rho, lam=lam, alpha=alpha, lr=lr, focal_gamma=focal_gamma, agg_l2=agg_l2,
+            certainty_floor=certainty_floor,
+        )
+        return cls(**{k: jnp.asarray(v, dtype=dtype) for k, v in values.items()})
+
+
+METHOD_NAMES = ("als", "alternating", "label_aware_als", "two_stage", "damped", "joint", "mm_als")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Static configuration: whatever changes shapes or control flow. Hashable.
+
+    Attributes:
+      method: the training method, a name in `cfjax.solvers.METHODS`.
+      formulation: "free" (Y is a free parameter per instance, the seed's model) or "fold_in"
+        (Y is not learned but solved from R given X by the ALS ridge step, so every column,
+        labeled or not, gets its factors the same way and labels reach the factors only through
+        X and theta). Used by `joint`; the ALS-type methods already compute Y this way.
+      latent_dim: d, the number of latent factors.
+      max_iter: iterations of the outer loop (ALS sweeps, MM sweeps, or optimizer steps).
+      aggregator: name in `cfjax.aggregators.AGGREGATORS` ("weighted" or "mean").
+      confidence: name in `cfjax.confidence.STRATEGIES`.
+      init: "svd" (truncated SVD of the confidence-weighted R, the default: deterministic
+        and already near an ALS fixed point) or "random" (keyed, N(0, init_scale^2)).
+      init_scale: standard deviation of the random initialisation.
+      class_weight: inverse class-frequency weights omega in L_sup.
+      optimizer: "adam", "adamw" or "sgd" (joint).
+      patience: joint's early stopping and plateau patience, in steps; 0 disables both.
+      plateau_factor: learning-rate factor of the reduce-on-plateau schedule (joint).
+      tol: relative change of the total loss below which a loop reports convergence.
+      damped_every: the damped method updates the aggregator every k-th iteration.
+      mm_curvature: "bound" (1/4, monotone) or "exact" (sigma(1-sigma), guarded) for MM-ALS.
+      chunk_size: columns per chunk of the batched ALS solves (bounds memory); 0 = one chunk.
+    """
+
+    method: str = "joint"
+    formulation: str = "free"
+    latent_dim: int = 8
+    max_iter: int = 100
+    aggregator: str = "weighted"
+    confidence: str = "uniform"
+    init: str = "svd"
+    init_scale: float = 0.1
+    class_weight: bool = True
+    optimizer: str = "adam"
+    patience: int = 50
+    plateau_factor: float = 0.5
+    tol: float = 1e-6
+    damped_every: int = 10
+    mm_curvature: str = "bound"
+    chunk_size: int = 0
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+class LossParts(NamedTuple):
+    """The combined objective and its parts (scalars).
+
+    `total = rho * recon + (1 - rho) * sup`. `recon` and `sup` are the normalised losses;
+    `recon_sum` (the weighted squared error plus penalty, not divided by sum C) and `sup_sum`
+    (the weighted cross-entropy summed, not averaged) let a user reproduce the reference
+    implementation's un-normalised scaling.
+    """
+
+    total: Array
+    recon: Array
+    sup: Array
+    recon_sum: Array
+    sup_sum: Array
+
+
+class History(NamedTuple):
+    """Per-iteration trace of a fit, each field of shape (max_iter,).
+
+    Iterations after the loop stopped (early stopping, convergence) repeat the last value.
+    `valid_pr_auc` is the PR-AUC on the problem's validation columns; NaN when the problem
+    has no validation columns of both classes (undefined, as scikit-learn would refuse).
+    """
+
+    total: Array
+    recon: Array
+    sup: Array
+    valid_pr_auc: Array
+
+
+class FitResult(NamedTuple):
+    """What every solver returns: `fit(key, problem, hparams, config) -> FitResult`."""
+
+    params: Params
+    history: History
+    n_iter: Array
+    converged: Array

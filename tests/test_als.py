@@ -1,0 +1,343 @@
+"""cfjax.als: batched ridge solves against a NumPy loop of np.linalg.solve, and their properties."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cfjax import als, losses
+from cfjax.structs import Hparams, Params, Problem
+
+METHODS = ["unrolled", "lapack"]
+
+# The library never hides jit; the tests jit at the outside (eager dispatch of the unrolled
+# Cholesky's many small ops would dominate the run time).
+_static = ("chunk_size", "method")
+solve_rows = jax.jit(als.solve_rows, static_argnames=_static)
+update_X = jax.jit(als.update_X, static_argnames=_static)
+update_Y = jax.jit(als.update_Y, static_argnames=_static)
+als_sweep = jax.jit(als.als_sweep, static_argnames=_static)
+
+
+# ----------------------------------------------------------------------------- NumPy twins
+
+
+def np_solve_rows(F, R, C, lam, s=None, v=None, e=None):
+    """Row by row: (F diag(C_j) F^T + lam I + s_j v v^T) z_j = F (C_j * R_j) + e_j."""
+    d = F.shape[0]
+    Z = np.zeros((d, R.shape[0]))
+    for j in range(R.shape[0]):
+        A = F @ np.diag(C[j]) @ F.T + lam * np.eye(d)
+        b = F @ (C[j] * R[j])
+        if s is not None:
+            A = A + s[j] * np.outer(v, v)
+        if e is not None:
+            b = b + e[:, j]
+        Z[:, j] = np.linalg.solve(A, b)
+    return Z
+
+
+def np_update_X(Y, R, C, lam):
+    return np_solve_rows(Y, R, C, lam)
+
+
+def np_update_Y(X, R, C, lam):
+    return np_solve_rows(X, R.T, C.T, lam)
+
+
+def np_objective(X, Y, R, C, lam):
+    return np.sum(C * (R - X.T @ Y) ** 2) + lam * (np.sum(X**2) + np.sum(Y**2))
+
+
+def random_problem(seed, m=6, n=13, d=3, p_zero=0.3):
+    """R in [0, 1], C uniform with a fraction of exact zeros, one fully unobserved column."""
+    rng = np.random.default_rng(seed)
+    R = rng.uniform(size=(m, n))
+    C = rng.uniform(0.1, 2.0, size=(m, n)) * (rng.uniform(size=(m, n)) > p_zero)
+    C[:, 1] = 0.0
+    X = rng.normal(size=(d, m))
+    Y = rng.normal(size=(d, n))
+    return X, Y, R, C
+
+
+# ----------------------------------------------------------------------------- against the twins
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_update_X_and_Y_match_numpy_loop(method):
+    with jax.enable_x64(True):
+        X, Y, R, C = random_problem(0, d=4)
+        lam = 0.07
+        got_X = update_X(jnp.asarray(Y), jnp.asarray(R), jnp.asarray(C), lam, method=method)
+        got_Y = update_Y(jnp.asarray(X), jnp.asarray(R), jnp.asarray(C), lam, method=method)
+        assert got_X.dtype == jnp.float64
+        np.testing.assert_allclose(got_X, np_update_X(Y, R, C, lam), rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(got_Y, np_update_Y(X, R, C, lam), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_extra_rank_one_term_and_rhs_match_numpy_loop(method):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(1)
+        X, _, R, C = random_problem(1, d=4)
+        n = R.shape[1]
+        s = rng.uniform(0.0, 3.0, size=n)
+        s[3] = 0.0
+        v = rng.normal(size=4)
+        e = rng.normal(size=(4, n))
+        lam = 0.2
+        want = np_solve_rows(X, R.T, C.T, lam, s, v, e)
+        got = update_Y(
+            jnp.asarray(X),
+            jnp.asarray(R),
+            jnp.asarray(C),
+            lam,
+            extra_gram_scale=jnp.asarray(s),
+            extra_gram_vec=jnp.asarray(v),
+            extra_rhs=jnp.asarray(e),
+            method=method,
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8)
+        got_rhs_only = update_Y(
+            jnp.asarray(X), jnp.asarray(R), jnp.asarray(C), lam, extra_rhs=jnp.asarray(e)
+        )
+        np.testing.assert_allclose(
+            got_rhs_only, np_solve_rows(X, R.T, C.T, lam, e=e), rtol=1e-8, atol=1e-8
+        )
+
+
+def test_auto_uses_lapack_above_unroll_limit_and_still_matches():
+    with jax.enable_x64(True):
+        d = als.UNROLL_MAX_DIM + 1
+        rng = np.random.default_rng(2)
+        F = rng.normal(size=(d, 40))
+        R = rng.uniform(size=(5, 40))
+        C = rng.uniform(size=(5, 40)) * (rng.uniform(size=(5, 40)) > 0.2)
+        got = solve_rows(jnp.asarray(F), jnp.asarray(R), jnp.asarray(C), 0.1)
+        np.testing.assert_allclose(got, np_solve_rows(F, R, C, 0.1), rtol=1e-8, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- optimality
+
+
+def test_half_steps_zero_the_gradient():
+    with jax.enable_x64(True):
+        X, Y, R, C = (jnp.asarray(a) for a in random_problem(3, d=3))
+        lam = jnp.asarray(0.05)
+        grad_X = jax.jit(jax.grad(als.objective, argnums=0))
+        grad_Y = jax.jit(jax.grad(als.objective, argnums=1))
+        scale_X = jnp.max(jnp.abs(grad_X(X, Y, R, C, lam)))
+        scale_Y = jnp.max(jnp.abs(grad_Y(X, Y, R, C, lam)))
+        X1 = update_X(Y, R, C, lam)
+        assert jnp.max(jnp.abs(grad_X(X1, Y, R, C, lam))) < 1e-10 * scale_X
+        Y1 = update_Y(X1, R, C, lam)
+        assert jnp.max(jnp.abs(grad_Y(X1, Y1, R, C, lam))) < 1e-10 * scale_Y
+
+
+def test_objective_is_the_unnormalised_reconstruction_loss():
+    with jax.enable_x64(True):
+        X, Y, R, C = random_problem(4)
+        n = R.shape[1]
+        problem = Problem(
+            R=jnp.asarray(R),
+            C=jnp.asarray(C),
+            observed=jnp.asarray(C > 0),
+            labels=jnp.zeros(n),
+            labeled=jnp.zeros(n, bool),
+            validation=jnp.zeros(n, bool),
+        )
+        hparams = Hparams.create(lam=0.3)
+        _, recon_sum = losses.reconstruction_parts(
+            Params(jnp.asarray(X), jnp.asarray(Y), None), problem, hparams
+        )
+        got = als.objective(jnp.asarray(X), jnp.asarray(Y), problem.R, problem.C, hparams.lam)
+        np.testing.assert_allclose(got, recon_sum, rtol=1e-12)
+        np.testing.assert_allclose(got, np_objective(X, Y, R, C, 0.3), rtol=1e-12)
+
+
+def _sweeps(X, Y, R, C, lam, n_sweeps=20):
+    def step(carry, _):
+        X, Y = als.als_sweep(*carry, R, C, lam)
+        return (X, Y), als.objective(X, Y, R, C, lam)
+
+    _, objs = jax.lax.scan(step, (X, Y), None, length=n_sweeps)
+    return jnp.concatenate([als.objective(X, Y, R, C, lam)[None], objs])
+
+
+_sweeps_jit = jax.jit(_sweeps)
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    lam=st.floats(1e-3, 10.0),
+    p_zero=st.sampled_from([0.0, 0.3, 0.8]),
+)
+def test_objective_non_increasing_over_20_sweeps(seed, lam, p_zero):
+    with jax.enable_x64(True):
+        X, Y, R, C = (jnp.asarray(a) for a in random_problem(seed, m=5, n=11, d=3, p_zero=p_zero))
+        objs = np.asarray(_sweeps_jit(X, Y, R, C, jnp.asarray(lam)))
+        assert np.all(np.isfinite(objs))
+        assert np.all(np.diff(objs) <= 1e-10 * objs[:-1]), objs
+
+
+# ----------------------------------------------------------------------------- zeros and padding
+
+
+def test_zero_confidence_padding_is_a_no_op():
+    with jax.enable_x64(True):
+        _, Y, R, C = random_problem(5, d=3)
+        m = R.shape[0]
+        rng = np.random.default_rng(5)
+        R_pad = np.concatenate([R, rng.uniform(size=(m, 4))], axis=1)  # junk targets, ignored
+        C_pad = np.concatenate([C, np.zeros((m, 4))], axis=1)
+        Y_pad = np.concatenate(
+            [Y, rng.normal(size=(3, 4))], axis=1
+        )  # padding factors are ignored too
+        lam = 0.1
+        X1 = update_X(jnp.asarray(Y), jnp.asarray(R), jnp.asarray(C), lam)
+        X1_pad = update_X(jnp.asarray(Y_pad), jnp.asarray(R_pad), jnp.asarray(C_pad), lam)
+        np.testing.assert_allclose(X1_pad, X1, rtol=1e-12, atol=1e-12)
+        Y1_pad = update_Y(X1_pad, jnp.asarray(R_pad), jnp.asarray(C_pad), lam)
+        assert np.all(np.asarray(Y1_pad[:, -4:]) == 0.0)
+        assert np.all(np.asarray(Y1_pad[:, 1]) == 0.0)  # the unobserved column of random_problem
+        Y1 = update_Y(X1, jnp.asarray(R), jnp.asarray(C), lam)
+        np.testing.assert_allclose(Y1_pad[:, :-4], Y1, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lam_zero_singular_rows_are_finite_and_fit_like_least_squares(method, dtype):
+    """k = 2 < d = 4: every Gram is singular. A row of zeros solves to 0, others fit the data."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(6)
+        d, k, rows = 4, 2, 6
+        F = rng.normal(size=(d, k))
+        R = rng.uniform(size=(rows, k))
+        C = rng.uniform(0.5, 1.5, size=(rows, k))
+        C[0] = 0.0
+        Z = solve_rows(
+            jnp.asarray(F, dtype), jnp.asarray(R, dtype), jnp.asarray(C, dtype), 0.0, method=method
+        )
+        Z = np.asarray(Z, np.float64)
+        assert np.all(np.isfinite(Z))
+        assert np.all(Z[:, 0] == 0.0)
+        # k <= d with F of full column rank: least squares interpolates the targets exactly.
+        tol = 1e-3 if dtype == np.float32 else 1e-6
+        np.testing.assert_allclose((F.T @ Z)[:, 1:], R[1:].T, atol=tol)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_all_zero_confidence_row_solves_to_exactly_zero(method):
+    F = jnp.asarray(np.random.default_rng(7).normal(size=(3, 5)), jnp.float32)
+    R = jnp.ones((2, 5), jnp.float32)
+    C = jnp.zeros((2, 5), jnp.float32).at[1].set(1.0)
+    Z = solve_rows(F, R, C, 0.5, method=method)
+    assert np.all(np.asarray(Z[:, 0]) == 0.0)
+    assert np.all(np.asarray(Z[:, 1]) != 0.0)
+
+
+# ------------------------------------------------------------------- chunks, dtypes, tracing
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_chunked_equals_unchunked(method):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(8)
+        X, _, R, C = (jnp.asarray(a) for a in random_problem(8, n=12, d=3))
+        n = R.shape[1]
+        s = jnp.asarray(rng.uniform(size=n))
+        v = jnp.asarray(rng.normal(size=3))
+        e = jnp.asarray(rng.normal(size=(3, n)))
+        kw = dict(extra_gram_scale=s, extra_gram_vec=v, extra_rhs=e, method=method)
+        full = update_Y(X, R, C, 0.1, **kw)
+        for chunk in (4, 5):  # divides n = 12, does not divide it
+            np.testing.assert_allclose(
+                update_Y(X, R, C, 0.1, chunk_size=chunk, **kw), full, rtol=1e-12, atol=1e-12
+            )
+        Y = jnp.asarray(rng.normal(size=(3, n)))
+        np.testing.assert_allclose(
+            update_X(Y, R, C, 0.1, chunk_size=4, method=method),
+            update_X(Y, R, C, 0.1, method=method),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
+def test_float32_close_to_float64():
+    X, Y, R, C = random_problem(9, d=3)
+    lam = 0.1
+    with jax.enable_x64(True):
+        want = als_sweep(*(jnp.asarray(a) for a in (X, Y, R, C)), lam)
+    got = als_sweep(*(jnp.asarray(a, jnp.float32) for a in (X, Y, R, C)), lam)
+    for g, w in zip(got, want):
+        assert g.dtype == jnp.float32
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_new_lam_does_not_retrace():
+    X, Y, R, C = (jnp.asarray(a, jnp.float32) for a in random_problem(10))
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def sweep(X, Y, lam):
+        return als.als_sweep(X, Y, R, C, lam, chunk_size=4)
+
+    a = sweep(X, Y, jnp.float32(0.1))
+    b = sweep(X, Y, jnp.float32(0.2))
+    c = sweep(X, Y, jnp.float32(0.2))
+    assert not np.allclose(a[0], b[0])
+    np.testing.assert_array_equal(b[0], c[0])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_vmap_over_lam_equals_loop(method):
+    with jax.enable_x64(True):
+        X, Y, R, C = (jnp.asarray(a) for a in random_problem(11, d=3))
+        lams = jnp.asarray([0.01, 0.3, 2.0])  # > 0: with lam = 0 the null-space part is arbitrary
+        sweep = lambda lam: als.als_sweep(X, Y, R, C, lam, chunk_size=5, method=method)
+        Xs, Ys = jax.jit(jax.vmap(sweep))(lams)
+        for i, lam in enumerate(lams):
+            X1, Y1 = als_sweep(X, Y, R, C, lam, chunk_size=5, method=method)
+            np.testing.assert_allclose(Xs[i], X1, rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(Ys[i], Y1, rtol=1e-10, atol=1e-10)
+
+
+def test_gram_packed_matches_dense():
+    rng = np.random.default_rng(12)
+    F, C = rng.normal(size=(4, 7)), rng.uniform(size=(3, 7))
+    with jax.enable_x64(True):
+        G = np.asarray(als.gram_packed(jnp.asarray(F), jnp.asarray(C)))
+    a, b = np.tril_indices(4)
+    for j in range(3):
+        np.testing.assert_allclose(G[:, j], (F @ np.diag(C[j]) @ F.T)[a, b], rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(R=np.zeros((3, 6))), "R"),
+        (dict(C=np.zeros((3, 4))), "C"),
+        (dict(F=np.zeros(5)), "F"),
+        (dict(lam=np.ones(2)), "lam"),
+        (dict(extra_gram_scale=np.ones(3)), "extra_gram_scale"),
+        (dict(extra_gram_scale=np.ones(4), extra_gram_vec=np.ones(2)), "extra_gram_scale"),
+        (dict(extra_gram_scale=np.ones(3), extra_gram_vec=np.ones(3)), "extra_gram_vec"),
+        (dict(extra_rhs=np.ones((3, 2))), "extra_rhs"),
+        (dict(chunk_size=-1), "chunk_size"),
+        (dict(chunk_size=1.5), "chunk_size"),
+        (dict(method="qr"), "method"),
+    ],
+)
+def test_validation_names_the_argument(kwargs, name):
+    args = dict(F=np.ones((2, 5)), R=np.zeros((3, 5)), C=np.ones((3, 5)), lam=0.1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        als.solve_rows(**args)

