@@ -27,8 +27,10 @@ __all__ = [
     "Pipeline",
     "default_pipelines",
     "load_ensemble",
+    "provenance",
     "run_panel",
     "summarize",
+    "paired",
     "markdown_table",
     "t_interval",
 ]
@@ -83,6 +85,30 @@ def load_ensemble(name: str, split: int, cache_dir: Any = None) -> data.Ensemble
     from cfjax import datasets
 
     return datasets.load(name, seed=split, cache_dir=cache_dir)
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Versions, device, git hash and time: what a reviewer needs to reproduce a table."""
+    import datetime
+    import os
+    import platform
+    import subprocess
+
+    import optax
+
+    from cfjax import __version__
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             check=False).stdout.strip() or None
+    except OSError:
+        git = None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cfjax": __version__, "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__,
+        "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "device": str(jax.devices()[0]), "backend": jax.default_backend(), "git": git, **extra,
+    }
 
 
 def _scores(ens: data.Ensemble, proba: jax.Array) -> dict[str, float]:
@@ -194,6 +220,27 @@ def summarize(records: list[dict[str, Any]], metric: str = "pr_auc") -> list[dic
     return rows
 
 
+def paired(records: list[dict[str, Any]], method: str, reference: str, metric: str = "pr_auc") -> dict[str, dict]:
+    """Per data set (and "panel", the mean over data sets per split): the paired difference
+    method - reference over splits, with its 95% t interval and wins/losses."""
+    out: dict[str, dict] = {}
+    table: dict[str, dict[int, float]] = {}
+    for name in dict.fromkeys(r["dataset"] for r in records):
+        a = {r["split"]: r[metric] for r in records if r["dataset"] == name and r["method"] == method}
+        b = {r["split"]: r[metric] for r in records if r["dataset"] == name and r["method"] == reference}
+        common = sorted(set(a) & set(b))
+        diffs = np.array([a[s] - b[s] for s in common])
+        table[name] = dict(zip(common, diffs))
+        mean, lo, hi = t_interval(diffs)
+        out[name] = dict(diff=mean, lo=lo, hi=hi, wins=int((diffs > 0).sum()), losses=int((diffs < 0).sum()))
+    splits = sorted(set.intersection(*(set(v) for v in table.values()))) if table else []
+    panel = np.array([np.mean([table[name][s] for name in table]) for s in splits])
+    if panel.size:
+        mean, lo, hi = t_interval(panel)
+        out["panel"] = dict(diff=mean, lo=lo, hi=hi, wins=int((panel > 0).sum()), losses=int((panel < 0).sum()))
+    return out
+
+
 def markdown_table(rows: list[dict[str, Any]], metric: str = "pr_auc") -> str:
     lines = [
         f"| dataset | method | PR-AUC | ROC-AUC | Δ {metric} vs best baseline [95% CI] | wins/losses |",
@@ -212,3 +259,79 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "pr_auc") -> str:
     lines.append("")
     lines.append("Best baseline per data set (the reference of Δ): " + ", ".join(f"{k}: {v}" for k, v in best.items()))
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# the default pipeline: cross-validated choice among CF-Ensemble candidates
+
+AUTO_DESCRIPTION = (
+    "cross-validated choice (3 folds of the labeled columns, PR-AUC) among als, two_stage and "
+    "joint with fold-in factors at rho in {0.1, 0.5, 0.9}; the winner is refit on all labels"
+)
+
+#: (method, formulation, rho grid) of the candidates `auto` chooses from, simplest first: a tie
+#: in cross-validated score goes to the earlier one.
+AUTO_CANDIDATES: tuple[tuple[str, str, tuple[float, ...]], ...] = (
+    ("als", "free", (1.0,)),
+    ("two_stage", "free", (1.0,)),
+    ("joint", "fold_in", (0.1, 0.5, 0.9)),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoFit:
+    """What `auto_fit` chose and fitted: the refit result with its config and hparams, and `info`
+    (every candidate's cross-validated mean score, the winner)."""
+
+    result: FitResult
+    config: Config
+    hparams: Any
+    info: dict[str, Any]
+
+
+def auto_fit(
+    key: jax.Array,
+    problem: data.Problem,
+    latent_dim: int = 4,
+    max_iter: int = 200,
+    n_folds: int = 3,
+    metric: str = "pr_auc",
+    progress: bool = False,
+) -> AutoFit:
+    """The default pipeline: each candidate of `AUTO_CANDIDATES` scored by `sweep.select` on folds
+    of the labeled columns (never the unlabeled ones), the best refit on all labels.
+
+    The fold assignment is the same for every candidate (one key), so their scores are paired.
+    """
+    from cfjax import sweep
+
+    m, n = problem.R.shape
+    d = min(latent_dim, m, n)
+    best: tuple[float, AutoFit] | None = None
+    scores: dict[str, float] = {}
+    for method, formulation, rhos in AUTO_CANDIDATES:
+        entry = solvers.get(method)
+        config = Config(method=method, formulation=formulation, latent_dim=d, max_iter=max_iter)
+        defaults = dict(entry.defaults)
+        grid = sweep.grid(rho=list(rhos), **{k: [v] for k, v in defaults.items()})
+        selection = sweep.select(key, problem, grid, config, n_folds=n_folds, metric=metric)
+        score = float(selection.mean[selection.index])
+        label = f"{method}({formulation}, rho={float(selection.hparams.rho):g})"
+        scores[label] = score
+        signed = score if metrics.higher_is_better(metric) else -score
+        if best is None or signed > best[0]:
+            best = (signed, AutoFit(selection.refit, config, selection.hparams, {}))
+        if progress:
+            print(f"  auto: {label}: cross-validated {metric} {score:.4f}", flush=True)
+    chosen = best[1]
+    info = {"candidates": scores, "chosen": chosen.config.method, "formulation": chosen.config.formulation,
+            "rho": float(chosen.hparams.rho), "latent_dim": d, "metric": metric, "n_folds": n_folds}
+    return dataclasses.replace(chosen, info=info)
+
+
+def auto_pipeline(latent_dim: int = 4) -> Pipeline:
+    def run(ens: data.Ensemble, key: jax.Array):
+        chosen = auto_fit(key, ens.problem, latent_dim=latent_dim)
+        return predict.proba(chosen.result.params, chosen.config), chosen.result
+
+    return Pipeline("auto", run, False, AUTO_DESCRIPTION)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import numpy as np
 
 import cfjax
 from cfjax import metrics
+from cfjax.benchmark import provenance  # noqa: F401  (re-exported for the scripts)
 
 
 def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -22,32 +20,6 @@ def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     path = root / name
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def provenance(**extra: Any) -> dict[str, Any]:
-    """Versions, device, git hash and time: what a reviewer needs to reproduce a table."""
-    try:
-        git = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None
-    except OSError:
-        git = None
-    import optax
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cfjax": cfjax.__version__,
-        "jax": jax.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "device": str(jax.devices()[0]),
-        "backend": jax.default_backend(),
-        "git": git,
-        **extra,
-    }
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cfjax import aggregators, losses
 from cfjax import als as kernel
@@ -87,6 +88,9 @@ __all__ = [
 BOUND_CURVATURE = 0.25
 #: rho below this is raised to it inside the steps (they divide by rho).
 RHO_FLOOR = 1e-6
+
+_JITTER = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}  # relative, X-step prox term
+_HIGHEST = jax.lax.Precision.HIGHEST  # normal equations need full float32 matmuls on accelerators
 
 
 def mm_hparams(hparams: Hparams) -> Hparams:
@@ -166,17 +170,17 @@ def y_step(params: Params, problem: Problem, hparams: Hparams, config: Config, m
     _, k_kappa, k_rhs = _linearisation(params, problem, k, mode)
     w, _ = _theta(params)
     v = params.X @ w
-    Y = kernel.solve_rows(
+    Y = kernel.update_Y(
         params.X,
-        problem.R.T,
-        problem.C.T,
+        problem.R,
+        problem.C,
         hparams.lam,
         extra_gram_scale=k_kappa,
         extra_gram_vec=v,
-        extra_rhs=k_rhs[:, None] * v[None, :],
+        extra_rhs=v[:, None] * k_rhs[None, :],
         chunk_size=config.chunk_size,
     )
-    return params._replace(Y=Y.T)
+    return params._replace(Y=Y)
 
 
 def x_step(params: Params, problem: Problem, hparams: Hparams, config: Config, mode: str = "bound") -> Params:
@@ -189,7 +193,10 @@ def x_step(params: Params, problem: Problem, hparams: Hparams, config: Config, m
     :math:`x_u = A_u^{-1} f_u - w_u A_u^{-1} h` with
     :math:`h = (I + K G)^{-1} K \sum_u w_u A_u^{-1} f_u` and
     :math:`G = \sum_u w_u^2 A_u^{-1}`. I + K G is similar to I + G^{1/2} K G^{1/2}, so its
-    eigenvalues are >= 1 and the small solve is well conditioned.
+    eigenvalues are >= 1 and the small solve is well conditioned. A_u carries a proximal term
+    :math:`\tau_u (x_u - x_u^0)` (tau_u = 1e-12 (float64) or 1e-6 (float32) times
+    mean diag A_u): it keeps A_u definite at lam = 0, and a majorizer plus a proximal term is
+    still a majorizer, so the guarantee holds.
 
     Args/returns as `y_step`; returns params with the new X (d, m).
     """
@@ -197,14 +204,22 @@ def x_step(params: Params, problem: Problem, hparams: Hparams, config: Config, m
     _, k_kappa, k_rhs = _linearisation(params, problem, k, mode)
     w, _ = _theta(params)
     Y = params.Y
-    d, n = Y.shape
-    eye = jnp.eye(d, dtype=Y.dtype)
-    # All m Grams in one GEMM over the Khatri-Rao rows y_i y_i^T (d^2, n).
-    outer = (Y[:, None, :] * Y[None, :, :]).reshape(d * d, n)
-    A = (problem.C @ outer.T).reshape(-1, d, d) + hparams.lam * eye[None, :, :]
-    K = (Y * k_kappa[None, :]) @ Y.T
-    q = Y @ k_rhs
-    f = (problem.C * problem.R) @ Y.T + w[:, None] * q[None, :]  # (m, d)
+    d = Y.shape[0]
+    dtype = Y.dtype
+    eye = jnp.eye(d, dtype=dtype)
+    # All m Grams in one GEMM (packed lower triangles, `np.tril_indices` order), unpacked.
+    lower_a, lower_b = np.tril_indices(d)
+    unpack = np.zeros((d, d), np.int64)
+    unpack[lower_a, lower_b] = unpack[lower_b, lower_a] = np.arange(lower_a.size)
+    A = jnp.moveaxis(kernel.gram_packed(Y, problem.C)[unpack], -1, 0) + hparams.lam * eye[None, :, :]
+    # A proximal term tau/2 |x_u - x_u^0|^2 keeps A_u definite at lam = 0 (a row with fewer than
+    # d observed cells) and keeps the majorizer a majorizer: the step still cannot increase L.
+    tau = _JITTER[np.dtype(dtype)] * jnp.mean(jnp.diagonal(A, axis1=1, axis2=2), axis=1) + jnp.finfo(dtype).tiny
+    A = A + tau[:, None, None] * eye[None, :, :]
+    K = jnp.matmul(Y * k_kappa[None, :], Y.T, precision=_HIGHEST)
+    q = jnp.matmul(Y, k_rhs, precision=_HIGHEST)
+    f = jnp.matmul(problem.C * problem.R, Y.T, precision=_HIGHEST)
+    f = f + w[:, None] * q[None, :] + tau[:, None] * params.X.T  # (m, d)
     chol = jnp.linalg.cholesky(A)
     # One batched solve for both A_u^{-1} f_u and A_u^{-1} itself.
     rhs = jnp.concatenate([f[:, :, None], jnp.broadcast_to(eye, A.shape)], axis=2)
@@ -233,15 +248,15 @@ def theta_step(params: Params, problem: Problem, hparams: Hparams, config: Confi
     w, b = _theta(params)
     dtype = w.dtype
     m = w.shape[0]
-    F = losses.reconstruct(params)
+    F = jnp.matmul(params.X.T, params.Y, precision=_HIGHEST)
     s = w @ F + b
     total_omega = jnp.maximum(jnp.sum(omega), 1e-30)
     Fa = jnp.concatenate([F, jnp.ones((1, F.shape[1]), dtype)], axis=0)
     penalty = jnp.concatenate([jnp.full((m,), 2.0, dtype) * hparams.agg_l2, jnp.zeros((1,), dtype)])
-    grad = Fa @ (omega * (jax.nn.sigmoid(s) - problem.labels)) / total_omega
+    grad = jnp.matmul(Fa, omega * (jax.nn.sigmoid(s) - problem.labels), precision=_HIGHEST) / total_omega
     grad = grad + penalty * jnp.concatenate([w, jnp.zeros((1,), dtype)])
     curv = omega * curvature(s, mode) / total_omega
-    H = (Fa * curv[None, :]) @ Fa.T + jnp.diag(penalty)
+    H = jnp.matmul(Fa * curv[None, :], Fa.T, precision=_HIGHEST) + jnp.diag(penalty)
     ridge = jnp.sqrt(jnp.finfo(dtype).eps) * jnp.maximum(jnp.mean(jnp.diag(H)), 1e-30)
     delta = jnp.linalg.solve(H + ridge * jnp.eye(m + 1, dtype=dtype), grad)
     return params._replace(theta=WeightedTheta(w=w - delta[:m], b=b - delta[m]))

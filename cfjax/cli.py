@@ -1,0 +1,320 @@
+"""The `cfjax` command: the panel benchmark, fitting a user's ensemble, listing methods.
+
+    cfjax benchmark [--datasets ...] [--methods ...] [--splits N] [--out DIR]
+    cfjax fit INPUT.npz --method NAME [--rho X|auto] [--latent-dim D] [--seed S] --output OUT.npz
+    cfjax methods
+    cfjax datasets
+
+A user error (bad input file, bad value) exits with status 2 and one line on stderr naming the
+problem; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["main"]
+
+_PROG = "cfjax"
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: reported in one line, exit status 2."""
+
+
+def _fail(message: str) -> int:
+    print(f"{_PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+# ----------------------------------------------------------------------------------------------
+# cfjax methods / datasets
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from cfjax import solvers
+    from cfjax.benchmark import AUTO_DESCRIPTION
+
+    width = max(len(n) for n in solvers.METHODS)
+    for name, method in solvers.METHODS.items():
+        print(f"{name:<{width}}  {method.description}")
+    print(f"{'auto':<{width}}  {AUTO_DESCRIPTION}")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from cfjax import data, datasets
+    from cfjax.benchmark import SYNTHETIC_PREFIX
+
+    usable = set(datasets.available())
+    for name in data.PRESETS:
+        print(f"{SYNTHETIC_PREFIX + name:<24} synthetic preset {data.PRESETS[name]}")
+    for name, desc in datasets.DATASETS.items():
+        flag = "" if name in usable else "  [not installed]"
+        print(f"{name:<24} {desc}{flag}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# cfjax fit
+
+
+def _read_input(path: str) -> tuple[np.ndarray, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"INPUT: no such file: {path}")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            missing = [k for k in ("R", "labels") if k not in keys]
+            if missing:
+                raise UserError(f"INPUT: {path} has no array named {' or '.join(missing)} (found: {sorted(keys)})")
+            return np.asarray(npz["R"]), np.asarray(npz["labels"])
+    except UserError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+        raise UserError(f"INPUT: {path} is not a readable .npz file ({type(err).__name__})") from None
+
+
+def _parse_rho(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        rho = float(value)
+    except ValueError:
+        raise UserError(f"--rho: expected a number in [0, 1] or 'auto', got {value!r}") from None
+    return rho
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import jax
+
+    import cfjax
+    from cfjax import predict, solvers, sweep
+    from cfjax.benchmark import auto_fit
+
+    R, labels = _read_input(args.input)
+    problem = cfjax.from_numpy(R, labels)
+    rho = _parse_rho(args.rho)
+    key = jax.random.key(args.seed)
+    overrides = {} if args.lr is None else {"lr": args.lr}
+    if args.method == "auto":
+        if rho != "auto" and rho is not None:
+            raise UserError("--rho: the 'auto' method selects rho itself; leave --rho out")
+        chosen = auto_fit(key, problem, progress=not args.quiet)
+        result, config, hparams, info = chosen.result, chosen.config, chosen.hparams, chosen.info
+    else:
+        method = solvers.get(args.method)
+        m, n = problem.R.shape
+        latent_dim = args.latent_dim if args.latent_dim is not None else min(4, m, n)
+        config = cfjax.Config(method=args.method, latent_dim=latent_dim, max_iter=args.max_iter,
+                              formulation=args.formulation)
+        info: dict[str, Any] = {}
+        if rho == "auto":
+            grid = sweep.grid(rho=list(sweep.DEFAULT_RHOS), **{k: [v] for k, v in overrides.items()})
+            selection = sweep.select(key, problem, grid, config)
+            hparams, result = selection.hparams, selection.refit
+            info = {"selected_rho": float(hparams.rho), "cv_pr_auc": selection.mean.tolist(),
+                    "rho_grid": list(sweep.DEFAULT_RHOS)}
+        else:
+            hparams = method.hparams(rho=0.5 if rho is None else rho, **overrides)
+            result = cfjax.fit(key, problem, hparams, config)
+    proba = np.asarray(predict.proba(result.params, config))
+    if not np.isfinite(proba).all():
+        raise FloatingPointError("non-finite probabilities; please report this with your input")
+    out = {
+        "proba": proba,
+        "X": np.asarray(result.params.X),
+        "Y": np.asarray(result.params.Y),
+        "n_iter": np.asarray(result.n_iter),
+        "converged": np.asarray(result.converged),
+        "config": np.asarray(json.dumps(dataclasses.asdict(config))),
+        "hparams": np.asarray(json.dumps({k: float(v) for k, v in hparams._asdict().items()})),
+        "info": np.asarray(json.dumps(info)),
+    }
+    for field, value in zip(result.history._fields, result.history):
+        out[f"history_{field}"] = np.asarray(value)
+    theta = result.params.theta
+    for field in getattr(theta, "_fields", ()):
+        out[f"theta_{field}"] = np.asarray(getattr(theta, field))
+    np.savez(args.output, **out)
+    labeled = int(np.asarray(problem.labeled).sum())
+    print(f"{config.method}: fitted {problem.R.shape[0]} classifiers x {problem.R.shape[1]} instances "
+          f"({labeled} labeled), rho={float(hparams.rho):.3g}, {int(result.n_iter)} iterations; "
+          f"wrote {args.output}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# cfjax benchmark
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    import jax
+
+    from cfjax import benchmark, datasets, solvers
+
+    for name in args.datasets:
+        if not name.startswith(benchmark.SYNTHETIC_PREFIX):
+            datasets._check_name(name)
+        elif name[len(benchmark.SYNTHETIC_PREFIX):] not in __import__("cfjax").data.PRESETS:
+            raise UserError(f"--datasets: unknown synthetic preset {name!r}")
+    methods = [m for m in args.methods if m != "auto"]
+    for m in methods:
+        solvers.get(m)
+    if args.splits < 1:
+        raise UserError(f"--splits: must be >= 1, got {args.splits}")
+    run_name = args.run_name or time.strftime("benchmark-%Y%m%d-%H%M%S")
+    out = Path(args.out) / run_name
+    out.mkdir(parents=True, exist_ok=True)
+
+    pipelines = benchmark.default_pipelines(methods)
+    if "auto" in args.methods:
+        pipelines.append(benchmark.auto_pipeline())
+    kept: dict[str, dict[str, Any]] = {}
+
+    def keep(name, split, method, ens, proba, result):
+        if split == 0:
+            kept.setdefault(name, {"ens": ens, "proba": {}, "history": {}})
+            kept[name]["proba"][method] = np.asarray(proba)
+            if result is not None:
+                kept[name]["history"][method] = result.history
+
+    start = time.perf_counter()
+    records = benchmark.run_panel(args.datasets, pipelines, splits=args.splits, progress=not args.quiet,
+                                  keep=keep)
+    rows = benchmark.summarize(records)
+    table = benchmark.markdown_table(rows)
+    elapsed = time.perf_counter() - start
+
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=sorted({k for r in records for k in r}))
+        writer.writeheader()
+        writer.writerows(records)
+    with open(out / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
+        writer.writeheader()
+        writer.writerows(rows)
+    header = (f"cfjax benchmark: {', '.join(args.datasets)}; {args.splits} splits; test = unlabeled columns; "
+              f"{elapsed:.0f} s on {jax.devices()[0]}")
+    (out / "table.md").write_text(header + "\n\n" + table + "\n")
+    from cfjax.benchmark import provenance
+
+    (out / "config.json").write_text(json.dumps(provenance(
+        command=sys.argv, datasets=args.datasets, methods=[p.name for p in pipelines], splits=args.splits,
+        split_seeds=list(range(args.splits)), seconds=elapsed,
+    ), indent=2, default=str) + "\n")
+    if not args.no_plots:
+        _plots(out, kept, args)
+    print(header)
+    print()
+    print(table)
+    print(f"\nwrote {out}/ (results.csv, summary.csv, table.md, config.json{', plots' if not args.no_plots else ''})")
+    return 0
+
+
+def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    try:
+        from cfjax import plots
+    except ImportError:
+        print("plots skipped: matplotlib is not installed (pip install cfjax[plots])", file=sys.stderr)
+        return
+    import jax
+
+    import cfjax
+    from cfjax import baselines, metrics, sweep
+
+    for name, entry in kept.items():
+        ens = entry["ens"]
+        plots.pr_curves(ens.y_true, entry["proba"], ens.test, path=out / f"pr_curves_{name}.png")
+        if entry["history"]:
+            plots.loss_curves_by_method(entry["history"], path=out / f"loss_curves_{name}.png")
+    # the rho sweep: joint over the default rho grid and 3 seeds on split 0 of the first data set
+    first = next(iter(kept), None)
+    if first is None or "joint" not in cfjax.solvers.METHODS:
+        return
+    ens = kept[first]["ens"]
+    m, n = ens.problem.R.shape
+    config = cfjax.Config(method="joint", latent_dim=min(4, m, n), formulation="fold_in")
+    rhos = list(sweep.DEFAULT_RHOS)
+    result = sweep.run(jax.random.split(jax.random.key(0), 3), ens.problem, sweep.grid(rho=rhos), config)
+    y = jax.numpy.asarray(ens.y_true, jax.numpy.float32)
+    test = jax.numpy.asarray(ens.test)
+    probas = jax.vmap(jax.vmap(lambda p: cfjax.predict.proba(p, config)))(result.params)
+    scores = np.asarray(jax.vmap(jax.vmap(lambda p: metrics.average_precision(y, p, test)))(probas))
+    base = {b: float(metrics.average_precision(y, fn(ens.problem), test)) for b, fn in baselines.BASELINES.items()}
+    plots.rho_sweep(rhos, scores, base, path=out / f"rho_sweep_{first}.png",
+                    title=f"joint (fold-in), {first}, split 0: test PR-AUC vs rho")
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cfjax import __version__
+
+    parser = argparse.ArgumentParser(prog=_PROG, description="CF-Ensemble in JAX.")
+    parser.add_argument("--version", action="version", version=f"cfjax {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("benchmark", help="every method and baseline on a panel of ensembles (the main job)")
+    bench.add_argument("--datasets", nargs="+", default=None,
+                       help="synthetic-<preset> or a real data set (see `cfjax datasets`); "
+                            "default: synthetic-seed breast_cancer")
+    bench.add_argument("--methods", nargs="+", default=None, help="method names (default: all, and auto)")
+    bench.add_argument("--splits", type=int, default=5, help="repeated splits per data set (default 5)")
+    bench.add_argument("--out", default="results", help="results root (default results/)")
+    bench.add_argument("--run-name", default=None, help="folder name under --out (default: a timestamp)")
+    bench.add_argument("--no-plots", action="store_true")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=_cmd_benchmark)
+
+    fit = sub.add_parser("fit", help="fit your own ensemble from an .npz (R: m x n, labels: n)")
+    fit.add_argument("input", metavar="INPUT.npz")
+    fit.add_argument("--method", default="auto", help="a method name or 'auto' (default)")
+    fit.add_argument("--rho", default=None, help="a value in [0, 1] or 'auto' (cross-validated)")
+    fit.add_argument("--latent-dim", type=int, default=None)
+    fit.add_argument("--formulation", default="fold_in", choices=["free", "fold_in"])
+    fit.add_argument("--max-iter", type=int, default=200)
+    fit.add_argument("--lr", type=float, default=None)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--output", required=True, metavar="OUT.npz")
+    fit.add_argument("--quiet", action="store_true")
+    fit.set_defaults(func=_cmd_fit)
+
+    sub.add_parser("methods", help="list the training methods").set_defaults(func=_cmd_methods)
+    sub.add_parser("datasets", help="list the data sets").set_defaults(func=_cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "datasets", None) is None and args.command == "benchmark":
+        from cfjax.benchmark import DEFAULT_DATASETS
+
+        args.datasets = list(DEFAULT_DATASETS)
+    if getattr(args, "methods", None) is None and args.command == "benchmark":
+        from cfjax import solvers
+
+        args.methods = list(solvers.METHODS) + ["auto"]
+    try:
+        return args.func(args)
+    except (UserError, ValueError) as err:
+        return _fail(str(err).splitlines()[0])
+    except ImportError as err:
+        return _fail(f"a dependency is missing: {err}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
