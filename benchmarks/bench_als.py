@@ -4,8 +4,8 @@ For each (m, n, d) in `--sizes` (default (10, 1e4, 8) and (50, 1e5, 16)), on a r
 problem with 30% of the cells unobserved (C = 0):
 
 * compile time (ahead of time, `lower` + `compile`) and the median wall time of `--repeats`
-  steady-state sweeps (X then Y), blocking on the result, in float32 and float64, unchunked
-  and with `--chunk` rows per chunk;
+  steady-state sweeps (X then Y), blocking on the result, in float32 and float64, and in
+  float32 also with `--chunk` rows per chunk;
 * the float64 NumPy reference: a Python loop over the m + n rows, each forming
   F diag(c) F^T + lam I and calling np.linalg.solve. All m classifier rows are timed; the
   instance rows are timed on a subset of `--numpy-rows` and scaled to n.
@@ -94,7 +94,8 @@ def bench_sweeps(args) -> list[dict]:
         ref_s, t_x, t_y = numpy_sweep_time(X, Y, R, C, LAM, args.numpy_rows)
         print(f"(m, n, d) = ({m}, {n}, {d}): numpy loop {ref_s:.2f}s (est.)", flush=True)
         for dtype in ("float32", "float64"):
-            for chunk in (0, args.chunk):
+            # chunked in float32 only: each variant is another d^3-sized compile
+            for chunk in (0, args.chunk) if dtype == "float32" else (0,):
                 if chunk >= n:
                     continue
                 with jax.enable_x64(dtype == "float64"):
@@ -135,8 +136,10 @@ def bench_sweeps(args) -> list[dict]:
 
 def sweep_table(rows: list[dict]) -> str:
     lines = [
-        "| m | n | d | dtype | chunk | compile (s) | sweep, median (ms) "
-        "| NumPy loop f64 (ms, est.) | speed-up |",
+        (
+            "| m | n | d | dtype | chunk | compile (s) | sweep, median (ms) "
+            "| NumPy loop f64 (ms, est.) | speed-up |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -155,7 +158,7 @@ def _spd_batch(d: int, rows: int, dtype, seed: int = 0):
     rng = np.random.default_rng(seed)
     F = rng.normal(size=(d, 20))
     C = rng.uniform(size=(rows, 20))
-    G = np.asarray(als.gram_packed(jnp.asarray(F, dtype), jnp.asarray(C, dtype)))
+    G = np.array(als.gram_packed(jnp.asarray(F, dtype), jnp.asarray(C, dtype)))
     G[[a * (a + 1) // 2 + a for a in range(d)]] += 0.1
     b = rng.normal(size=(d, rows))
     return jnp.asarray(G, dtype), jnp.asarray(b, dtype)
@@ -258,7 +261,10 @@ def _git() -> str | None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sizes", nargs="+", default=["10,10000,8", "50,100000,16"], help="m,n,d triples"
+        "--sizes",
+        nargs="*",
+        default=["10,10000,8", "50,100000,16"],
+        help="m,n,d triples; none (`--sizes` alone) skips the sweeps",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=8192, help="chunk_size of the chunked runs")
@@ -274,7 +280,11 @@ def main(argv=None) -> None:
         args.sizes, args.repeats, args.numpy_rows, args.chunk = ["5,300,4"], 1, 50, 128
     args.sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes]
 
-    print(f"device {jax.devices()[0]}, jax {jax.__version__}, {os.cpu_count()} CPUs, lam = {LAM}")
+    load_before = os.getloadavg()
+    print(
+        f"device {jax.devices()[0]}, jax {jax.__version__}, {os.cpu_count()} CPUs, lam = {LAM}, "
+        f"load average {load_before[0]:.1f}"
+    )
     rows = bench_sweeps(args)
     text = sweep_table(rows)
     print(text)
@@ -289,6 +299,7 @@ def main(argv=None) -> None:
         cpu=platform.processor() or platform.machine(),
         git=_git(),
         lam=LAM,
+        load_average_before=load_before,
         unroll_max_dim=als.UNROLL_MAX_DIM,
         settings=dict(
             sizes=args.sizes,
@@ -305,6 +316,8 @@ def main(argv=None) -> None:
         payload["solver_rows"] = solver_rows
         payload["solver_table"] = solver_table(solver_rows)
         print(payload["solver_table"])
+    # Other work on the machine inflates the medians: keep the load next to the numbers.
+    payload["load_average_after"] = os.getloadavg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")

@@ -26,12 +26,16 @@ right-hand sides are one more GEMM, F (C * R)^T. The d x d systems are then solv
 Cholesky, in one of two ways (static `method`):
 
 * ``"unrolled"``: a Cholesky written out entry by entry at trace time, every entry a (rows,)
-  vector, so XLA fuses it into a few vectorised loops over the batch. On CPU this is 5-30x
-  faster than LAPACK's batched calls for d <= 16, but its program grows as d^3 (compile takes
-  about 1-5 s at d = 16 and over 30 s at d = 32).
+  vector, so XLA turns it into vectorised loops over the batch. On a 2-core x86 CPU it was
+  10-30x faster than LAPACK's batched calls at d = 4 and 8 and 2-7x at d = 16 (the gap
+  shrinks when other processes compete for memory bandwidth); but its program grows as
+  d^3: compile takes 2-3 s at d = 16 on a quiet machine and 35-70 s at d = 32.
 * ``"lapack"``: `jnp.linalg.cholesky` plus two `lax.linalg.triangular_solve` on (rows, d, d).
-  Compiles in constant time; 1.5-2x faster than batched `jnp.linalg.solve` in jaxlib 0.10.
-* ``"auto"`` (default): unrolled for d <= `UNROLL_MAX_DIM`, else lapack.
+  Compiles in constant time; in float32 1.2-2x faster than batched `jnp.linalg.solve`
+  (jax issue 36927), in float64 about even.
+* ``"auto"`` (default): unrolled for d <= `UNROLL_MAX_DIM` and at least `UNROLL_MIN_ROWS`
+  rows, else lapack. A handful of rows (the m classifiers of `update_X`) costs microseconds
+  either way, so there the compile time decides.
 
 See `benchmarks/bench_als.py --solvers` for the measurements behind these choices.
 
@@ -64,6 +68,7 @@ from jax import lax
 
 __all__ = [
     "UNROLL_MAX_DIM",
+    "UNROLL_MIN_ROWS",
     "JITTER",
     "METHODS",
     "gram_packed",
@@ -76,6 +81,9 @@ __all__ = [
 
 UNROLL_MAX_DIM = 16
 """Largest latent dimension for which `method="auto"` picks the unrolled Cholesky."""
+
+UNROLL_MIN_ROWS = 512
+"""Fewest rows for which `method="auto"` picks the unrolled Cholesky."""
 
 JITTER = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 """Relative jitter (times the mean diagonal) used only for (numerically) singular systems."""
@@ -184,20 +192,28 @@ def _cholesky_solve_lapack(G: jax.Array, b: jax.Array, floor: jax.Array) -> jax.
 def _solve_chunk(KR, F, R, C, lam, scale, vec, extra_rhs, method):
     """Z (d, rows) for one chunk of rows; see `solve_rows`."""
     d = F.shape[0]
-    G = jnp.matmul(KR, C.T, precision=_HIGHEST)
-    diag = np.array([_packed_index(a, a) for a in range(d)])
-    G = G.at[diag].add(lam)
+    dtype = KR.dtype
+    # A 0/1 mask over the packed entries rather than a scatter/gather on the diagonal: it
+    # fuses into the elementwise work and stays cheap when lam is vmapped.
+    on_diag = np.zeros(d * (d + 1) // 2)
+    on_diag[[_packed_index(a, a) for a in range(d)]] = 1.0
+    G = jnp.matmul(KR, C.T, precision=_HIGHEST) + lam * jnp.asarray(on_diag, dtype)[:, None]
     if scale is not None:
         a, c = _pairs(d)
         G = G + (vec[a] * vec[c])[:, None] * scale[None, :]
     rhs = jnp.matmul(F, (C * R).T, precision=_HIGHEST)
     if extra_rhs is not None:
         rhs = rhs + extra_rhs
-    tiny = jnp.finfo(G.dtype).tiny
-    floor = JITTER[np.dtype(G.dtype)] * jnp.mean(G[diag], axis=0) + tiny
+    mean_diag = jnp.matmul(jnp.asarray(on_diag / d, dtype), G, precision=_HIGHEST)
+    floor = _jitter(dtype) * mean_diag + jnp.finfo(dtype).tiny
     if method == "unrolled":
         return _cholesky_solve_unrolled(G, rhs, floor)
     return _cholesky_solve_lapack(G, rhs, floor)
+
+
+def _jitter(dtype) -> float:
+    # Other float types (bfloat16, float16) get ten machine epsilons.
+    return JITTER.get(np.dtype(dtype), 10.0 * float(jnp.finfo(dtype).eps))
 
 
 def _check_matrix(name, x, ndim):
@@ -236,7 +252,8 @@ def solve_rows(
       extra_rhs: optional (d, rows) e added to the right-hand sides. Traced.
       chunk_size: static; > 0 solves the rows in chunks of this many (bounds memory),
         0 solves them all at once.
-      method: static; "auto", "unrolled" or "lapack" (see the module docstring).
+      method: static; "auto", "unrolled" or "lapack" (see the module docstring). "auto"
+        decides from d and rows, both static.
 
     Returns:
       Z: (d, rows), in the common floating dtype of F, R and C.
@@ -274,7 +291,7 @@ def solve_rows(
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     if method == "auto":
-        method = "unrolled" if d <= UNROLL_MAX_DIM else "lapack"
+        method = "unrolled" if d <= UNROLL_MAX_DIM and rows >= UNROLL_MIN_ROWS else "lapack"
 
     dtype = jnp.result_type(F, R, C)
     if not jnp.issubdtype(dtype, jnp.floating):

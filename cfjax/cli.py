@@ -86,8 +86,8 @@ def _read_input(path: str) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"INPUT: {path} is not a readable .npz file ({type(err).__name__})") from None
 
 
-def _parse_rho(value: str) -> float | str:
-    if value == "auto":
+def _parse_rho(value: str | None) -> float | str | None:
+    if value is None or value == "auto":
         return value
     try:
         rho = float(value)

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,15 +47,15 @@ from cfjax.validation import check_fit_inputs
 __all__ = [
     "DEFAULT_RHOS",
     "STRATEGIES",
+    "Selection",
+    "fold_problem",
     "grid",
     "grid_size",
-    "take",
-    "run",
     "resolve_strategy",
-    "stratified_folds",
-    "fold_problem",
-    "Selection",
+    "run",
     "select",
+    "stratified_folds",
+    "take",
 ]
 
 #: The default rho grid: 11 values in (0, 1), dense near 0 where the supervised term dominates.
@@ -98,24 +99,31 @@ def grid(*, dtype: Any = None, **axes: Sequence[float]) -> Hparams:
             raise ValueError(f"{name}: not a field of Hparams; choose from {list(_FIELDS)}")
         arr = np.asarray(value, dtype=np.float64)
         if arr.ndim != 1 or arr.size == 0:
-            raise ValueError(f"{name}: expected a non-empty 1-D sequence of values, got shape {arr.shape}")
+            raise ValueError(
+                f"{name}: expected a non-empty 1-D sequence of values, got shape {arr.shape}"
+            )
         values[name] = arr
     points = np.array(list(itertools.product(*values.values())), dtype=np.float64)  # (G, n_axes)
     size = points.shape[0]
     defaults = Hparams.create(dtype=dtype)
     columns = {name: points[:, j] for j, name in enumerate(values)}
-    return Hparams(**{
-        name: jnp.asarray(columns[name], getattr(defaults, name).dtype) if name in columns
-        else jnp.full((size,), getattr(defaults, name))
-        for name in _FIELDS
-    })
+    return Hparams(
+        **{
+            name: jnp.asarray(columns[name], getattr(defaults, name).dtype)
+            if name in columns
+            else jnp.full((size,), getattr(defaults, name))
+            for name in _FIELDS
+        }
+    )
 
 
 def grid_size(hparams_grid: Hparams) -> int:
     """G, the length of the leading axis shared by every field of a grid."""
     sizes = {np.shape(getattr(hparams_grid, name)) for name in _FIELDS}
     if len(sizes) != 1 or len(next(iter(sizes))) != 1:
-        raise ValueError(f"grid: every field must have the same shape (G,), got shapes {sorted(sizes)}")
+        raise ValueError(
+            f"grid: every field must have the same shape (G,), got shapes {sorted(sizes)}"
+        )
     return next(iter(sizes))[0]
 
 
@@ -131,7 +139,10 @@ def _as_grid(hparams_grid: Hparams) -> Hparams:
     the grid was built.
     """
     if not isinstance(hparams_grid, Hparams):
-        raise ValueError(f"grid: expected cfjax.Hparams (use cfjax.sweep.grid), got {type(hparams_grid).__name__}")
+        raise ValueError(
+            "grid: expected cfjax.Hparams (use cfjax.sweep.grid), "
+            f"got {type(hparams_grid).__name__}"
+        )
     shapes = {name: np.shape(getattr(hparams_grid, name)) for name in _FIELDS}
     lengths = {s[0] for s in shapes.values() if len(s) == 1}
     if any(len(s) > 1 for s in shapes.values()) or len(lengths) > 1:
@@ -140,9 +151,12 @@ def _as_grid(hparams_grid: Hparams) -> Hparams:
     if size == 0:
         raise ValueError("grid: G = 0 grid points")
     dtype = jnp.result_type(float)
-    return Hparams(**{
-        name: jnp.broadcast_to(jnp.asarray(getattr(hparams_grid, name), dtype), (size,)) for name in _FIELDS
-    })
+    return Hparams(
+        **{
+            name: jnp.broadcast_to(jnp.asarray(getattr(hparams_grid, name), dtype), (size,))
+            for name in _FIELDS
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +164,7 @@ def _as_grid(hparams_grid: Hparams) -> Hparams:
 
 
 def resolve_strategy(strategy: str) -> str:
-    """"auto" -> "map" on CPU, "vmap" elsewhere; other names are checked and returned."""
+    """ "auto" -> "map" on CPU, "vmap" elsewhere; other names are checked and returned."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: unknown {strategy!r}; choose from {list(STRATEGIES)}")
     if strategy == "auto":
@@ -158,8 +172,14 @@ def resolve_strategy(strategy: str) -> str:
     return strategy
 
 
-def _sweep(keys: jax.Array, problem: Problem, hparams_grid: Hparams, config: Config, strategy: str,
-           batch_size: int | None) -> FitResult:
+def _sweep(
+    keys: jax.Array,
+    problem: Problem,
+    hparams_grid: Hparams,
+    config: Config,
+    strategy: str,
+    batch_size: int | None,
+) -> FitResult:
     """The traced sweep: (S,) keys x (G,) grid -> FitResult with leading (G, S)."""
     # Looked up at trace time (not bound at import) so tests can count traces.
     fit = functools.partial(solvers.fit_traced, config=config)
@@ -172,7 +192,9 @@ def _sweep(keys: jax.Array, problem: Problem, hparams_grid: Hparams, config: Con
     s_index = jnp.tile(jnp.arange(n_seeds), size)
     flat_keys = keys[s_index]
     flat_grid = jax.tree.map(lambda x: x[g_index], hparams_grid)
-    out = jax.lax.map(lambda xs: fit(xs[0], problem, xs[1]), (flat_keys, flat_grid), batch_size=batch_size)
+    out = jax.lax.map(
+        lambda xs: fit(xs[0], problem, xs[1]), (flat_keys, flat_grid), batch_size=batch_size
+    )
     return jax.tree.map(lambda x: x.reshape((size, n_seeds) + x.shape[1:]), out)
 
 
@@ -190,7 +212,7 @@ def _check_keys(keys: Any) -> jax.Array:
 def run(
     keys: jax.Array,
     problem: Problem,
-    grid: Hparams,  # noqa: A002 (the module's own name for it)
+    grid: Hparams,
     config: Config,
     strategy: str = "auto",
     batch_size: int | None = None,
@@ -220,11 +242,17 @@ def run(
     check_fit_inputs(problem, hparams_grid, config)
     strategy = resolve_strategy(strategy)
     if strategy == "map_batched":
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        if (
+            not isinstance(batch_size, (int, np.integer))
+            or isinstance(batch_size, bool)
+            or batch_size < 1
+        ):
             raise ValueError(f"batch_size: 'map_batched' needs a positive int, got {batch_size!r}")
         batch_size = int(batch_size)
     elif batch_size is not None:
-        raise ValueError(f"batch_size: only used by strategy 'map_batched', got {batch_size!r} with {strategy!r}")
+        raise ValueError(
+            f"batch_size: only used by strategy 'map_batched', got {batch_size!r} with {strategy!r}"
+        )
     return _sweep_jit(keys, problem, hparams_grid, config, strategy, batch_size)
 
 
@@ -256,7 +284,8 @@ def stratified_folds(key: jax.Array, problem: Problem, n_folds: int = 3) -> np.n
         members = order[train[order] & ((labels[order] > 0.5) == cls)]
         if members.size < n_folds:
             raise ValueError(
-                f"n_folds: class {int(cls)} has {members.size} training columns, fewer than n_folds={n_folds}"
+                f"n_folds: class {int(cls)} has {members.size} training columns, "
+                f"fewer than n_folds={n_folds}"
             )
         folds[np.arange(members.size) % n_folds, members] = True
     return folds
@@ -309,7 +338,7 @@ class Selection(NamedTuple):
 def select(
     key: jax.Array,
     problem: Problem,
-    grid: Hparams,  # noqa: A002
+    grid: Hparams,
     config: Config,
     n_folds: int = 3,
     metric: str = "pr_auc",
@@ -346,7 +375,11 @@ def select(
     metrics.get(metric)
     if not isinstance(seeds, (int, np.integer)) or isinstance(seeds, bool) or seeds < 1:
         raise ValueError(f"seeds: must be an int >= 1, got {seeds!r}")
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 0):
+    if not (
+        isinstance(key, jax.Array)
+        and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        and key.ndim == 0
+    ):
         raise ValueError("key: expected one typed key, e.g. jax.random.key(0)")
     hparams_grid = _as_grid(grid)
     check_fit_inputs(problem, hparams_grid, config)
@@ -359,7 +392,9 @@ def select(
         sub = fold_problem(problem, fold)
         require_labels(sub)
         result = run(keys, sub, hparams_grid, config, strategy=strategy, batch_size=batch_size)
-        per_fold.append(np.asarray(_scores(result.params, problem.labels, jnp.asarray(fold), config, metric)))
+        per_fold.append(
+            np.asarray(_scores(result.params, problem.labels, jnp.asarray(fold), config, metric))
+        )
     scores = np.stack(per_fold, axis=-1).mean(axis=1)  # (G, S, K) -> (G, K)
     mean = scores.mean(axis=1)
     sd = scores.std(axis=1, ddof=1)
@@ -367,4 +402,6 @@ def select(
     index = int(np.argmax(np.where(np.isnan(signed), -np.inf, signed)))
     best = take(hparams_grid, index)
     refit = fit_jit(keys[0], problem, best, config)
-    return Selection(index=index, hparams=best, scores=scores, mean=mean, sd=sd, refit=refit, folds=folds)
+    return Selection(
+        index=index, hparams=best, scores=scores, mean=mean, sd=sd, refit=refit, folds=folds
+    )

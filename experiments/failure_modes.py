@@ -1,7 +1,7 @@
 """The seed document's diagnostic, reproduced with every method.
 
-Synthetic seed setting (positive rate 0.5, base quality 0.85), latent_dim 20, lambda 0.01,
-rho 0.5. For each method: the reconstruction loss, the supervised loss and the test PR-AUC
+Synthetic seed setting (positive rate 0.5, base quality 0.85) with 30 base classifiers (latent_dim
+20 needs m >= 20), latent_dim 20, lambda 0.01, rho 0.5. For each method: the reconstruction loss, the supervised loss and the test PR-AUC
 (on the unlabeled columns) after 0, 20, 40, 60 and 100 iterations, beside simple averaging
 and stacking; then the seed's two isolated checks (ALS alone at rho = 1; the aggregator alone on
 fixed factors). Writes results/failure_modes/ (config.json, table.md, results.csv,
@@ -30,6 +30,7 @@ from cfjax.solvers._common import aggregator_gradient_step  # noqa: E402
 from common import provenance, results_dir, test_scores, write_json  # noqa: E402
 
 CHECKPOINTS = (0, 20, 40, 60, 100)
+N_CLASSIFIERS = 30
 
 #: learning rates per method: joint uses Adam; the aggregator steps of the alternation
 #: methods are the seed's plain gradient steps (0.1), the damped one the seed's slow 0.001
@@ -40,7 +41,7 @@ def run(seeds: int, n: int, out: Path) -> list[dict]:
     rows = []
     histories = {}
     for seed in range(seeds):
-        ens = data.preset(jax.random.key(seed), "seed", n_instances=n)
+        ens = data.preset(jax.random.key(seed), "seed", n_instances=n, n_classifiers=N_CLASSIFIERS)
         problem = ens.problem
         for name in ("simple_average", "stacking"):
             scores = test_scores(ens.y_true, baselines.BASELINES[name](problem), ens.test)
@@ -68,7 +69,7 @@ def run(seeds: int, n: int, out: Path) -> list[dict]:
 
 def isolated_checks(n: int) -> dict[str, float]:
     """The seed's component tests: ALS alone (rho = 1), the aggregator alone on fixed factors."""
-    ens = data.preset(jax.random.key(0), "seed", n_instances=n)
+    ens = data.preset(jax.random.key(0), "seed", n_instances=n, n_classifiers=N_CLASSIFIERS)
     problem = ens.problem
     hp = cfjax.Hparams.create(rho=1.0, lam=0.01, lr=0.1)
     cfg = cfjax.Config(method="als", latent_dim=20, max_iter=100, tol=0.0)
@@ -153,7 +154,7 @@ def main(argv=None) -> None:
         writer.writeheader()
         writer.writerows(rows)
     write_json(out / "config.json", provenance(
-        seeds=list(range(args.seeds)), n_instances=args.n, preset="seed", latent_dim=20, lam=0.01,
+        seeds=list(range(args.seeds)), n_instances=args.n, n_classifiers=N_CLASSIFIERS, preset="seed", latent_dim=20, lam=0.01,
         rho=0.5, learning_rates=LEARNING_RATES, checkpoints=CHECKPOINTS, isolated_checks=checks,
     ))
 

@@ -63,19 +63,40 @@ def run_setting(name: str, seeds: list[int], n: int, rhos, cfgs) -> list[dict]:
         for method, cfg in cfgs.items():
             start = time.perf_counter()
             result = sweep.run(keys, problem, grid, cfg)
-            probas = jax.vmap(lambda p: predict.proba(p, cfg))(jax.tree.map(lambda x: x[:, 0], result.params))
-            probas = np.asarray(probas)
+            first_seed = jax.tree.map(lambda x: x[:, 0], result.params)
+            probas = np.asarray(jax.vmap(predict.proba, in_axes=(0, None))(first_seed, cfg))
             for g, rho in enumerate(rhos):
                 scores = test_scores(ens.y_true, probas[g], ens.test)
                 rows.append(dict(setting=name, method=method, rho=float(rho), seed=seed, **scores))
-            print(f"  {name} seed {seed} {method}: {len(rhos)} rhos in {time.perf_counter() - start:.1f}s",
-                  flush=True)
+            print(
+                f"  {name} seed {seed} {method}: {len(rhos)} rhos "
+                f"in {time.perf_counter() - start:.1f}s",
+                flush=True,
+            )
     return rows
+
+
+def paired(rows: list[dict], setting: str, method: str, rho: float, baseline: str) -> np.ndarray:
+    """Per-seed differences method(rho) - baseline: the ensemble-to-ensemble variation cancels."""
+
+    def by_seed(name, r):
+        return {
+            x["seed"]: x["pr_auc"]
+            for x in rows
+            if x["setting"] == setting and x["method"] == name and x["rho"] == r
+        }
+
+    a, b = by_seed(method, rho), by_seed(baseline, "")
+    return np.array([a[s] - b[s] for s in sorted(a)])
 
 
 def summarise(rows: list[dict], settings: list[str], rhos) -> str:
     def stats(setting, method, rho=""):
-        vals = [r["pr_auc"] for r in rows if r["setting"] == setting and r["method"] == method and r["rho"] == rho]
+        vals = [
+            r["pr_auc"]
+            for r in rows
+            if r["setting"] == setting and r["method"] == method and r["rho"] == rho
+        ]
         return np.mean(vals), np.std(vals, ddof=1) if len(vals) > 1 else 0.0
 
     lines = []
@@ -83,16 +104,33 @@ def summarise(rows: list[dict], settings: list[str], rhos) -> str:
         lines += [f"### {setting}: test PR-AUC (mean ± sd over seeds)", ""]
         lines += ["| rho | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
         for rho in rhos:
-            cells = [f"{m:.3f} ± {s:.3f}" for m, s in (stats(setting, meth, float(rho)) for meth in METHODS)]
+            cells = [
+                f"{m:.3f} ± {s:.3f}"
+                for m, s in (stats(setting, meth, float(rho)) for meth in METHODS)
+            ]
             lines.append(f"| {float(rho):g} | " + " | ".join(cells) + " |")
         lines += ["", "| baseline | PR-AUC |", "|---|---|"]
         for base in BASELINE_NAMES:
             m, s = stats(setting, base)
             lines.append(f"| {base} | {m:.3f} ± {s:.3f} |")
+        lines += [
+            "",
+            "Paired difference joint - stacking over seeds (same ensemble, mean ± sd):",
+            "",
+            "| rho | joint - stacking |",
+            "|---|---|",
+        ]
+        for rho in rhos:
+            diff = paired(rows, setting, "joint", float(rho), "stacking")
+            sd = diff.std(ddof=1) if diff.size > 1 else 0.0
+            lines.append(f"| {float(rho):g} | {diff.mean():+.4f} ± {sd:.4f} |")
         joint = [stats(setting, "joint", float(r))[0] for r in rhos]
         best = int(np.argmax(joint))
-        lines += ["", f"Best joint rho: {float(rhos[best]):g} ({joint[best]:.3f}); "
-                  f"stacking {stats(setting, 'stacking')[0]:.3f}.", ""]
+        best_line = (
+            f"Best joint rho: {float(rhos[best]):g} ({joint[best]:.3f}); "
+            f"stacking {stats(setting, 'stacking')[0]:.3f}."
+        )
+        lines += ["", best_line, ""]
     return "\n".join(lines)
 
 
@@ -107,18 +145,27 @@ def plot(rows: list[dict], settings: list[str], rhos, path: Path) -> bool:
     fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), squeeze=False)
     colors = {"simple_average": "tab:gray", "stacking": "tab:red", "best_single": "tab:green"}
     x = np.asarray(rhos, float)
-    for ax, setting in zip(axes[0], settings):
-        for method, color in zip(METHODS, ("tab:blue", "tab:orange")):
-            vals = np.array([[r["pr_auc"] for r in rows if r["setting"] == setting and r["method"] == method
-                              and r["rho"] == float(rho)] for rho in rhos])  # (G, seeds)
+    for ax, setting in zip(axes[0], settings, strict=True):
+        for method, color in zip(METHODS, ("tab:blue", "tab:orange"), strict=True):
+            vals = np.array(
+                [
+                    [
+                        r["pr_auc"]
+                        for r in rows
+                        if r["setting"] == setting
+                        and r["method"] == method
+                        and r["rho"] == float(rho)
+                    ]
+                    for rho in rhos
+                ]
+            )  # (G, seeds)
             mean, sd = vals.mean(axis=1), vals.std(axis=1)
             ax.plot(x, mean, "o-", color=color, label=method, ms=3)
             ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2)
         for base, color in colors.items():
             vals = [r["pr_auc"] for r in rows if r["setting"] == setting and r["method"] == base]
             ax.axhline(np.mean(vals), color=color, ls="--", lw=1, label=base)
-        ax.set_xscale("log")
-        ax.set_xlabel("rho (log scale)")
+        ax.set_xlabel("rho")
         ax.set_ylabel("test PR-AUC")
         ax.set_title(f"{setting} (band: mean ± sd over seeds)")
         ax.legend(fontsize=7)
@@ -163,11 +210,21 @@ def main(argv=None) -> None:
         writer.writeheader()
         writer.writerows(rows)
     plotted = plot(rows, settings, rhos, out / "sweep_rho.png")
-    write_json(out / "config.json", provenance(
-        seeds=seeds, settings=settings, skipped=skipped, rhos=[float(r) for r in rhos],
-        fixed_hparams=FIXED, configs={m: vars(c) for m, c in cfgs.items()}, n_instances_synthetic=args.n,
-        smoke=args.smoke, strategy=sweep.resolve_strategy("auto"), plotted=plotted,
-    ))
+    write_json(
+        out / "config.json",
+        provenance(
+            seeds=seeds,
+            settings=settings,
+            skipped=skipped,
+            rhos=[float(r) for r in rhos],
+            fixed_hparams=FIXED,
+            configs={m: vars(c) for m, c in cfgs.items()},
+            n_instances_synthetic=args.n,
+            smoke=args.smoke,
+            strategy=sweep.resolve_strategy("auto"),
+            plotted=plotted,
+        ),
+    )
 
 
 if __name__ == "__main__":

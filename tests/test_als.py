@@ -122,6 +122,21 @@ def test_auto_uses_lapack_above_unroll_limit_and_still_matches():
         np.testing.assert_allclose(got, np_solve_rows(F, R, C, 0.1), rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.parametrize(
+    "d, rows, want",
+    [
+        (4, als.UNROLL_MIN_ROWS, "unrolled"),
+        (als.UNROLL_MAX_DIM + 1, als.UNROLL_MIN_ROWS, "lapack"),
+        (4, als.UNROLL_MIN_ROWS - 1, "lapack"),
+    ],
+)
+def test_auto_dispatch(d, rows, want):
+    F = jax.ShapeDtypeStruct((d, 3), jnp.float32)
+    RC = jax.ShapeDtypeStruct((rows, 3), jnp.float32)
+    jaxpr = str(jax.make_jaxpr(lambda F, R, C: als.solve_rows(F, R, C, 0.1))(F, RC, RC))
+    assert ("cholesky" in jaxpr) == (want == "lapack")
+
+
 # ----------------------------------------------------------------------------- optimality
 
 
@@ -239,6 +254,35 @@ def test_all_zero_confidence_row_solves_to_exactly_zero(method):
     Z = solve_rows(F, R, C, 0.5, method=method)
     assert np.all(np.asarray(Z[:, 0]) == 0.0)
     assert np.all(np.asarray(Z[:, 1]) != 0.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_gradient_in_lam_and_factors_matches_finite_differences(method):
+    """lam is traced and differentiable (for hyper-gradients through the solves)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(13)
+        F, R = rng.normal(size=(3, 8)), rng.uniform(size=(5, 8))
+        C = rng.uniform(size=(5, 8)) * (rng.uniform(size=(5, 8)) > 0.3)
+        W = rng.normal(size=(3, 5))  # a random linear functional of Z
+
+        def f(F, lam):
+            Z = als.solve_rows(F, jnp.asarray(R), jnp.asarray(C), lam, method=method)
+            return jnp.sum(jnp.asarray(W) * Z)
+
+        g_F, g_lam = jax.jit(jax.grad(f, argnums=(0, 1)))(jnp.asarray(F), jnp.asarray(0.3))
+        h = 1e-6
+        fd_lam = (
+            np.sum(W * np_solve_rows(F, R, C, 0.3 + h))
+            - np.sum(W * np_solve_rows(F, R, C, 0.3 - h))
+        ) / (2 * h)
+        np.testing.assert_allclose(g_lam, fd_lam, rtol=1e-6)
+        E = np.zeros_like(F)
+        E[1, 4] = 1.0
+        fd_F = (
+            np.sum(W * np_solve_rows(F + h * E, R, C, 0.3))
+            - np.sum(W * np_solve_rows(F - h * E, R, C, 0.3))
+        ) / (2 * h)
+        np.testing.assert_allclose(g_F[1, 4], fd_F, rtol=1e-6)
 
 
 # ------------------------------------------------------------------- chunks, dtypes, tracing

@@ -52,39 +52,45 @@ def _hparams(rho, lam=0.05, agg_l2=1e-3) -> Hparams:
     return Hparams.create(rho=rho, lam=lam, agg_l2=agg_l2, focal_gamma=0.0)
 
 
+BOUND_MODES = ("bound", "sharp")
+
+
 @functools.partial(jax.jit, static_argnames=("config", "n_sweeps"))
 def _block_losses(params, problem, hparams, config, n_sweeps):
-    """The exact loss before and after every block of `n_sweeps` sweeps, (1 + 3 n_sweeps,)."""
+    """The exact loss before and after every block of `n_sweeps` sweeps, one row per mode in
+    `BOUND_MODES` (one compiled program for both), (2, 1 + 3 n_sweeps)."""
 
-    def sweep(p, _):
-        out = []
-        for step in (mm_als.theta_step, mm_als.y_step, mm_als.x_step):  # mm_sweep's order
-            p = step(p, problem, hparams, config, config.mm_curvature)
-            out.append(losses.loss(p, problem, hparams, config))
-        return p, jnp.stack(out)
+    def trace(mode):
+        def sweep(p, _):
+            out = []
+            for step in (mm_als.theta_step, mm_als.y_step, mm_als.x_step):  # mm_sweep's order
+                p = step(p, problem, hparams, config, mode)
+                out.append(losses.loss(p, problem, hparams, config))
+            return p, jnp.stack(out)
 
-    _, trace = jax.lax.scan(sweep, params, None, length=n_sweeps)
-    return jnp.concatenate([losses.loss(params, problem, hparams, config)[None], trace.ravel()])
+        _, values = jax.lax.scan(sweep, params, None, length=n_sweeps)
+        return jnp.concatenate([losses.loss(params, problem, hparams, config)[None], values.ravel()])
+
+    return jnp.stack([trace(mode) for mode in BOUND_MODES])
 
 
 def _assert_non_increasing(values, rtol=1e-10):
     values = np.asarray(values)
     assert np.isfinite(values).all()
-    rises = values[1:] - values[:-1]
-    assert (rises <= rtol * np.abs(values[:-1])).all(), f"loss rose: max rise {rises.max():.3e} in {values}"
+    rises = values[..., 1:] - values[..., :-1]
+    assert (rises <= rtol * np.abs(values[..., :-1])).all(), f"loss rose: max rise {rises.max():.3e} in {values}"
 
 
 # --------------------------------------------------------------------------- monotone descent
 
 
-# A few fixed shapes: each compiles once and is reused across examples.
-_SHAPES = [(3, 12, 1), (4, 20, 2), (6, 30, 3)]
+# Two fixed shapes (d = 1 and d = 3): each compiles once and is reused across examples.
+_SHAPES = [(3, 12, 1), (6, 30, 3)]
 
 
 @settings(max_examples=50)
 @given(
     shape=st.sampled_from(_SHAPES),
-    mode=st.sampled_from(["bound", "sharp"]),
     rho=st.sampled_from([0.01, 0.5, 0.99]),
     lam=st.floats(1e-3, 1.0),
     agg_l2=st.sampled_from([0.0, 1e-3, 0.1]),
@@ -92,15 +98,27 @@ _SHAPES = [(3, 12, 1), (4, 20, 2), (6, 30, 3)]
     zero_conf=st.floats(0.0, 0.2),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_every_block_never_increases_the_exact_loss(shape, mode, rho, lam, agg_l2, missing, zero_conf, seed):
+def test_every_block_never_increases_the_exact_loss(shape, rho, lam, agg_l2, missing, zero_conf, seed):
     m, n, d = shape
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
         problem = _random_problem(rng, m, n, missing, zero_conf)
         params = _random_params(rng, m, n, d)
-        config = Config(method="mm_als", latent_dim=d, mm_curvature=mode)
+        config = Config(method="mm_als", latent_dim=d)
         trace = _block_losses(params, problem, _hparams(rho, lam, agg_l2), config, n_sweeps=10)
         _assert_non_increasing(trace)
+
+
+def test_monotone_without_any_ridge():
+    """lam = 0 and agg_l2 = 0 with 60% missing cells: systems near singular, still monotone, finite."""
+    with jax.enable_x64(True):
+        for seed in range(3):
+            rng = np.random.default_rng(seed)
+            problem = _random_problem(rng, 6, 30, missing=0.6, zero_conf=0.2)
+            params = _random_params(rng, 6, 30, 3)
+            config = Config(method="mm_als", latent_dim=3)  # same program as the property test
+            trace = _block_losses(params, problem, _hparams(0.5, lam=0.0, agg_l2=0.0), config, n_sweeps=10)
+            _assert_non_increasing(trace)
 
 
 _fit = jax.jit(mm_als.fit, static_argnames="config")
@@ -229,7 +247,7 @@ def _np_theta_step(params, problem, hparams, config, mode):
     """Majorized Newton: H = F_a diag(omega kappa) F_a^T / W + 2 agg_l2 diag(1..1, 0) (+ the ridge)."""
     X, Y = np.asarray(params.X), np.asarray(params.Y)
     w, b = np.asarray(params.theta.w), float(params.theta.b)
-    _, beta, s0, g, kappa = _np_terms(params, problem, hparams, config, mode)
+    _, beta, _, g, kappa = _np_terms(params, problem, hparams, config, mode)
     l2 = float(hparams.agg_l2)
     m = w.size
     weights = beta / beta.sum()  # omega / W
@@ -327,7 +345,7 @@ def test_agrees_with_joint_gradient_descent():
     ens = data.preset(jax.random.key(0), "seed", n_instances=500, n_classifiers=10)
     hparams = Hparams.create(rho=0.5, lr=0.03)
     mm_config = Config(method="mm_als", latent_dim=4, max_iter=200, tol=0.0)
-    joint_config = Config(method="joint", latent_dim=4, max_iter=4000, tol=0.0, patience=0)
+    joint_config = Config(method="joint", latent_dim=4, max_iter=3000, tol=0.0, patience=0)  # converged by ~2000
     mm = cfjax.fit(jax.random.key(0), ens.problem, hparams, mm_config)
     joint = cfjax.fit(jax.random.key(0), ens.problem, hparams, joint_config)
     mm_loss = float(losses.loss(mm.params, ens.problem, hparams, mm_config))

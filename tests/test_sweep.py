@@ -1,4 +1,4 @@
-"""cfjax.sweep: grids, the one-program sweep vs the single fit, strategies, traces, model selection."""
+"""cfjax.sweep: grids, the sweep vs the single fit, strategies, traces, model selection."""
 
 from __future__ import annotations
 
@@ -41,8 +41,10 @@ def _assert_tree_close(actual, expected, rtol=RTOL, atol=ATOL):
     flat_a, tree_a = jax.tree.flatten(actual)
     flat_e, tree_e = jax.tree.flatten(expected)
     assert tree_a == tree_e
-    for a, e in zip(flat_a, flat_e):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol, atol=atol, equal_nan=True)
+    for a, e in zip(flat_a, flat_e, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(e), rtol=rtol, atol=atol, equal_nan=True
+        )
 
 
 def _entry(result, g, s):
@@ -68,8 +70,10 @@ def test_grid_is_the_cartesian_product_in_order():
     np.testing.assert_allclose([point.rho, point.lam], expected[3], rtol=1e-7)
 
 
-@pytest.mark.parametrize("axes, name", [({"rhoo": [0.1]}, "rhoo"), ({"rho": []}, "rho"),
-                                        ({"lam": [[0.1, 0.2]]}, "lam"), ({}, "axes")])
+@pytest.mark.parametrize(
+    "axes, name",
+    [({"rhoo": [0.1]}, "rhoo"), ({"rho": []}, "rho"), ({"lam": [[0.1, 0.2]]}, "lam"), ({}, "axes")],
+)
 def test_grid_rejects_bad_axes(axes, name):
     with pytest.raises(ValueError, match=name):
         sweep.grid(**axes)
@@ -119,7 +123,9 @@ def test_vmap_entry_equals_single_fit_with_hparam_dependent_confidence(ensemble)
     keys = jax.random.split(jax.random.key(2), 2)
     result = sweep.run(keys, problem, g, config, strategy="vmap")
     for gi, si in itertools.product(range(4), range(2)):
-        _assert_tree_close(_entry(result, gi, si), cfjax.fit_jit(keys[si], problem, sweep.take(g, gi), config))
+        _assert_tree_close(
+            _entry(result, gi, si), cfjax.fit_jit(keys[si], problem, sweep.take(g, gi), config)
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -143,8 +149,12 @@ def test_one_trace_per_grid_shape(strategy, ensemble, monkeypatch):
     first = sweep.run(keys, problem, sweep.grid(rho=[0.2, 0.4, 0.6]), config, strategy=strategy)
     assert len(calls) == 1
     # new values, same size (and grids built differently: scalars are broadcast on the host)
-    second = sweep.run(keys, problem, sweep.grid(rho=[0.3, 0.5, 0.7], lam=[0.05]), config, strategy=strategy)
-    third = sweep.run(keys, problem, Hparams.create(lam=jnp.array([0.9, 0.8, 0.7])), config, strategy=strategy)
+    second = sweep.run(
+        keys, problem, sweep.grid(rho=[0.3, 0.5, 0.7], lam=[0.05]), config, strategy=strategy
+    )
+    third = sweep.run(
+        keys, problem, Hparams.create(lam=jnp.array([0.9, 0.8, 0.7])), config, strategy=strategy
+    )
     assert len(calls) == 1
     assert not np.allclose(first.params.Y, second.params.Y)
     assert third.n_iter.shape == (3, 2)
@@ -173,7 +183,12 @@ def test_run_validates_on_the_host(ensemble):
     with pytest.raises(ValueError, match="lr"):
         sweep.run(keys, problem, sweep.grid(lr=[0.1, -1.0]), config)
     with pytest.raises(ValueError, match="grid"):
-        sweep.run(keys, problem, Hparams.create(rho=jnp.array([0.1, 0.2]), lam=jnp.array([0.1, 0.2, 0.3])), config)
+        sweep.run(
+            keys,
+            problem,
+            Hparams.create(rho=jnp.array([0.1, 0.2]), lam=jnp.array([0.1, 0.2, 0.3])),
+            config,
+        )
     with pytest.raises(ValueError, match="strategy"):
         sweep.run(keys, problem, g, config, strategy="pmap")
     with pytest.raises(ValueError, match="batch_size"):
@@ -266,14 +281,22 @@ def test_select_picks_the_sensible_point():
     assert sel.index == 1
     assert sel.mean[1] > sel.mean[0] + 0.05
     np.testing.assert_allclose(sel.hparams.rho, 0.5, rtol=1e-6)
-    _assert_tree_close(sel.refit, cfjax.fit_jit(
-        jax.random.split(jax.random.split(jax.random.key(0))[1], 2)[0], problem, sel.hparams, config))
+    _assert_tree_close(
+        sel.refit,
+        cfjax.fit_jit(
+            jax.random.split(jax.random.split(jax.random.key(0))[1], 2)[0],
+            problem,
+            sel.hparams,
+            config,
+        ),
+    )
     # the refit is on all training columns: it scores well on the hidden ones
     test_score = cfjax.metrics.average_precision(
-        jnp.asarray(y, jnp.float32), cfjax.proba(sel.refit.params, config), jnp.asarray(~labeled))
+        jnp.asarray(y, jnp.float32), cfjax.proba(sel.refit.params, config), jnp.asarray(~labeled)
+    )
     assert test_score > 0.85
     # a loss metric is minimised
-    by_brier = sweep.select(jax.random.key(0), problem, g, config, n_folds=3, metric="brier")
+    by_brier = sweep.select(jax.random.key(0), problem, g, config, metric="brier", seeds=2)
     assert by_brier.index == int(np.argmin(by_brier.mean))
 
 

@@ -264,11 +264,11 @@ def theta_step(params: Params, problem: Problem, hparams: Hparams, config: Confi
 
 def _column_objective(params: Params, problem: Problem, hparams: Hparams, config: Config) -> jax.Array:
     """The Y-dependent part of L per column (n,): the Y-step's objective is separable."""
-    omega, k = _coefficients(problem, hparams, config)
+    _, k = _coefficients(problem, hparams, config)
     w, b = _theta(params)
-    resid = problem.R - losses.reconstruct(params)
-    recon = jnp.sum(problem.C * resid**2, axis=0) + hparams.lam * jnp.sum(params.Y**2, axis=0)
-    ce = losses.cross_entropy(problem.labels, w @ losses.reconstruct(params) + b, jnp.zeros((), w.dtype))
+    R_hat = losses.reconstruct(params)
+    recon = jnp.sum(problem.C * (problem.R - R_hat) ** 2, axis=0) + hparams.lam * jnp.sum(params.Y**2, axis=0)
+    ce = losses.cross_entropy(problem.labels, w @ R_hat + b, jnp.zeros((), w.dtype))
     # L / (2a) restricted to column i: recon_i / 2 + k_i CE_i
     return 0.5 * recon + k * ce
 

@@ -1,0 +1,223 @@
+"""Fit results as files: one `.npz` holding the arrays, the `Config` as JSON, and a format tag.
+
+`save(path, result, config, hparams, extra)` writes, under stable names,
+
+====================  ==========================================================================
+``params/X``          (..., d, m) classifier factors
+``params/Y``          (..., d, n) instance factors
+``params/theta/<f>``  each leaf of the aggregator's parameters by its field path, e.g.
+                      ``params/theta/w`` and ``params/theta/b`` for the weighted aggregator
+                      (the mean aggregator has none)
+``history/<f>``       `History` fields: total, recon, sup, valid_pr_auc, (..., max_iter)
+``n_iter``            iterations run; ``converged`` the flag
+``hparams/<f>``       every `Hparams` field (scalars, or (G,) for a sweep's grid)
+``extra/<k>``         the caller's `extra` arrays
+``config_json``       `dataclasses.asdict(config)` as a JSON string (a 0-d unicode array)
+``meta_json``         format tag and version, cfjax and jax versions, JAX backend
+====================  ==========================================================================
+
+Leading batch axes are kept as they are, so a sweep's (G, S) `FitResult` round-trips too.
+Only plain arrays are stored (no pickles): `load` reads with `allow_pickle=False`.
+`load(path) -> (FitResult, Config, Hparams)` rebuilds the aggregator's pytree from the
+registry (`cfjax.aggregators.get(config.aggregator).init`), so the structure comes from code,
+the values from the file. Host-side only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cfjax import aggregators
+from cfjax.structs import Config, FitResult, History, Hparams, Params
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load", "load_extra", "save"]
+
+FORMAT = "cfjax.fit_result"
+FORMAT_VERSION = 1
+
+PathLike = str | os.PathLike
+
+
+def _npz_path(path: PathLike) -> Path:
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
+def _key_name(entry: Any) -> str:
+    """A path entry of `jax.tree_util` as a stable name: field, key or index."""
+    for attr in ("name", "key", "idx"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    raise TypeError(f"unsupported pytree path entry {entry!r}")  # pragma: no cover
+
+
+def _theta_arrays(theta: Any) -> dict[str, np.ndarray]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(theta)
+    return {
+        "params/theta/" + "/".join(_key_name(k) for k in path): np.asarray(leaf)
+        for path, leaf in leaves
+    }
+
+
+def save(
+    path: PathLike,
+    result: FitResult,
+    config: Config,
+    hparams: Hparams,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Writes a fit to `path` (".npz" appended if missing) and returns the path written.
+
+    Args:
+      path: the file to write; parent directories are created.
+      result: a `FitResult` (any leading batch axes).
+      config: the `Config` it was fitted with.
+      hparams: the `Hparams` it was fitted with.
+      extra: optional name -> array-like (numbers, bools or strings; no objects) stored
+        under ``extra/<name>``, e.g. predictions or the seed; read back with `load_extra`.
+
+    Raises:
+      ValueError: naming the argument whose type or content cannot be stored.
+    """
+    if not isinstance(result, FitResult):
+        raise ValueError(f"result: expected cfjax.FitResult, got {type(result).__name__}")
+    if not isinstance(config, Config):
+        raise ValueError(f"config: expected cfjax.Config, got {type(config).__name__}")
+    if not isinstance(hparams, Hparams):
+        raise ValueError(f"hparams: expected cfjax.Hparams, got {type(hparams).__name__}")
+    arrays: dict[str, np.ndarray] = {
+        "params/X": np.asarray(result.params.X),
+        "params/Y": np.asarray(result.params.Y),
+        **_theta_arrays(result.params.theta),
+        **{f"history/{f}": np.asarray(getattr(result.history, f)) for f in History._fields},
+        "n_iter": np.asarray(result.n_iter),
+        "converged": np.asarray(result.converged),
+        **{f"hparams/{f}": np.asarray(getattr(hparams, f)) for f in Hparams._fields},
+    }
+    for name, value in (extra or {}).items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"extra: keys must be non-empty strings without '/', got {name!r}")
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biufcUS":
+            raise ValueError(
+                f"extra[{name!r}]: cannot be stored as a plain array (dtype {arr.dtype})"
+            )
+        arrays[f"extra/{name}"] = arr
+    meta = dict(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        cfjax_version=_cfjax_version(),
+        jax_version=jax.__version__,
+        backend=jax.default_backend(),
+    )
+    arrays["config_json"] = np.asarray(json.dumps(dataclasses.asdict(config), sort_keys=True))
+    arrays["meta_json"] = np.asarray(json.dumps(meta, sort_keys=True))
+    target = _npz_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(target, **arrays)
+    return target
+
+
+def _cfjax_version() -> str:
+    from cfjax import __version__
+
+    return __version__
+
+
+def _read(path: PathLike) -> tuple[Path, dict[str, np.ndarray], dict[str, Any]]:
+    """All arrays of a cfjax result file and its metadata; ValueError naming the path otherwise."""
+    target = Path(path)
+    if not target.exists() and _npz_path(target).exists():
+        target = _npz_path(target)
+    if not target.is_file():
+        raise FileNotFoundError(f"path: no such file {str(target)!r}")
+    try:
+        loaded = np.load(target, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with loaded as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"path: {str(target)!r} is not a cfjax result file ({err})") from None
+    try:
+        meta = json.loads(str(arrays["meta_json"]))
+        if meta.get("format") != FORMAT:
+            raise KeyError("format")
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise ValueError(
+            f"path: {str(target)!r} is not a cfjax result file (no '{FORMAT}' format tag)"
+        ) from None
+    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+        raise ValueError(
+            f"path: {str(target)!r} has format version {meta['format_version']}, newer than this "
+            f"cfjax reads ({FORMAT_VERSION}); upgrade cfjax"
+        )
+    return target, arrays, meta
+
+
+def load(path: PathLike) -> tuple[FitResult, Config, Hparams]:
+    """Reads a file written by `save`.
+
+    Returns:
+      (FitResult, Config, Hparams), arrays as `jax.Array` with the dtypes and shapes saved.
+
+    Raises:
+      FileNotFoundError: no file at `path` (nor at `path` + ".npz").
+      ValueError: naming the path, when the file is not a cfjax result (not an .npz, no format
+        tag, a newer format, missing arrays, or a config this cfjax does not know).
+    """
+    target, arrays, _ = _read(path)
+    where = f"path: {str(target)!r}"
+    try:
+        fields = json.loads(str(arrays["config_json"]))
+        known = {f.name for f in dataclasses.fields(Config)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"{where} has config fields this cfjax does not know: {unknown}")
+        config = Config(**fields)
+        if config.aggregator not in aggregators.AGGREGATORS:
+            raise ValueError(
+                f"{where} uses aggregator {config.aggregator!r}, unknown to this cfjax"
+            )
+        template = aggregators.get(config.aggregator).init(
+            arrays["params/X"].shape[-1], jnp.float32
+        )
+        paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+        theta_leaves = [
+            jnp.asarray(arrays["params/theta/" + "/".join(_key_name(k) for k in p)])
+            for p, _ in paths
+        ]
+        params = Params(
+            X=jnp.asarray(arrays["params/X"]),
+            Y=jnp.asarray(arrays["params/Y"]),
+            theta=jax.tree_util.tree_unflatten(treedef, theta_leaves),
+        )
+        history = History(**{f: jnp.asarray(arrays[f"history/{f}"]) for f in History._fields})
+        hparams = Hparams(**{f: jnp.asarray(arrays[f"hparams/{f}"]) for f in Hparams._fields})
+        result = FitResult(
+            params=params,
+            history=history,
+            n_iter=jnp.asarray(arrays["n_iter"]),
+            converged=jnp.asarray(arrays["converged"]),
+        )
+    except KeyError as err:
+        raise ValueError(f"{where} is not a complete cfjax result (missing array {err})") from None
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{where} holds an unreadable config ({err})") from None
+    return result, config, hparams
+
+
+def load_extra(path: PathLike) -> dict[str, np.ndarray]:
+    """The `extra` arrays a file was saved with (an empty dict when none)."""
+    _, arrays, _ = _read(path)
+    prefix = "extra/"
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}

@@ -1,0 +1,349 @@
+"""Figures of fits, sweeps and predictions (matplotlib, optional: `pip install cfjax[plots]`).
+
+Every function returns the matplotlib `Figure`. Single-panel plots take an optional `ax` to
+draw into (the figure is then `ax.figure`); every function takes an optional `path` to save a
+PNG. Nothing here selects a backend: scripts and tests that run headless call
+`matplotlib.use("Agg")` first (notebooks need nothing).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from cfjax import losses
+from cfjax.aggregators import WeightedTheta
+from cfjax.predict import proba
+from cfjax.structs import Config, History, Params, Problem
+
+__all__ = [
+    "aggregator_weights",
+    "heatmaps",
+    "latent_scatter",
+    "loss_curves",
+    "pr_curves",
+    "rho_sweep",
+    "roc_curves",
+]
+
+_INSTALL = 'cfjax.plots needs matplotlib: pip install "cfjax[plots]"'
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(_INSTALL) from None
+    return plt
+
+
+def _figure_and_ax(ax: Any, figsize: tuple[float, float]):
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = _pyplot().subplots(figsize=figsize, layout="constrained")
+    return fig, ax
+
+
+def _finish(fig: Any, path: str | os.PathLike | None):
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def loss_curves(
+    history: History,
+    rho: float,
+    n_iter: int | None = None,
+    log: bool = False,
+    ax: Any = None,
+    path: str | os.PathLike | None = None,
+):
+    """The objective and its two weighted parts per iteration.
+
+    Plots total = rho L_recon + (1 - rho) L_sup, rho * recon and (1 - rho) * sup.
+
+    Args:
+      history: a single fit's `History` (fields of shape (max_iter,)).
+      rho: the rho of the fit (a float or a scalar array).
+      n_iter: if given, only the first `n_iter` iterations (the fit's `n_iter`; later entries
+        repeat the last value).
+      log: log-scale y axis.
+    """
+    total = np.asarray(history.total, np.float64)
+    if total.ndim != 1:
+        raise ValueError(
+            f"history: expected one fit's History (fields of shape (T,)), got {total.shape}"
+        )
+    rho = float(np.asarray(rho))
+    stop = total.size if n_iter is None else max(int(n_iter), 1)
+    steps = np.arange(1, total.size + 1)[:stop]
+    fig, ax = _figure_and_ax(ax, (6, 4))
+    ax.plot(steps, total[:stop], label="total", color="black")
+    ax.plot(steps, rho * np.asarray(history.recon)[:stop], label=r"$\rho \cdot L_{recon}$")
+    ax.plot(steps, (1 - rho) * np.asarray(history.sup)[:stop], label=r"$(1-\rho) \cdot L_{sup}$")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(rf"loss ($\rho$ = {rho:g})")
+    ax.legend()
+    return _finish(fig, path)
+
+
+def rho_sweep(
+    rhos: Sequence[float],
+    scores: Any,
+    baselines: Mapping[str, float] | None = None,
+    metric: str = "PR-AUC",
+    ax: Any = None,
+    path: str | os.PathLike | None = None,
+):
+    """A score against rho: mean over seeds with a mean +/- sd band, baselines as lines.
+
+    Args:
+      rhos: (n_rho,) values of rho.
+      scores: (n_rho, n_seeds) scores (one column for a single seed: no band).
+      baselines: name -> score, drawn as horizontal dashed lines.
+      metric: the y-axis label.
+    """
+    rhos = np.asarray(rhos, np.float64)
+    scores = np.asarray(scores, np.float64)
+    if scores.ndim == 1:
+        scores = scores[:, None]
+    if rhos.ndim != 1 or scores.ndim != 2 or scores.shape[0] != rhos.size:
+        raise ValueError(
+            f"scores: expected shape ({rhos.size}, n_seeds) to match rhos, got {scores.shape}"
+        )
+    mean = np.nanmean(scores, axis=1)
+    sd = np.nanstd(scores, axis=1, ddof=1) if scores.shape[1] > 1 else np.zeros_like(mean)
+    fig, ax = _figure_and_ax(ax, (6, 4))
+    ax.plot(rhos, mean, marker="o", label=f"CF-Ensemble (mean of {scores.shape[1]})")
+    ax.fill_between(rhos, mean - sd, mean + sd, alpha=0.25, label="mean ± sd")
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(float(value), linestyle="--", color=f"C{(i + 2) % 10}", label=name)
+    ax.set_xlabel(r"$\rho$")
+    ax.set_ylabel(metric)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def _curve_inputs(y_true: Any, probas: Mapping[str, Any], mask: Any):
+    y = np.asarray(y_true)
+    keep = np.ones(y.shape, bool) if mask is None else np.asarray(mask, bool)
+    if keep.shape != y.shape:
+        raise ValueError(f"mask: expected shape {y.shape} to match y_true, got {keep.shape}")
+    if not probas:
+        raise ValueError("probas: give at least one name -> probabilities")
+    out = {}
+    for name, p in probas.items():
+        p = np.asarray(p, np.float64)
+        if p.shape != y.shape:
+            raise ValueError(f"probas[{name!r}]: expected shape {y.shape}, got {p.shape}")
+        out[name] = p[keep]
+    return (y[keep] > 0.5).astype(int), out
+
+
+def pr_curves(
+    y_true: Any,
+    probas: Mapping[str, Any],
+    mask: Any = None,
+    ax: Any = None,
+    path: str | os.PathLike | None = None,
+):
+    """Precision-recall curves (scikit-learn's `PrecisionRecallDisplay`), one per name.
+
+    Args:
+      y_true: (n,) labels in {0, 1}.
+      probas: name -> (n,) probabilities of the positive class.
+      mask: (n,) bool, the entries that count (e.g. the test columns); default all.
+    """
+    from sklearn.metrics import PrecisionRecallDisplay
+
+    y, probas = _curve_inputs(y_true, probas, mask)
+    fig, ax = _figure_and_ax(ax, (5, 5))
+    for name, p in probas.items():
+        PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax)
+    ax.axhline(y.mean(), linestyle=":", color="grey", label=f"chance ({y.mean():.2f})")
+    ax.legend(loc="lower left")
+    return _finish(fig, path)
+
+
+def roc_curves(
+    y_true: Any,
+    probas: Mapping[str, Any],
+    mask: Any = None,
+    ax: Any = None,
+    path: str | os.PathLike | None = None,
+):
+    """ROC curves (scikit-learn's `RocCurveDisplay`), one per name; arguments as `pr_curves`."""
+    from sklearn.metrics import RocCurveDisplay
+
+    y, probas = _curve_inputs(y_true, probas, mask)
+    fig, ax = _figure_and_ax(ax, (5, 5))
+    for name, p in probas.items():
+        RocCurveDisplay.from_predictions(y, p, name=name, ax=ax)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    ax.legend(loc="lower right")
+    return _finish(fig, path)
+
+
+def _aggregator_of(params: Params, config: Config | None) -> Config:
+    if config is not None:
+        return config
+    return Config(aggregator="weighted" if isinstance(params.theta, WeightedTheta) else "mean")
+
+
+def heatmaps(
+    problem: Problem,
+    params: Params,
+    y_true: Any = None,
+    config: Config | None = None,
+    path: str | os.PathLike | None = None,
+):
+    """R, its reconstruction X^T Y, the residual |R - X^T Y| and the confidence C, side by side.
+
+    Columns are ordered labeled first, then the rest; within each block by label (the true
+    label `y_true` for unlabeled columns when given) and then by the fit's predicted
+    probability. A red line marks the labeled/unlabeled boundary; dotted lines mark where the
+    label switches from 0 to 1 inside a block whose labels are known. Unobserved cells are
+    blank in R and in the residual.
+
+    Args:
+      problem: the fitted `Problem` (m, n).
+      params: the fit's `Params` (X (d, m), Y (d, n)).
+      y_true: optional (n,) labels of every column, used to order the unlabeled block.
+      config: for the aggregator of the predicted probability; default: inferred from theta.
+    """
+    plt = _pyplot()
+    R = np.asarray(problem.R, np.float64)
+    observed = np.asarray(problem.observed, bool)
+    R_hat = np.asarray(losses.reconstruct(params), np.float64)
+    if R_hat.shape != R.shape:
+        raise ValueError(f"params: reconstruction has shape {R_hat.shape}, problem.R has {R.shape}")
+    score = np.asarray(proba(params, _aggregator_of(params, config)), np.float64)
+    labeled = np.asarray(problem.labeled) | np.asarray(problem.validation)
+    label = np.where(labeled, np.asarray(problem.labels, np.float64), -1.0)
+    if y_true is not None:
+        y_true = np.asarray(y_true, np.float64)
+        if y_true.shape != label.shape:
+            raise ValueError(f"y_true: expected shape {label.shape}, got {y_true.shape}")
+        label = np.where(labeled, label, y_true)
+    # lexsort: last key first; labeled block first, then label, then predicted probability
+    order = np.lexsort((score, label, ~labeled))
+    boundary = int(labeled.sum())
+    # where the (known) label switches from 0 to 1 inside each block: dotted lines
+    sorted_label = label[order]
+    class_edges = [
+        start + int(np.argmax(sorted_label[start:stop] > 0.5))
+        for start, stop in ((0, boundary), (boundary, R.shape[1]))
+        if stop > start
+        and (sorted_label[start:stop] > 0.5).any()
+        and (sorted_label[start:stop] == 0).any()
+    ]
+    panels = (
+        ("R", np.where(observed, R, np.nan), "viridis", (0, 1)),
+        (r"$X^T Y$", R_hat, "viridis", (0, 1)),
+        (r"$|R - X^T Y|$", np.where(observed, np.abs(R - R_hat), np.nan), "magma", (0, None)),
+        ("C", np.asarray(problem.C, np.float64), "cividis", (0, None)),
+    )
+    fig, axes = plt.subplots(4, 1, figsize=(10, 8), sharex=True, layout="constrained")
+    for ax, (title, values, cmap, (lo, hi)) in zip(axes, panels):
+        image = ax.imshow(
+            values[:, order], aspect="auto", interpolation="nearest", cmap=cmap, vmin=lo, vmax=hi
+        )
+        if 0 < boundary < R.shape[1]:
+            ax.axvline(boundary - 0.5, color="red", linewidth=1.5)
+        for edge in class_edges:
+            ax.axvline(edge - 0.5, color="white", linewidth=1.0, linestyle=":")
+        ax.set_ylabel("classifier")
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax)
+    axes[-1].set_xlabel(
+        f"instance (labeled: {boundary} | unlabeled: {R.shape[1] - boundary}; "
+        "sorted by label, then predicted probability)"
+    )
+    return _finish(fig, path)
+
+
+def latent_scatter(
+    params: Params,
+    names: Sequence[str] | None = None,
+    y_true: Any = None,
+    ax: Any = None,
+    path: str | os.PathLike | None = None,
+):
+    """Classifier factors X and instance factors Y in the first two latent dimensions.
+
+    Args:
+      params: `Params` with X (d, m), Y (d, n); for d = 1 the second coordinate is 0.
+      names: optional m names to annotate the classifiers.
+      y_true: optional (n,) labels to colour the instances.
+    """
+    X = np.asarray(params.X, np.float64)
+    Y = np.asarray(params.Y, np.float64)
+    if X.ndim != 2 or Y.ndim != 2:
+        raise ValueError(
+            f"params: expected one fit's X (d, m) and Y (d, n), got {X.shape} and {Y.shape}"
+        )
+
+    def first_two(F):
+        return (F[0], F[1]) if F.shape[0] > 1 else (F[0], np.zeros_like(F[0]))
+
+    fig, ax = _figure_and_ax(ax, (6, 5))
+    yx, yy = first_two(Y)
+    if y_true is None:
+        ax.scatter(yx, yy, s=8, alpha=0.5, color="grey", label="instances (Y)")
+    else:
+        y = np.asarray(y_true) > 0.5
+        ax.scatter(yx[~y], yy[~y], s=8, alpha=0.5, color="C0", label="instances, y = 0")
+        ax.scatter(yx[y], yy[y], s=8, alpha=0.5, color="C3", label="instances, y = 1")
+    xx, xy = first_two(X)
+    ax.scatter(xx, xy, marker="^", s=70, color="black", label="classifiers (X)")
+    if names is not None:
+        if len(names) != X.shape[1]:
+            raise ValueError(f"names: expected {X.shape[1]} names, got {len(names)}")
+        for name, a, b in zip(names, xx, xy):
+            ax.annotate(str(name), (a, b), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("latent dim 1")
+    ax.set_ylabel("latent dim 2" if X.shape[0] > 1 else "(d = 1)")
+    ax.legend()
+    return _finish(fig, path)
+
+
+def aggregator_weights(
+    params: Params,
+    names: Sequence[str] | None = None,
+    ax: Any = None,
+    path: str | os.PathLike | None = None,
+):
+    """The weighted aggregator's weights w per classifier as bars (the bias b in the title).
+
+    Raises:
+      ValueError: if `params.theta` is not the weighted aggregator's (the mean one has none).
+    """
+    theta = params.theta
+    if not isinstance(theta, WeightedTheta):
+        raise ValueError("params: theta has no weights (only the 'weighted' aggregator learns any)")
+    w = np.asarray(theta.w, np.float64)
+    if w.ndim != 1:
+        raise ValueError(f"params: expected one fit's weights (m,), got {w.shape}")
+    names = [f"{u}" for u in range(w.size)] if names is None else [str(n) for n in names]
+    if len(names) != w.size:
+        raise ValueError(f"names: expected {w.size} names, got {len(names)}")
+    fig, ax = _figure_and_ax(ax, (max(4, 0.5 * w.size + 2), 4))
+    ax.bar(np.arange(w.size), w, color=np.where(w >= 0, "C0", "C3"))
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    crowded = w.size > 15  # vertical, smaller labels once 45-degree ones would overlap
+    ax.set_xticks(
+        np.arange(w.size),
+        names,
+        rotation=90 if crowded else 45,
+        ha="center" if crowded else "right",
+        fontsize=7 if crowded else None,
+    )
+    ax.set_ylabel("weight w")
+    ax.set_title(f"aggregator weights (b = {float(np.asarray(theta.b)):.3g})")
+    return _finish(fig, path)

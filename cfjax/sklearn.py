@@ -1,0 +1,358 @@
+"""A scikit-learn estimator over CF-Ensemble: `CFEnsembleClassifier`.
+
+The estimator sees the ensemble the scikit-learn way round: `X` is R^T, an (n, m) array whose
+rows are instances and whose columns are the m base classifiers' predicted probabilities of the
+positive class (NaN marks a missing prediction). `y` follows scikit-learn's semi-supervised
+convention: -1 (or NaN) marks an unlabeled row; the other values must be exactly two classes,
+of which `classes_[1]` (the larger, as `np.unique` sorts) is the positive class.
+
+Two ways to predict, as in the library (`cfjax.predict`):
+
+* **transductive** (CF-Ensemble's own setting): pass the unlabeled rows to `fit` with y = -1;
+  their probabilities are `transductive_proba_` after the fit. `transductive_cross_val_score`
+  estimates this setting's skill by masking the labels of one fold at a time.
+* **inductive** (`predict_proba`, `predict`, and so `GridSearchCV` / `cross_val_score`): new
+  rows are folded in with the classifier factors X fixed (`cfjax.predict.fold_in_proba`).
+  With the default formulation "fold_in" and uniform confidence, folding in the training rows
+  reproduces `transductive_proba_` exactly.
+
+Each fit runs the jitted `cfjax.fit` once; a new (n, m) shape or a new static setting
+(method, latent_dim, max_iter, ...) compiles again, new values of rho, lam or lr do not.
+Needs scikit-learn >= 1.6 (the tags API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, clone
+    from sklearn.model_selection import check_cv
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import (
+        check_consistent_length,
+        check_is_fitted,
+        column_or_1d,
+        validate_data,
+    )
+except ImportError as err:  # pragma: no cover
+    raise ImportError(
+        'cfjax.sklearn needs scikit-learn >= 1.6: pip install "cfjax[sklearn]" '
+        f"(import failed: {err})"
+    ) from None
+
+from cfjax import solvers
+from cfjax.api import fit as cf_fit
+from cfjax.data import from_numpy
+from cfjax.predict import fold_in_proba, proba
+from cfjax.structs import Config
+
+__all__ = [
+    "EXPECTED_FAILED_CHECKS",
+    "SCORINGS",
+    "CFEnsembleClassifier",
+    "transductive_cross_val_score",
+]
+
+#: The estimator's inductive entry point: one compile per (config, padded batch shape).
+_fold_in_proba_jit = jax.jit(fold_in_proba, static_argnames="config")
+
+_DOMAIN = (
+    "X holds base classifiers' probabilities, which must lie in [0, 1]; the check feeds "
+    "arbitrary reals (blobs, iris or regression features), which fit rejects with ValueError"
+)
+
+#: The checks of `sklearn.utils.estimator_checks.check_estimator` that fail by design, each
+#: with its reason: pass it as `check_estimator(est, expected_failed_checks=...)`. All but one
+#: pass once X is mapped into [0, 1] (tests/test_sklearn.py runs them on a sigmoid-squashed
+#: twin of the estimator); scikit-learn has no tag for "inputs in [0, 1]".
+EXPECTED_FAILED_CHECKS: dict[str, str] = {
+    **{
+        name: _DOMAIN
+        for name in (
+            "check_classifier_data_not_an_array",
+            "check_classifiers_train",
+            "check_dict_unchanged",
+            "check_dont_overwrite_parameters",
+            "check_estimators_dtypes",
+            "check_estimators_fit_returns_self",
+            "check_estimators_overwrite_params",
+            "check_estimators_pickle",
+            "check_f_contiguous_array_estimator",
+            "check_fit2d_1feature",
+            "check_fit2d_predict1d",
+            "check_fit_check_is_fitted",
+            "check_fit_idempotent",
+            "check_methods_sample_order_invariance",
+            "check_methods_subset_invariance",
+            "check_n_features_in",
+            "check_n_features_in_after_fitting",
+            "check_non_transformer_estimators_n_iter",
+            "check_pipeline_consistency",
+            "check_readonly_memmap_input",
+        )
+    },
+    "check_classifiers_classes": _DOMAIN + "; also, its labels {-1, 1} read as one class plus "
+    "unlabeled rows, since y = -1 marks an unlabeled row (scikit-learn's semi-supervised "
+    "convention)",
+    "check_positive_only_tag_during_fit": "without the positive_only tag the check expects "
+    "negative X to be accepted; with it, every X >= 0 would be promised to work. Neither fits "
+    "[0, 1]",
+}
+
+
+def _score_function(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    from sklearn import metrics as skm
+
+    table: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "average_precision": skm.average_precision_score,
+        "roc_auc": skm.roc_auc_score,
+        "neg_log_loss": lambda y, p: -skm.log_loss(y, p, labels=[0, 1]),
+        "neg_brier_score": lambda y, p: -skm.brier_score_loss(y, p),
+        # p > 0.5, as `predict` (the argmax of [1 - p, p]) decides
+        "accuracy": lambda y, p: skm.accuracy_score(y, (p > 0.5).astype(int)),
+    }
+    return table[name]
+
+
+#: Names `transductive_cross_val_score` accepts for `scoring` (higher is better for every one).
+SCORINGS = ("average_precision", "roc_auc", "neg_log_loss", "neg_brier_score", "accuracy")
+
+
+def _rename(err: ValueError) -> ValueError:
+    """`from_numpy` names R (= X.T) and labels (= y); say so in the estimator's terms."""
+    msg = str(err)
+    if msg.startswith("R:"):
+        msg = "X (read as R = X.T: R's rows are X's columns):" + msg[2:]
+    elif msg.startswith("labels:"):
+        msg = "y:" + msg[len("labels:") :]
+    return ValueError(msg)
+
+
+def _unlabeled_mask(y: np.ndarray) -> np.ndarray:
+    """Rows marked -1 or NaN (numeric y only: a string or object y has no unlabeled marker)."""
+    if y.dtype.kind in "iub":
+        return y == -1
+    if y.dtype.kind == "f":
+        return np.isnan(y) | (y == -1)
+    return np.zeros(y.shape, bool)
+
+
+class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
+    """CF-Ensemble as a scikit-learn binary classifier (transductive fit, fold-in prediction).
+
+    Parameters are plain values; `fit` turns them into a `cfjax.Config` (static) and
+    `cfjax.Hparams` (traced) with the method's registered defaults for anything not given.
+
+    Args:
+      method: a name in `cfjax.solvers.METHODS` ("joint", "mm_als", "alternating", ...).
+      rho: weight of reconstruction, L = rho L_recon + (1 - rho) L_sup, in [0, 1].
+      lam: ridge penalty lambda on the factors.
+      latent_dim: d; clipped to min(m, n) for small problems (the used value is
+        `config_.latent_dim`).
+      max_iter: iterations of the method's outer loop.
+      lr: learning rate of the gradient steps; None uses the method's default
+        (`cfjax.solvers.get(method).hparams().lr`).
+      formulation: "fold_in" (instance factors are the ridge solve from R given X) or "free".
+      aggregator: "weighted" or "mean".
+      confidence: a name in `cfjax.confidence.STRATEGIES`.
+      seed: seed of the `jax.random.key` passed to the fit.
+
+    Attributes (after `fit`):
+      classes_: (2,) the two labels; `classes_[1]` is the positive class.
+      transductive_proba_: (n,) probability of `classes_[1]` for every row given to `fit`,
+        from the learned instance factors (unlabeled rows included: the transductive targets).
+      result_: the `cfjax.FitResult`.
+      config_: the `cfjax.Config` used. hparams_: the `cfjax.Hparams` used.
+      n_iter_: iterations the fit ran (`result_.n_iter`).
+      n_features_in_: m, the number of base classifiers.
+    """
+
+    def __init__(
+        self,
+        method: str = "joint",
+        rho: float = 0.5,
+        lam: float = 0.01,
+        latent_dim: int = 4,
+        max_iter: int = 200,
+        lr: float | None = None,
+        formulation: str = "fold_in",
+        aggregator: str = "weighted",
+        confidence: str = "uniform",
+        seed: int = 0,
+    ):
+        self.method = method
+        self.rho = rho
+        self.lam = lam
+        self.latent_dim = latent_dim
+        self.max_iter = max_iter
+        self.lr = lr
+        self.formulation = formulation
+        self.aggregator = aggregator
+        self.confidence = confidence
+        self.seed = seed
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN is a missing prediction, not an error
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    # ----------------------------------------------------------------------------------------
+
+    def _settings(self, m: int, n: int):
+        entry = solvers.get(self.method)
+        overrides: dict[str, Any] = dict(rho=self.rho, lam=self.lam)
+        if self.lr is not None:
+            overrides["lr"] = self.lr
+        hparams = entry.hparams(**overrides)
+        if not isinstance(self.latent_dim, (int, np.integer)) or isinstance(self.latent_dim, bool):
+            raise ValueError(f"latent_dim: expected a positive int, got {self.latent_dim!r}")
+        if not isinstance(self.max_iter, (int, np.integer)) or isinstance(self.max_iter, bool):
+            raise ValueError(f"max_iter: expected a positive int, got {self.max_iter!r}")
+        config = Config(
+            method=self.method,
+            formulation=self.formulation,
+            latent_dim=int(min(self.latent_dim, m, n))
+            if self.latent_dim > 0
+            else int(self.latent_dim),
+            max_iter=int(self.max_iter),
+            aggregator=self.aggregator,
+            confidence=self.confidence,
+        )
+        return hparams, config
+
+    def fit(self, X: Any, y: Any) -> CFEnsembleClassifier:
+        """Fits on every row of X; rows with y = -1 (or NaN) are the transductive targets.
+
+        Args:
+          X: (n, m) probabilities in [0, 1], NaN = missing; each row and column needs an
+            observed cell.
+          y: (n,) two classes, -1 / NaN for unlabeled rows.
+
+        Raises:
+          ValueError: naming X, y or the parameter at fault.
+        """
+        X = validate_data(
+            self, X, ensure_all_finite="allow-nan", ensure_min_samples=2, dtype=np.float64
+        )
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        unlabeled = _unlabeled_mask(y)
+        y_labeled = y[~unlabeled]
+        check_classification_targets(y_labeled)
+        classes = np.unique(y_labeled)
+        if classes.size != 2:
+            raise ValueError(
+                f"y: Only binary classification is supported (CF-Ensemble is binary); the labeled "
+                f"rows must hold exactly two classes, got "
+                f"{classes.size} class(es) {classes[:5].tolist()} (-1 / NaN mark unlabeled rows)"
+            )
+        labels = np.where(unlabeled, -1.0, 0.0)
+        labels[~unlabeled] = (y_labeled == classes[1]).astype(np.float64)
+        n, m = X.shape
+        hparams, config = self._settings(m, n)
+        try:
+            problem = from_numpy(X.T, labels, require_labels=solvers.get(self.method).uses_labels)
+        except ValueError as err:
+            raise _rename(err) from None
+        result = cf_fit(jax.random.key(self.seed), problem, hparams, config)
+        self.classes_ = classes
+        self.result_ = result
+        self.config_ = config
+        self.hparams_ = hparams
+        self.n_iter_ = int(result.n_iter)
+        self.transductive_proba_ = np.asarray(proba(result.params, config), np.float64)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(n_new, 2) probabilities of `classes_` for new rows, by fold-in with X fixed."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        n = X.shape[0]
+        # Fold-in solves each column alone, so padding columns change no other prediction.
+        # At least one fully observed pad keeps from_numpy's checks satisfied for a single row
+        # or a classifier absent from this batch; padding up to a power of two bounds the
+        # number of compiled batch shapes (GridSearchCV's folds differ in size by one).
+        width = max(2, 1 << n.bit_length())
+        R = np.concatenate([X.T, np.full((X.shape[1], width - n), 0.5)], axis=1)
+        try:
+            problem = from_numpy(R, np.full(width, -1.0), require_labels=False)
+        except ValueError as err:
+            raise _rename(err) from None
+        p = _fold_in_proba_jit(self.result_.params, problem, self.hparams_, self.config_)
+        p = np.asarray(p, np.float64)[:n]
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """`classes_[1]` where the fold-in probability exceeds 0.5, else `classes_[0]`.
+
+        The argmax of `predict_proba`, so a tie at exactly 0.5 goes to `classes_[0]`.
+        """
+        p = self.predict_proba(X)
+        return self.classes_[np.argmax(p, axis=1)]
+
+
+def transductive_cross_val_score(
+    estimator: CFEnsembleClassifier,
+    X: Any,
+    y: Any,
+    cv: Any = 5,
+    scoring: str | Callable[[np.ndarray, np.ndarray], float] = "average_precision",
+) -> np.ndarray:
+    """Scores the transductive setting: each fold's labels hidden, all rows fitted.
+
+    For each split of the labeled rows (rows with y = -1 / NaN are never scored and stay
+    unlabeled), the test fold's labels become -1, a clone of `estimator` is fitted on all rows,
+    and `scoring` compares the fold's true labels with `transductive_proba_` on the fold. Every
+    fit has the same shapes, so they share one compiled program.
+
+    Args:
+      estimator: a `CFEnsembleClassifier` (cloned, never fitted itself).
+      X: (n, m) as in `CFEnsembleClassifier.fit`. y: (n,) with -1 / NaN for unlabeled rows.
+      cv: an int (stratified K folds), a splitter or an iterable, as
+        `sklearn.model_selection.check_cv`; applied to the labeled rows only.
+      scoring: a name in `SCORINGS` or a callable (y_true in {0, 1}, proba of the positive
+        class) -> float, higher is better.
+
+    Returns:
+      (n_splits,) scores.
+    """
+    if isinstance(scoring, str):
+        if scoring not in SCORINGS:
+            raise ValueError(
+                f"scoring: unknown {scoring!r}; choose from {list(SCORINGS)} or pass a callable"
+            )
+        score_fn = _score_function(scoring)
+    elif callable(scoring):
+        score_fn = scoring
+    else:
+        raise ValueError(f"scoring: expected a name or a callable, got {scoring!r}")
+    y = column_or_1d(np.asarray(y), warn=True)
+    if y.dtype.kind == "b":
+        y = y.astype(np.int64)
+    X = np.asarray(X)
+    check_consistent_length(X, y)
+    unlabeled = _unlabeled_mask(y)
+    rows = np.flatnonzero(~unlabeled)
+    classes = np.unique(y[rows])
+    if classes.size != 2:
+        raise ValueError(
+            f"y: labeled rows must hold exactly two classes, got {classes.tolist()[:5]}"
+        )
+    splitter = check_cv(cv, y[rows], classifier=True)
+    if y.dtype.kind not in "iuf":
+        raise ValueError(f"y: must be numeric (-1 marks a hidden label), got dtype {y.dtype}")
+    scores = []
+    for _, test in splitter.split(np.zeros((rows.size, 1)), y[rows]):
+        fold = rows[test]
+        y_masked = y.copy()
+        y_masked[fold] = -1
+        model = clone(estimator).fit(X, y_masked)
+        truth = (y[fold] == model.classes_[1]).astype(int)
+        scores.append(float(score_fn(truth, model.transductive_proba_[fold])))
+    return np.asarray(scores)

@@ -1,0 +1,129 @@
+"""The `cfjax` command end to end on tiny inputs, including bad inputs (exit 2, one line)."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from cfjax import cli, data
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory):
+    ens = data.synthetic(jax.random.key(0), n_classifiers=5, n_instances=60, missing_rate=0.1)
+    R = np.asarray(ens.problem.R, np.float64)
+    R[~np.asarray(ens.problem.observed)] = np.nan
+    labels = np.where(np.asarray(ens.problem.labeled), ens.y_true, -1)
+    path = tmp_path_factory.mktemp("cli") / "ens.npz"
+    np.savez(path, R=R, labels=labels)
+    return path
+
+
+def _run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_methods_lists_every_method(capsys):
+    from cfjax.solvers import METHODS
+
+    code, out, _ = _run(["methods"], capsys)
+    assert code == 0
+    for name in list(METHODS) + ["auto"]:
+        assert name in out
+
+
+@pytest.mark.parametrize("method", ["joint", "als", "mm_als"])
+def test_fit_writes_probabilities_for_every_column(tiny_npz, tmp_path, capsys, method):
+    out = tmp_path / "out.npz"
+    code, stdout, err = _run(["fit", tiny_npz, "--method", method, "--rho", "0.5", "--latent-dim", "2",
+                              "--max-iter", "20", "--output", out], capsys)
+    assert code == 0, err
+    with np.load(out) as result:
+        proba = result["proba"]
+        assert proba.shape == (60,) and np.isfinite(proba).all()
+        assert ((proba >= 0) & (proba <= 1)).all()
+        assert result["X"].shape == (2, 5) and result["Y"].shape == (2, 60)
+        assert result["history_total"].shape == (20,)
+        assert json.loads(str(result["config"]))["method"] == method
+
+
+def test_fit_rho_auto_selects_by_cross_validation(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "out.npz"
+    code, _, err = _run(["fit", tiny_npz, "--method", "joint", "--rho", "auto", "--latent-dim", "2",
+                         "--max-iter", "10", "--output", out], capsys)
+    assert code == 0, err
+    with np.load(out) as result:
+        info = json.loads(str(result["info"]))
+    assert 0 < info["selected_rho"] < 1
+
+
+@pytest.mark.parametrize(
+    "argv_tail, fragment",
+    [
+        (["--method", "nope"], "method: unknown"),
+        (["--rho", "1.5"], "rho: must lie in"),
+        (["--rho", "abc"], "--rho: expected a number"),
+        (["--latent-dim", "0"], "latent_dim: must be positive"),
+        (["--latent-dim", "99"], "latent_dim: must be <="),
+    ],
+    ids=["unknown_method", "rho_out_of_range", "rho_not_a_number", "latent_dim_zero", "latent_dim_too_big"],
+)
+def test_fit_bad_arguments_exit_2_with_one_line(tiny_npz, tmp_path, capsys, argv_tail, fragment):
+    args = ["fit", tiny_npz, "--method", "joint", "--output", tmp_path / "o.npz"]
+    code, _, err = _run(args + argv_tail, capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and fragment in err
+
+
+def test_fit_input_not_an_npz(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not a zip")
+    code, _, err = _run(["fit", bad, "--output", tmp_path / "o.npz"], capsys)
+    assert code == 2 and "is not a readable .npz" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fit_input_missing_arrays(tmp_path, capsys):
+    path = tmp_path / "x.npz"
+    np.savez(path, R=np.full((3, 4), 0.5))
+    code, _, err = _run(["fit", path, "--output", tmp_path / "o.npz"], capsys)
+    assert code == 2 and "has no array named labels" in err
+
+
+def test_fit_input_missing_file(tmp_path, capsys):
+    code, _, err = _run(["fit", tmp_path / "nope.npz", "--output", tmp_path / "o.npz"], capsys)
+    assert code == 2 and "no such file" in err
+
+
+def test_fit_bad_values_in_input(tmp_path, capsys):
+    path = tmp_path / "x.npz"
+    np.savez(path, R=np.full((3, 4), 1.5), labels=np.array([0, 1, -1, -1]))
+    code, _, err = _run(["fit", path, "--method", "joint", "--output", tmp_path / "o.npz"], capsys)
+    assert code == 2 and "R: probabilities must lie in [0, 1]" in err
+
+
+def test_benchmark_tiny_run_writes_results(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CFJAX_CACHE", str(tmp_path / "cache"))
+    code, out, err = _run(["benchmark", "--datasets", "synthetic-seed", "--methods", "als", "two_stage",
+                           "--splits", "2", "--out", tmp_path, "--run-name", "t", "--no-plots", "--quiet"], capsys)
+    assert code == 0, err
+    folder = tmp_path / "t"
+    for name in ("results.csv", "summary.csv", "table.md", "config.json"):
+        assert (folder / name).is_file()
+    assert "two_stage" in out and "stacking" in out
+    config = json.loads((folder / "config.json").read_text())
+    assert config["split_seeds"] == [0, 1] and config["jax"]
+
+
+def test_benchmark_unknown_dataset_exits_2(tmp_path, capsys):
+    code, _, err = _run(["benchmark", "--datasets", "nope", "--out", tmp_path], capsys)
+    assert code == 2 and "nope" in err
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "cfjax", "methods"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "joint" in proc.stdout
