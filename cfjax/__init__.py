@@ -10,11 +10,13 @@ from cfjax import (
     baselines,
     confidence,
     data,
+    io,
     logistic,
     losses,
     metrics,
     predict,
     solvers,
+    sweep,
     validation,
 )
 from cfjax.api import fit, fit_jit
@@ -42,11 +44,13 @@ __all__ = [
     "baselines",
     "confidence",
     "data",
+    "io",
     "logistic",
     "losses",
     "metrics",
     "predict",
     "solvers",
+    "sweep",
     "validation",
     "__version__",
 ]

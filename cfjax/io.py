@@ -168,7 +168,8 @@ def load(path: PathLike) -> tuple[FitResult, Config, Hparams]:
     """Reads a file written by `save`.
 
     Returns:
-      (FitResult, Config, Hparams), arrays as `jax.Array` with the dtypes and shapes saved.
+      (FitResult, Config, Hparams), arrays as `jax.Array` with the shapes and dtypes saved
+      (float64 arrays come back as float64 only under `jax_enable_x64`, as any `jnp.asarray`).
 
     Raises:
       FileNotFoundError: no file at `path` (nor at `path` + ".npz").

@@ -73,8 +73,8 @@ def check_config(config: Config, problem: Problem | None = None) -> None:
         raise ValueError(f"init: must be 'svd' or 'random', got {config.init!r}")
     if config.optimizer not in ("adam", "adamw", "sgd"):
         raise ValueError(f"optimizer: must be adam, adamw or sgd, got {config.optimizer!r}")
-    if config.mm_curvature not in ("bound", "exact"):
-        raise ValueError(f"mm_curvature: must be 'bound' or 'exact', got {config.mm_curvature!r}")
+    if config.mm_curvature not in ("bound", "sharp", "exact"):
+        raise ValueError(f"mm_curvature: must be 'bound', 'sharp' or 'exact', got {config.mm_curvature!r}")
     if config.damped_every < 1:
         raise ValueError(f"damped_every: must be >= 1, got {config.damped_every}")
     if config.chunk_size < 0 or config.patience < 0:

@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple
 
 import jax
 
-from cfjax.solvers import als, alternating, damped, joint, label_aware_als, two_stage
+from cfjax.solvers import als, alternating, damped, joint, label_aware_als, mm_als, two_stage
 from cfjax.structs import Config, FitResult, Hparams, Problem
 
 __all__ = ["Method", "METHODS", "get", "fit_traced"]
@@ -42,14 +42,9 @@ _ALL = [
     Method("damped", damped.fit, "alternating with the aggregator stepped every k-th iteration", True,
            (("lr", 0.001),)),
     Method("joint", joint.fit, "Adam on the exact combined loss, X, Y and theta together", True),
+    Method("mm_als", mm_als.fit,
+           "majorize-minimize ALS: closed-form steps on the exact loss, never increasing", True),
 ]
-try:  # MM-ALS lives in its own module; registered when present
-    from cfjax.solvers import mm_als
-
-    _ALL.append(Method("mm_als", mm_als.fit,
-                       "majorize-minimize ALS: closed-form steps on the exact loss, never increasing", True))
-except ImportError:  # pragma: no cover
-    pass
 
 METHODS: dict[str, Method] = {m.name: m for m in _ALL}
 
