@@ -237,8 +237,21 @@ def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace)
     for name, entry in kept.items():
         ens = entry["ens"]
         plots.pr_curves(ens.y_true, entry["proba"], ens.test, path=out / f"pr_curves_{name}.png")
-        if entry["history"]:
-            plots.loss_curves_by_method(entry["history"], path=out / f"loss_curves_{name}.png")
+        histories = {k: v for k, v in entry["history"].items() if k != "auto"}  # auto's rho varies
+        if histories:
+            import matplotlib.pyplot as plt
+
+            cols = 4
+            rows = -(-len(histories) // cols)
+            fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+            for ax, (method, history) in zip(axes.ravel(), histories.items()):
+                plots.loss_curves(history, rho=0.5, log=True, ax=ax)
+                ax.set_title(f"{method} (rho 0.5)")
+            for ax in axes.ravel()[len(histories):]:
+                ax.set_visible(False)
+            fig.tight_layout()
+            fig.savefig(out / f"loss_curves_{name}.png", dpi=100)
+            plt.close(fig)
     # the rho sweep: joint over the default rho grid and 3 seeds on split 0 of the first data set
     first = next(iter(kept), None)
     if first is None or "joint" not in cfjax.solvers.METHODS:
@@ -253,8 +266,9 @@ def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace)
     probas = jax.vmap(jax.vmap(lambda p: cfjax.predict.proba(p, config)))(result.params)
     scores = np.asarray(jax.vmap(jax.vmap(lambda p: metrics.average_precision(y, p, test)))(probas))
     base = {b: float(metrics.average_precision(y, fn(ens.problem), test)) for b, fn in baselines.BASELINES.items()}
-    plots.rho_sweep(rhos, scores, base, path=out / f"rho_sweep_{first}.png",
-                    title=f"joint (fold-in), {first}, split 0: test PR-AUC vs rho")
+    fig = plots.rho_sweep(rhos, scores, base)
+    fig.axes[0].set_title(f"joint (fold-in), {first}, split 0: test PR-AUC vs rho (3 seeds)")
+    fig.savefig(out / f"rho_sweep_{first}.png", dpi=100)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -127,3 +127,12 @@ def test_benchmark_unknown_dataset_exits_2(tmp_path, capsys):
 def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "cfjax", "methods"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "joint" in proc.stdout
+
+
+def test_benchmark_writes_plots(tmp_path, capsys):
+    code, _, err = _run(["benchmark", "--datasets", "synthetic-seed", "--methods", "als", "--splits", "1",
+                         "--out", tmp_path, "--run-name", "p", "--quiet"], capsys)
+    assert code == 0, err
+    for name in ("pr_curves_synthetic-seed.png", "loss_curves_synthetic-seed.png", "rho_sweep_synthetic-seed.png"):
+        path = tmp_path / "p" / name
+        assert path.is_file() and path.stat().st_size > 1000, name
