@@ -267,7 +267,7 @@ def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace)
     scores = np.asarray(jax.vmap(jax.vmap(lambda p: metrics.average_precision(y, p, test)))(probas))
     base = {b: float(metrics.average_precision(y, fn(ens.problem), test)) for b, fn in baselines.BASELINES.items()}
     fig = plots.rho_sweep(rhos, scores, base)
-    fig.axes[0].set_title(f"joint (fold-in), {first}, split 0: test PR-AUC vs rho (3 seeds)")
+    fig.axes[0].set_title(f"joint (fold-in), {first}, split 0: test PR-AUC vs rho (SVD init, so the 3 seeds coincide)")
     fig.savefig(out / f"rho_sweep_{first}.png", dpi=100)
 
 
