@@ -12,12 +12,11 @@ from __future__ import annotations
 import jax
 
 from cfjax import losses
+from cfjax.aggregators import WeightedTheta
 from cfjax.logistic import fit_logistic
 from cfjax.solvers import als
-from cfjax.solvers._common import evaluate
+from cfjax.solvers._common import evaluate, prepare
 from cfjax.structs import Config, FitResult, History, Hparams, Problem
-from cfjax.aggregators import WeightedTheta
-from cfjax.solvers._common import prepare
 
 
 def fit(key: jax.Array, problem: Problem, hparams: Hparams, config: Config) -> FitResult:
