@@ -30,6 +30,7 @@ __all__ = [
     "provenance",
     "run_panel",
     "summarize",
+    "score_test_columns",
     "paired",
     "markdown_table",
     "t_interval",
@@ -111,12 +112,14 @@ def provenance(**extra: Any) -> dict[str, Any]:
     }
 
 
-def _scores(ens: data.Ensemble, proba: jax.Array) -> dict[str, float]:
-    y = jnp.asarray(ens.y_true, proba.dtype)
-    test = jnp.asarray(ens.test)
+def score_test_columns(y_true: Any, proba: Any, test: Any) -> dict[str, float]:
+    """PR-AUC and ROC-AUC of `proba` on the `test` columns (the unlabeled ones)."""
+    proba = jnp.asarray(proba)
+    y = jnp.asarray(y_true, proba.dtype)
+    mask = jnp.asarray(test)
     return {
-        "pr_auc": float(metrics.average_precision(y, proba, test)),
-        "roc_auc": float(metrics.roc_auc(y, proba, test)),
+        "pr_auc": float(metrics.average_precision(y, proba, mask)),
+        "roc_auc": float(metrics.roc_auc(y, proba, mask)),
     }
 
 
@@ -157,7 +160,7 @@ def run_panel(
                 if not np.isfinite(np.asarray(proba)).all():
                     raise FloatingPointError(f"{pipe.name} on {name} split {split}: non-finite prediction")
                 record = dict(dataset=name, split=split, method=pipe.name, baseline=pipe.is_baseline,
-                              seconds=seconds, **_scores(ens, proba))
+                              seconds=seconds, **score_test_columns(ens.y_true, proba, ens.test))
                 if result is not None:
                     record.update(n_iter=int(result.n_iter), converged=bool(result.converged))
                 records.append(record)
@@ -202,7 +205,6 @@ def summarize(records: list[dict[str, Any]], metric: str = "pr_auc") -> list[dic
         best_base = max(base_means, key=base_means.get) if base_means else None
         for method, by_split in by_method.items():
             splits = sorted(by_split)
-            vals = np.array([by_split[s][metric] for s in splits])
             roc = np.array([by_split[s]["roc_auc"] for s in splits])
             row = dict(dataset=name, method=method, n_splits=len(splits),
                        pr_auc_mean=float(np.mean([by_split[s]["pr_auc"] for s in splits])),

@@ -7,12 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-
-import cfjax
-from cfjax import metrics
-from cfjax.benchmark import provenance  # noqa: F401  (re-exported for the scripts)
+from cfjax.benchmark import provenance, score_test_columns  # noqa: F401  (re-exported for the scripts)
 
 
 def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -24,14 +19,3 @@ def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def test_scores(y_true: np.ndarray, proba: Any, test: np.ndarray) -> dict[str, float]:
-    """PR-AUC and ROC-AUC of `proba` on the test columns."""
-    y = jax.numpy.asarray(y_true, jax.numpy.float32)
-    p = jax.numpy.asarray(proba)
-    mask = jax.numpy.asarray(test)
-    return {
-        "pr_auc": float(metrics.average_precision(y, p, mask)),
-        "roc_auc": float(metrics.roc_auc(y, p, mask)),
-    }

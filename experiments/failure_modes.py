@@ -27,7 +27,7 @@ import cfjax  # noqa: E402
 from cfjax import baselines, data, losses, predict  # noqa: E402
 from cfjax.solvers import METHODS  # noqa: E402
 from cfjax.solvers._common import aggregator_gradient_step  # noqa: E402
-from common import provenance, results_dir, test_scores, write_json  # noqa: E402
+from common import provenance, results_dir, score_test_columns, write_json  # noqa: E402
 
 CHECKPOINTS = (0, 20, 40, 60, 100)
 N_CLASSIFIERS = 30
@@ -44,7 +44,7 @@ def run(seeds: int, n: int, out: Path) -> list[dict]:
         ens = data.preset(jax.random.key(seed), "seed", n_instances=n, n_classifiers=N_CLASSIFIERS)
         problem = ens.problem
         for name in ("simple_average", "stacking"):
-            scores = test_scores(ens.y_true, baselines.BASELINES[name](problem), ens.test)
+            scores = score_test_columns(ens.y_true, baselines.BASELINES[name](problem), ens.test)
             rows.append(dict(seed=seed, method=name, iteration="-", recon="-", sup="-", **scores))
         for method in METHODS:
             hp = cfjax.Hparams.create(rho=0.5, lam=0.01, lr=LEARNING_RATES.get(method, 0.01))
@@ -60,7 +60,7 @@ def run(seeds: int, n: int, out: Path) -> list[dict]:
                     if it == CHECKPOINTS[-1] and seed == 0:
                         histories[method] = fit.history
                 parts = losses.loss_parts(params, cfjax.solvers._common.prepare(problem, hp, cfg), hp, cfg)
-                scores = test_scores(ens.y_true, predict.proba(params, cfg), ens.test)
+                scores = score_test_columns(ens.y_true, predict.proba(params, cfg), ens.test)
                 rows.append(dict(seed=seed, method=method, iteration=it, recon=float(parts.recon),
                                  sup=float(parts.sup), **scores))
     _plot(histories, out / "loss_curves.png")
@@ -77,12 +77,12 @@ def isolated_checks(n: int) -> dict[str, float]:
     resid = (problem.R - losses.reconstruct(fit.params)) * problem.observed
     rmse = float(jnp.sqrt(jnp.sum(resid**2) / jnp.sum(problem.observed)))
     params = fit.params
-    before = test_scores(ens.y_true, predict.proba(params, cfg), ens.test)["roc_auc"]
+    before = score_test_columns(ens.y_true, predict.proba(params, cfg), ens.test)["roc_auc"]
     sup_before = float(losses.supervised_parts(params, problem, hp, cfg)[0])
     step = jax.jit(aggregator_gradient_step, static_argnames="config")
     for _ in range(20):
         params = step(params, problem, hp, cfg)
-    after = test_scores(ens.y_true, predict.proba(params, cfg), ens.test)["roc_auc"]
+    after = score_test_columns(ens.y_true, predict.proba(params, cfg), ens.test)["roc_auc"]
     sup_after = float(losses.supervised_parts(params, problem, hp, cfg)[0])
     return dict(als_rmse=rmse, aggregator_auc_before=before, aggregator_auc_after=after,
                 aggregator_sup_before=sup_before, aggregator_sup_after=sup_after)

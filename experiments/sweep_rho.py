@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cfjax  # noqa: E402
 from cfjax import baselines, data, predict, sweep  # noqa: E402
-from common import provenance, results_dir, test_scores, write_json  # noqa: E402
+from common import provenance, results_dir, score_test_columns, write_json  # noqa: E402
 
 METHODS = ("joint", "two_stage")
 BASELINE_NAMES = ("simple_average", "stacking", "best_single")
@@ -57,7 +57,7 @@ def run_setting(name: str, seeds: list[int], n: int, rhos, cfgs) -> list[dict]:
         ens = load_setting(name, seed, n)
         problem = ens.problem
         for base in BASELINE_NAMES:
-            scores = test_scores(ens.y_true, baselines.BASELINES[base](problem), ens.test)
+            scores = score_test_columns(ens.y_true, baselines.BASELINES[base](problem), ens.test)
             rows.append(dict(setting=name, method=base, rho="", seed=seed, **scores))
         keys = jax.random.key(seed)[None]
         for method, cfg in cfgs.items():
@@ -66,7 +66,7 @@ def run_setting(name: str, seeds: list[int], n: int, rhos, cfgs) -> list[dict]:
             first_seed = jax.tree.map(lambda x: x[:, 0], result.params)
             probas = np.asarray(jax.vmap(predict.proba, in_axes=(0, None))(first_seed, cfg))
             for g, rho in enumerate(rhos):
-                scores = test_scores(ens.y_true, probas[g], ens.test)
+                scores = score_test_columns(ens.y_true, probas[g], ens.test)
                 rows.append(dict(setting=name, method=method, rho=float(rho), seed=seed, **scores))
             print(
                 f"  {name} seed {seed} {method}: {len(rhos)} rhos "
