@@ -44,9 +44,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
-from cfjax import metrics, solvers
-from cfjax.api import fit_jit
+from cfjax import metrics, sharding, solvers
+from cfjax.api import fit_unchecked
 from cfjax.data import require_labels
 from cfjax.predict import proba
 from cfjax.structs import Config, FitResult, Hparams, Problem
@@ -209,6 +210,14 @@ def _sweep(
 _sweep_jit = jax.jit(_sweep, static_argnames=("config", "strategy", "batch_size"))
 
 
+def _sweep_on_mesh(keys, problem, hparams_grid, config, strategy, batch_size, mesh):
+    sweep = functools.partial(_sweep, config=config, strategy=strategy, batch_size=batch_size)
+    return sharding.on_mesh(sweep, mesh)(keys, problem, hparams_grid)
+
+
+_sweep_on_mesh_jit = jax.jit(_sweep_on_mesh, static_argnames=("config", "strategy", "batch_size", "mesh"))
+
+
 def _check_keys(keys: Any) -> jax.Array:
     if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)):
         raise ValueError("keys: expected typed keys, e.g. jax.random.split(jax.random.key(0), S)")
@@ -224,6 +233,8 @@ def run(
     config: Config,
     strategy: str = "auto",
     batch_size: int | None = None,
+    *,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Every grid point x every seed, as one compiled program.
 
@@ -238,6 +249,8 @@ def run(
       config: static; one compile per (G, S, config, problem shapes).
       strategy: "auto", "vmap", "map" or "map_batched" (see the module docstring). Static.
       batch_size: fits per step for "map_batched" (required there, and only there). Static.
+      mesh: optional `jax.sharding.Mesh` with an axis "n": the problem (and every fit's Y) is
+        split along the instances across its devices, as in `cfjax.fit`. Static.
 
     Returns:
       `FitResult` whose leaves have leading axes (G, S).
@@ -261,7 +274,12 @@ def run(
         raise ValueError(
             f"batch_size: only used by strategy 'map_batched', got {batch_size!r} with {strategy!r}"
         )
-    return _sweep_jit(keys, problem, hparams_grid, config, strategy, batch_size)
+    if mesh is None:
+        return _sweep_jit(keys, problem, hparams_grid, config, strategy, batch_size)
+    placed = sharding.shard_problem(problem, mesh)
+    with jax.sharding.set_mesh(mesh):
+        result = _sweep_on_mesh_jit(keys, placed, hparams_grid, config, strategy, batch_size, mesh)
+    return sharding.unpad(result, problem.n_instances, mesh)
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,6 +371,8 @@ def select(
     seeds: int = 1,
     strategy: str = "auto",
     batch_size: int | None = None,
+    *,
+    mesh: Mesh | None = None,
 ) -> Selection:
     """Chooses a grid point by stratified K-fold cross-validation on the training columns.
 
@@ -375,7 +395,7 @@ def select(
       metric: a name in `cfjax.metrics.METRICS`; its direction from `metrics.higher_is_better`.
       seeds: S >= 1 fits per grid point and fold; their scores are averaged. The refit uses the
         first of these keys.
-      strategy, batch_size: as in `run`.
+      strategy, batch_size, mesh: as in `run`.
 
     Returns:
       `Selection`.
@@ -399,7 +419,7 @@ def select(
     for fold in folds:
         sub = fold_problem(problem, fold)
         require_labels(sub)
-        result = run(keys, sub, hparams_grid, config, strategy=strategy, batch_size=batch_size)
+        result = run(keys, sub, hparams_grid, config, strategy=strategy, batch_size=batch_size, mesh=mesh)
         per_fold.append(
             np.asarray(_scores(result.params, problem.labels, jnp.asarray(fold), config, metric))
         )
@@ -409,7 +429,7 @@ def select(
     signed = mean if metrics.higher_is_better(metric) else -mean
     index = int(np.argmax(np.where(np.isnan(signed), -np.inf, signed)))
     best = take(hparams_grid, index)
-    refit = fit_jit(keys[0], problem, best, config)
+    refit = fit_unchecked(keys[0], problem, best, config, mesh)
     return Selection(
         index=index, hparams=best, scores=scores, mean=mean, sd=sd, refit=refit, folds=folds
     )
