@@ -74,7 +74,10 @@ def _read_input(path: str) -> tuple[np.ndarray, np.ndarray]:
     if not p.is_file():
         raise UserError(f"INPUT: no such file: {path}")
     try:
-        with np.load(p, allow_pickle=False) as npz:
+        loaded = np.load(p, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file loads as a bare array
+            raise UserError(f"INPUT: {path} is a single array, not an .npz archive holding R and labels")
+        with loaded as npz:
             keys = set(npz.files)
             missing = [k for k in ("R", "labels") if k not in keys]
             if missing:
@@ -147,7 +150,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     theta = result.params.theta
     for field in getattr(theta, "_fields", ()):
         out[f"theta_{field}"] = np.asarray(getattr(theta, field))
-    np.savez(args.output, **out)
+    try:
+        np.savez(args.output, **out)
+    except OSError as err:
+        raise UserError(f"--output: cannot write {args.output} ({err.strerror or type(err).__name__})") from None
     labeled = int(np.asarray(problem.labeled).sum())
     print(f"{config.method}: fitted {problem.R.shape[0]} classifiers x {problem.R.shape[1]} instances "
           f"({labeled} labeled), rho={float(hparams.rho):.3g}, {int(result.n_iter)} iterations; "

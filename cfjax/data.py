@@ -59,7 +59,17 @@ def from_numpy(
       require_labels: if True (the default, needed by every supervised method), fail unless
         the training columns hold both classes.
 
-    Lists, ints, bools and float16/32/64 are accepted; NaN in `R` is data, not an error.
+    Handled, not refused: lists, ints, bools and float16/32/64 (read as float64, then cast to
+    `dtype`), non-contiguous or Fortran-ordered arrays (copied), NaN in `R` (a missing
+    prediction, not an error), NaN or -1 in `labels` (unlabeled), a single classifier (m = 1,
+    which allows latent_dim = 1 only), and any confidence on unobserved cells (set to 0).
+
+    Raises:
+      ValueError: naming `R`, `labels`, `confidence` or `validation` and the fault: not
+        numeric; R not 2-D; n < 2 or m < 1; inf in R or labels; R outside [0, 1]; a row or a
+        column of R with every cell missing; labels of the wrong length or outside
+        {0, 1, -1, NaN}; with `require_labels`, no labeled column or only one class; confidence
+        of the wrong shape, NaN, inf or negative on an observed cell, or zero on a whole column.
     """
     R = _as_float_array(R, "R")
     if R.ndim != 2:

@@ -244,7 +244,10 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         check_consistent_length(X, y)
         unlabeled = _unlabeled_mask(y)
         y_labeled = y[~unlabeled]
-        check_classification_targets(y_labeled)
+        try:
+            check_classification_targets(y_labeled)
+        except ValueError as err:  # scikit-learn's message does not say which argument
+            raise ValueError(f"y: {err}") from None
         classes = np.unique(y_labeled)
         if classes.size != 2:
             raise ValueError(

@@ -149,7 +149,8 @@ class Config:
       optimizer: "adam", "adamw" or "sgd" (joint).
       patience: joint's early stopping and plateau patience, in steps; 0 disables both.
       plateau_factor: learning-rate factor of the reduce-on-plateau schedule (joint).
-      tol: relative change of the total loss below which a loop reports convergence.
+      tol: relative change of the total loss strictly below which a loop stops and reports
+        convergence; >= 0. tol = 0 never stops early: every loop runs max_iter iterations.
       damped_every: the damped method updates the aggregator every k-th iteration.
       mm_curvature: MM-ALS's curvature of the cross-entropy bound: "bound" (1/4), "sharp"
         (Jaakkola-Jordan, still a bound: monotone, ~2.5x fewer sweeps) or "exact" (sigma(1-sigma),

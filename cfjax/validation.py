@@ -55,7 +55,7 @@ def check_hparams(hparams: Hparams) -> None:
 
 
 def check_config(config: Config, problem: Problem | None = None) -> None:
-    """Names exist, sizes are positive, latent_dim fits the problem."""
+    """Names exist, sizes are positive ints, tolerances finite and in range, latent_dim fits."""
     from cfjax import solvers  # solvers import this module's peers; avoid an import cycle
 
     if not isinstance(config, Config):
@@ -63,6 +63,15 @@ def check_config(config: Config, problem: Problem | None = None) -> None:
     solvers.get(config.method)
     aggregators.get(config.aggregator)
     confidence.get(config.confidence)
+    for name in ("latent_dim", "max_iter", "patience", "damped_every", "chunk_size"):
+        value = getattr(config, name)
+        # a float here would reach a shape or a loop bound deep inside tracing; bool is an int
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name}: expected an int, got {value!r}")  # noqa: TRY004 (STYLE: ValueError)
+    for name in ("tol", "init_scale", "plateau_factor"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name}: expected a number, got {value!r}")  # noqa: TRY004 (STYLE: ValueError)
     if config.latent_dim <= 0:
         raise ValueError(f"latent_dim: must be positive, got {config.latent_dim}")
     if config.max_iter <= 0:
@@ -77,10 +86,18 @@ def check_config(config: Config, problem: Problem | None = None) -> None:
         raise ValueError(f"mm_curvature: must be 'bound', 'sharp' or 'exact', got {config.mm_curvature!r}")
     if config.damped_every < 1:
         raise ValueError(f"damped_every: must be >= 1, got {config.damped_every}")
-    if config.chunk_size < 0 or config.patience < 0:
-        raise ValueError("chunk_size and patience: must be >= 0")
-    if not 0.0 < config.plateau_factor <= 1.0:
+    if config.chunk_size < 0:
+        raise ValueError(f"chunk_size: must be >= 0 (0 = one chunk), got {config.chunk_size}")
+    if config.patience < 0:
+        raise ValueError(f"patience: must be >= 0 (0 disables early stopping), got {config.patience}")
+    if not 0.0 < config.plateau_factor <= 1.0:  # also refuses NaN
         raise ValueError(f"plateau_factor: must lie in (0, 1], got {config.plateau_factor}")
+    # tol = 0 is the way to switch the convergence stop off (a change is never below 0);
+    # a negative or NaN tol would do the same silently, so it is refused
+    if not (np.isfinite(config.tol) and config.tol >= 0):
+        raise ValueError(f"tol: must be finite and >= 0 (0 never stops early), got {config.tol}")
+    if not (np.isfinite(config.init_scale) and config.init_scale > 0):
+        raise ValueError(f"init_scale: must be finite and > 0, got {config.init_scale}")
     if config.method == "mm_als" and not aggregators.get(config.aggregator).logit_linear:
         raise ValueError(
             f"aggregator: MM-ALS majorizes cross-entropy only for a logit-linear aggregator; "

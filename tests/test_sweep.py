@@ -24,11 +24,11 @@ def ensemble():
 
 
 def _config(method: str, **changes) -> Config:
-    # tol < 0 switches the convergence stop off: it compares a float32 relative change with
-    # tol, and a change that is exactly 0 (or on the threshold) in one program may be 1 ulp off
-    # in a batched one, stopping the two at different iterations. patience 4 keeps joint's early
-    # stopping on (different fits stop at different steps inside one batch).
-    base = dict(method=method, latent_dim=3, max_iter=12, tol=-1.0, patience=4, damped_every=3)
+    # tol = 0 switches the convergence stop off (no change is below 0): with it on, a float32
+    # relative change near tol in one program may be 1 ulp off in a batched one, stopping the
+    # two at different iterations. patience 4 keeps joint's early stopping on (different fits
+    # stop at different steps inside one batch).
+    base = dict(method=method, latent_dim=3, max_iter=12, tol=0.0, patience=4, damped_every=3)
     return Config(**{**base, **changes})
 
 

@@ -90,9 +90,11 @@ def iterate(
 ) -> tuple[Any, History, jax.Array, jax.Array]:
     """Runs `state = step(state, t)` for `length` iterations under `lax.scan`, recording history.
 
-    Once the relative change of the total loss falls below `config.tol` (if
+    Once the relative change of the total loss falls strictly below `config.tol` (if
     `check_convergence`) or `stop_of(state)` says so, the state is frozen and the history repeats
     its last values: shapes stay fixed, so fits vmap and sweep like any other array program.
+    With tol = 0 the loop never stops on the tolerance (a change of exactly 0 in one program may
+    be 1 ulp in a batched twin, so "<= 0" would stop the two at different iterations).
 
     Returns (final state, History, n_iter, converged).
     """
@@ -106,7 +108,7 @@ def iterate(
         record = evaluate(params_of(new_state), problem, hparams, config)
         prev_total = carry.last[0].total
         change = jnp.abs(prev_total - record[0].total) / jnp.maximum(jnp.abs(prev_total), 1e-30)
-        converged = (change <= config.tol) & check_convergence
+        converged = (change < config.tol) & check_convergence  # strict: tol = 0 never stops
         stop = converged | (stop_of(new_state) if stop_of is not None else false)
         keep = carry.stopped
 
