@@ -12,7 +12,7 @@ problem with 30% of the cells unobserved (C = 0):
 
 `--solvers` adds the micro-benchmark behind `cfjax.als`'s choice of method: the batched SPD
 solve alone (Grams given) for d in {4, 8, 16, 32} and rows in {1e4, 1e5}, comparing the
-unrolled batch-last Cholesky, batched `jnp.linalg.cholesky` + `triangular_solve`, and
+unrolled and the looped batch-last Cholesky, batched `jnp.linalg.cholesky` + `triangular_solve`, and
 batched `jnp.linalg.solve` (jax issue 36927). The unrolled one is skipped above
 `--unrolled-max-d` (default 16) because its compile time grows as d^3.
 
@@ -24,32 +24,18 @@ Prints markdown tables and writes benchmarks/results/als.json. Not part of the t
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import subprocess
 import time
-from pathlib import Path
 
+import _harness as H
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _problem import numpy_rows
 from jax import lax
 
 from cfjax import als
 
-HERE = Path(__file__).resolve().parent
 LAM = 0.1
-
-
-def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), times
 
 
 def random_problem(m: int, n: int, d: int, seed: int = 0):
@@ -59,17 +45,6 @@ def random_problem(m: int, n: int, d: int, seed: int = 0):
     X = rng.normal(size=(d, m)) / np.sqrt(d)
     Y = rng.normal(size=(d, n)) / np.sqrt(d)
     return X, Y, R, C
-
-
-def numpy_rows(F, R, C, lam, rows):
-    """The obvious loop: one np.linalg.solve per row (float64)."""
-    d = F.shape[0]
-    out = np.empty((d, len(rows)))
-    eye = lam * np.eye(d)
-    for t, j in enumerate(rows):
-        Fc = F * C[j][None, :]
-        out[:, t] = np.linalg.solve(Fc @ F.T + eye, Fc @ R[j])
-    return out
 
 
 def numpy_sweep_time(X, Y, R, C, lam, n_sub: int) -> tuple[float, float, float]:
@@ -101,30 +76,24 @@ def bench_sweeps(args) -> list[dict]:
                 with jax.enable_x64(dtype == "float64"):
                     arrs = [jnp.asarray(a, dtype) for a in (X, Y, R, C)]
                     lam = jnp.asarray(LAM, dtype)
-                    start = time.perf_counter()
-                    sweep.lower(*arrs, lam, chunk_size=chunk).compile()
-                    compile_s = time.perf_counter() - start
-                    jax.block_until_ready(sweep(*arrs, lam, chunk_size=chunk))
-                    run_s, runs = _median_time(
-                        lambda arrs=arrs, lam=lam, chunk=chunk: sweep(*arrs, lam, chunk_size=chunk),
-                        args.repeats,
-                    )
+                    t = H.compile_and_time(sweep, (*arrs, lam), {"chunk_size": chunk}, args.repeats)
+                compile_s, run_s, runs = t["compile_s"], t["run_s"], t["runs_s"]
                 rows.append(
-                    dict(
-                        m=m,
-                        n=n,
-                        d=d,
-                        dtype=dtype,
-                        chunk=chunk,
-                        compile_s=compile_s,
-                        sweep_ms=1e3 * run_s,
-                        runs_ms=[1e3 * t for t in runs],
-                        numpy_ms=1e3 * ref_s,
-                        numpy_x_ms=1e3 * t_x,
-                        numpy_y_subset_ms=1e3 * t_y,
-                        numpy_y_subset_rows=min(args.numpy_rows, n),
-                        speedup=ref_s / run_s,
-                    )
+                    {
+                        "m": m,
+                        "n": n,
+                        "d": d,
+                        "dtype": dtype,
+                        "chunk": chunk,
+                        "compile_s": compile_s,
+                        "sweep_ms": 1e3 * run_s,
+                        "runs_ms": [1e3 * t for t in runs],
+                        "numpy_ms": 1e3 * ref_s,
+                        "numpy_x_ms": 1e3 * t_x,
+                        "numpy_y_subset_ms": 1e3 * t_y,
+                        "numpy_y_subset_rows": min(args.numpy_rows, n),
+                        "speedup": ref_s / run_s,
+                    }
                 )
                 print(
                     f"  {dtype} chunk {chunk}: compile {compile_s:.2f}s, sweep {1e3 * run_s:.1f}ms "
@@ -175,6 +144,10 @@ def _unrolled(G, b):
     return als._cholesky_solve_unrolled(G, b, jnp.zeros(b.shape[1], b.dtype))
 
 
+def _looped(G, b):
+    return als._cholesky_solve_looped(G, b, jnp.zeros(b.shape[1], b.dtype))
+
+
 def _chol_tri(G, b):
     L = jnp.linalg.cholesky(_dense(G, b.shape[0]))
     z = lax.linalg.triangular_solve(L, b.T[..., None], left_side=True, lower=True)
@@ -187,6 +160,7 @@ def _solve(G, b):
 
 SOLVERS = {
     "unrolled (batch last)": _unrolled,
+    "looped (batch last)": _looped,
     "cholesky + triangular_solve": _chol_tri,
     "jnp.linalg.solve": _solve,
 }
@@ -202,21 +176,17 @@ def bench_solvers(args) -> list[dict]:
                     for name, fn in SOLVERS.items():
                         if name.startswith("unrolled") and d > args.unrolled_max_d:
                             continue
-                        f = jax.jit(fn)
-                        start = time.perf_counter()
-                        f.lower(G, b).compile()
-                        compile_s = time.perf_counter() - start
-                        jax.block_until_ready(f(G, b))
-                        run_s, _ = _median_time(lambda f=f, G=G, b=b: f(G, b), args.repeats)
+                        t = H.compile_and_time(jax.jit(fn), (G, b), None, args.repeats)
+                        compile_s, run_s = t["compile_s"], t["run_s"]
                         rows.append(
-                            dict(
-                                dtype=dtype,
-                                rows=n_rows,
-                                d=d,
-                                solver=name,
-                                compile_s=compile_s,
-                                solve_ms=1e3 * run_s,
-                            )
+                            {
+                                "dtype": dtype,
+                                "rows": n_rows,
+                                "d": d,
+                                "solver": name,
+                                "compile_s": compile_s,
+                                "solve_ms": 1e3 * run_s,
+                            }
                         )
                         print(
                             f"  {dtype} rows {n_rows} d {d} {name}: {1e3 * run_s:.2f}ms "
@@ -242,22 +212,6 @@ def solver_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _git() -> str | None:
-    try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
-                capture_output=True,
-                text=True,
-                check=False,
-                cwd=HERE,
-            ).stdout.strip()
-            or None
-        )
-    except OSError:
-        return None
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -274,53 +228,36 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--unrolled-max-d", type=int, default=16)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat")
-    parser.add_argument("--out", default=str(HERE / "results" / "als.json"))
+    parser.add_argument("--out", default=str(H.RESULTS / "als.json"))
     args = parser.parse_args(argv)
     if args.smoke:
         args.sizes, args.repeats, args.numpy_rows, args.chunk = ["5,300,4"], 1, 50, 128
     args.sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes]
 
-    load_before = os.getloadavg()
-    print(
-        f"device {jax.devices()[0]}, jax {jax.__version__}, {os.cpu_count()} CPUs, lam = {LAM}, "
-        f"load average {load_before[0]:.1f}"
-    )
+    meta = H.provenance()
+    print(H.header_line(meta) + f", lam = {LAM}")
     rows = bench_sweeps(args)
     text = sweep_table(rows)
     print(text)
-    payload = dict(
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        jax=jax.__version__,
-        numpy=np.__version__,
-        python=platform.python_version(),
-        device=str(jax.devices()[0]),
-        backend=jax.default_backend(),
-        cpu_count=os.cpu_count(),
-        cpu=platform.processor() or platform.machine(),
-        git=_git(),
-        lam=LAM,
-        load_average_before=load_before,
-        unroll_max_dim=als.UNROLL_MAX_DIM,
-        settings=dict(
-            sizes=args.sizes,
-            repeats=args.repeats,
-            chunk=args.chunk,
-            numpy_rows=args.numpy_rows,
-            smoke=args.smoke,
-        ),
-        rows=rows,
-        table=text,
-    )
+    payload = {
+        "lam": LAM,
+        "unroll_max_dim": als.UNROLL_MAX_DIM,
+        "settings": {
+            "sizes": args.sizes,
+            "repeats": args.repeats,
+            "chunk": args.chunk,
+            "numpy_rows": args.numpy_rows,
+            "smoke": args.smoke,
+        },
+        "rows": rows,
+        "table": text,
+    }
     if args.solvers:
         solver_rows = bench_solvers(args)
         payload["solver_rows"] = solver_rows
         payload["solver_table"] = solver_table(solver_rows)
         print(payload["solver_table"])
-    # Other work on the machine inflates the medians: keep the load next to the numbers.
-    payload["load_average_after"] = os.getloadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    out = H.write_json(args.out, payload, meta)
     print(f"wrote {out}")
 
 

@@ -27,12 +27,10 @@ cannot be run to convergence at the large size (so that ratio is a lower bound);
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
+import _harness as H
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,9 +82,7 @@ def _run(problem, hparams, config):
     """(compile seconds, run seconds, history.total as NumPy) of one fit."""
     fit = jax.jit(solvers.fit_traced, static_argnames="config")
     key = jax.random.key(0)
-    start = time.perf_counter()
-    compiled = fit.lower(key, problem, hparams, config=config).compile()
-    compile_s = time.perf_counter() - start
+    compile_s, compiled = H.compile_time(fit, key, problem, hparams, config=config)
     run_s, result = _timed(compiled, key, problem, hparams)
     return compile_s, run_s, np.asarray(result.history.total)
 
@@ -103,7 +99,9 @@ def bench_size(m, n, d, mm_iters, joint_iters, lrs, rtol):
     print(f"  {m}x{n} d={d}: shared setup {setup_s:.2f}s", flush=True)
     runs = []
     for curvature, iters in mm_iters.items():
-        config = Config(method="mm_als", latent_dim=d, max_iter=iters, tol=NEVER, mm_curvature=curvature)
+        config = Config(
+            method="mm_als", latent_dim=d, max_iter=iters, tol=NEVER, mm_curvature=curvature
+        )
         runs.append((f"mm_als ({curvature})", config, Hparams.create(rho=0.5)))
     for lr in lrs:
         config = Config(method="joint", latent_dim=d, max_iter=joint_iters, tol=NEVER, patience=0)
@@ -112,13 +110,23 @@ def bench_size(m, n, d, mm_iters, joint_iters, lrs, rtol):
     for name, config, hparams in runs:
         compile_s, run_s, total = _run(problem, hparams, config)
         per_iter = max(run_s - setup_s, 0.0) / config.max_iter
-        rows.append({
-            "method": name, "compile_s": compile_s, "run_s": run_s, "iters": config.max_iter,
-            "per_iter_s": per_iter, "final_loss": float(total[-1]), "best_loss": float(np.nanmin(total)),
-        })
+        rows.append(
+            {
+                "method": name,
+                "compile_s": compile_s,
+                "run_s": run_s,
+                "iters": config.max_iter,
+                "per_iter_s": per_iter,
+                "final_loss": float(total[-1]),
+                "best_loss": float(np.nanmin(total)),
+            }
+        )
         histories.append(total)
-        print(f"  {m}x{n} d={d} {name}: compile {compile_s:.1f}s, {config.max_iter} iters in {run_s:.1f}s, "
-              f"final {total[-1]:.7f}", flush=True)
+        print(
+            f"  {m}x{n} d={d} {name}: compile {compile_s:.1f}s, {config.max_iter} iters in {run_s:.1f}s, "
+            f"final {total[-1]:.7f}",
+            flush=True,
+        )
     is_joint = [r["method"].startswith("joint") for r in rows]
     targets = {
         "best": min(r["best_loss"] for r in rows),
@@ -129,8 +137,12 @@ def bench_size(m, n, d, mm_iters, joint_iters, lrs, rtol):
             k = _reach(h, target, rtol)
             r[f"iters_to_{name}"] = k
             r[f"s_to_{name}"] = None if k is None else setup_s + k * r["per_iter_s"]
-        joint_times = [r[f"s_to_{name}"] for r, j in zip(rows, is_joint) if j and r[f"s_to_{name}"] is not None]
-        joint_budget = min(setup_s + r["iters"] * r["per_iter_s"] for r, j in zip(rows, is_joint) if j)
+        joint_times = [
+            r[f"s_to_{name}"] for r, j in zip(rows, is_joint) if j and r[f"s_to_{name}"] is not None
+        ]
+        joint_budget = min(
+            setup_s + r["iters"] * r["per_iter_s"] for r, j in zip(rows, is_joint) if j
+        )
         for r, j in zip(rows, is_joint):
             if j or r[f"s_to_{name}"] is None:
                 r[f"speedup_{name}"] = None
@@ -138,7 +150,15 @@ def bench_size(m, n, d, mm_iters, joint_iters, lrs, rtol):
                 r[f"speedup_{name}"] = min(joint_times) / r[f"s_to_{name}"]
             else:  # no joint run got there: it needed more than its whole budget
                 r[f"speedup_{name}"] = f">= {joint_budget / r[f's_to_{name}']:.1f}"
-    return {"m": m, "n": n, "d": d, "targets": targets, "rtol": rtol, "setup_s": setup_s, "runs": rows}
+    return {
+        "m": m,
+        "n": n,
+        "d": d,
+        "targets": targets,
+        "rtol": rtol,
+        "setup_s": setup_s,
+        "runs": rows,
+    }
 
 
 def _fmt(value, spec):
@@ -171,23 +191,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--quick", action="store_true", help="one tiny size (smoke run)")
-    budget.add_argument("--long", action="store_true", help="joint run to its plateau at the large size")
+    budget.add_argument(
+        "--long", action="store_true", help="joint run to its plateau at the large size"
+    )
     parser.add_argument("--rtol", type=float, default=1e-4)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mm_als.json")
+    parser.add_argument("--out", type=Path, default=H.RESULTS / "mm_als.json")
     args = parser.parse_args()
     plan = QUICK if args.quick else LONG if args.long else PLAN
+    meta = H.provenance()
+    print(H.header_line(meta))
     results = [bench_size(m, n, d, mm, joint, lrs, args.rtol) for (m, n, d), mm, joint, lrs in plan]
     table = markdown(results)
     print()
     print(table)
-    meta = {
-        "device": str(jax.devices()[0]), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-        "jax": jax.__version__, "cfjax": cfjax.__version__, "dtype": str(jnp.result_type(float)),
-        "rho": 0.5, "lam": 0.01, "agg_l2": 1e-3, "preset": "seed",
+    settings = {
+        "cfjax": cfjax.__version__,
+        "dtype": str(jnp.result_type(float)),
+        "rho": 0.5,
+        "lam": 0.01,
+        "agg_l2": 1e-3,
+        "preset": "seed",
         "budget": "quick" if args.quick else "long" if args.long else "default",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "results": results, "table": table}, indent=2))
+    H.write_json(args.out, {"settings": settings, "results": results, "table": table}, meta)
     print(f"\nwrote {args.out}")
 
 

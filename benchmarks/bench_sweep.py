@@ -22,52 +22,21 @@ Prints a markdown table and writes benchmarks/results/sweep.json. Not part of th
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
-import json
-import os
-import platform
-import subprocess
-import time
-from pathlib import Path
 
+import _harness as H
 import jax
 import numpy as np
 
 import cfjax
 from cfjax import data, sweep
 
-HERE = Path(__file__).resolve().parent
 
-
-def _block(tree):
-    return jax.block_until_ready(tree)
-
-
-def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        _block(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), times
-
-
-def _compile_and_median(
-    jitted, args, kwargs, call, repeats: int
-) -> tuple[float, float, list[float]]:
-    """(compile s, median steady run s, steady runs s).
-
-    Compile time is measured ahead of time (`lower(...).compile()`, tracing included), which a
-    loaded machine perturbs far less than "first call minus a steady call"; `call` is then
-    warmed up untimed (it compiles again: AOT results do not fill the jit cache) and timed.
-    """
-    start = time.perf_counter()
-    jitted.lower(*args, **kwargs).compile()
-    compile_s = time.perf_counter() - start
-    _block(call())
-    run_s, runs = _median_time(call, repeats)
-    return compile_s, run_s, runs
+def _compile_and_median(jitted, args, kwargs, call, repeats: int):
+    """(compile s, median steady run s, steady runs s): `_harness.compile_and_time`, timing the
+    host entry point `call` (warmed up untimed first: AOT results do not fill the jit cache)."""
+    t = H.compile_and_time(jitted, args, kwargs, repeats, call=call)
+    return t["compile_s"], t["run_s"], t["runs_s"]
 
 
 def bench_method(method: str, problem, keys, grid, args) -> list[dict]:
@@ -87,15 +56,15 @@ def bench_method(method: str, problem, keys, grid, args) -> list[dict]:
         cfjax.fit_jit, (keys[0], problem, points[0]), {"config": config}, loop, args.repeats
     )
     rows.append(
-        dict(
-            method=method,
-            runner="python loop of fit_jit",
-            compile_s=compile_s,
-            run_s=loop_time,
-            runs_s=loop_times,
-            per_fit_ms=1e3 * loop_time / n_fits,
-            ratio=1.0,
-        )
+        {
+            "method": method,
+            "runner": "python loop of fit_jit",
+            "compile_s": compile_s,
+            "run_s": loop_time,
+            "runs_s": loop_times,
+            "per_fit_ms": 1e3 * loop_time / n_fits,
+            "ratio": 1.0,
+        }
     )
     print(f"  {method} loop: {loop_time:.3f}s", flush=True)
 
@@ -112,15 +81,15 @@ def bench_method(method: str, problem, keys, grid, args) -> list[dict]:
         )
         label = f"sweep.run {strategy}" + (f" (batch {batch_size})" if batch_size else "")
         rows.append(
-            dict(
-                method=method,
-                runner=label,
-                compile_s=compile_s,
-                run_s=run_s,
-                runs_s=runs,
-                per_fit_ms=1e3 * run_s / n_fits,
-                ratio=run_s / loop_time,
-            )
+            {
+                "method": method,
+                "runner": label,
+                "compile_s": compile_s,
+                "run_s": run_s,
+                "runs_s": runs,
+                "per_fit_ms": 1e3 * run_s / n_fits,
+                "ratio": run_s / loop_time,
+            }
         )
         print(f"  {method} {label}: {run_s:.3f}s ({run_s / loop_time:.2f}x loop)", flush=True)
     return rows
@@ -137,22 +106,6 @@ def table(rows: list[dict]) -> str:
             f"{r['per_fit_ms']:.1f} | {r['ratio']:.2f}x |"
         )
     return "\n".join(lines)
-
-
-def _git() -> str | None:
-    try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
-                capture_output=True,
-                text=True,
-                check=False,
-                cwd=HERE,
-            ).stdout.strip()
-            or None
-        )
-    except OSError:
-        return None
 
 
 def main(argv=None) -> None:
@@ -185,6 +138,8 @@ def main(argv=None) -> None:
         args.rhos, args.seeds, args.n, args.iters, args.repeats = 4, 2, 500, 5, 1
     args.strategies = [("map", None), ("vmap", None), ("map_batched", args.batch_size)]
 
+    meta = H.provenance()
+    print(H.header_line(meta))
     ens = data.synthetic(jax.random.key(0), n_classifiers=args.m, n_instances=args.n)
     problem = ens.problem
     grid = sweep.grid(rho=np.linspace(0.05, 0.95, args.rhos))
@@ -199,35 +154,26 @@ def main(argv=None) -> None:
         rows += bench_method(method, problem, keys, grid, args)
     text = table(rows)
     print(text)
-    payload = dict(
-        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        cfjax=cfjax.__version__,
-        jax=jax.__version__,
-        python=platform.python_version(),
-        device=str(jax.devices()[0]),
-        backend=jax.default_backend(),
-        cpu_count=os.cpu_count(),
-        git=_git(),
-        auto_strategy=sweep.resolve_strategy("auto"),
-        settings=dict(
-            init=args.init,
-            rhos=args.rhos,
-            seeds=args.seeds,
-            m=args.m,
-            n=args.n,
-            d=args.d,
-            iters=args.iters,
-            repeats=args.repeats,
-            batch_size=args.batch_size,
-            smoke=args.smoke,
-        ),
-        rows=rows,
-        table=text,
-    )
+    payload = {
+        "cfjax": cfjax.__version__,
+        "auto_strategy": sweep.resolve_strategy("auto"),
+        "settings": {
+            "init": args.init,
+            "rhos": args.rhos,
+            "seeds": args.seeds,
+            "m": args.m,
+            "n": args.n,
+            "d": args.d,
+            "iters": args.iters,
+            "repeats": args.repeats,
+            "batch_size": args.batch_size,
+            "smoke": args.smoke,
+        },
+        "rows": rows,
+        "table": text,
+    }
     default = "sweep.json" if args.init == "svd" else "sweep_random_init.json"
-    out = Path(args.out or HERE / "results" / default)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    out = H.write_json(args.out or H.RESULTS / default, payload, meta)
     print(f"wrote {out}")
 
 

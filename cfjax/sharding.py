@@ -13,6 +13,11 @@ unobserved and in neither label mask. Such a column adds nothing to any loss, Gr
 and its factor solves to 0 (lam > 0), so the padding changes no result; `unpad` removes it from
 the returned Y (gathering Y to every device when there was padding: see `unpad`).
 
+**Chunks.** The automatic ALS chunking (`Config.chunk_size = 0`) cuts chunks from the global
+instance axis, across devices; results are unchanged. Each device already holds only n / D
+columns, so ``chunk_size=n`` (one chunk per sweep) is usually the better choice on a mesh
+(1.6 s against 2.1 s for 5 ALS sweeps at (10, 8e4, 4) on 8 simulated CPU devices).
+
 **Mesh axis types.** Both `AxisType.Auto` and `AxisType.Explicit` meshes work (in jax 0.10
 `jax.make_mesh` defaults to Explicit). Under an Explicit mesh, operations whose sharding rule is
 not defined for a split operand (the SVD of the initialisation, for one) would be type errors,

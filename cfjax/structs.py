@@ -155,7 +155,8 @@ class Config:
       mm_curvature: MM-ALS's curvature of the cross-entropy bound: "bound" (1/4), "sharp"
         (Jaakkola-Jordan, still a bound: monotone, ~2.5x fewer sweeps) or "exact" (sigma(1-sigma),
         Newton-like, guarded by a fall-back to the sharp bound so it never increases the loss).
-      chunk_size: columns per chunk of the batched ALS solves (bounds memory); 0 = one chunk.
+      chunk_size: instances per chunk of the ALS Grams and solves (bounds memory); 0 = automatic
+        (`cfjax.als.default_chunk_size`: ~2 MB of packed Grams per chunk), >= n = one chunk.
     """
 
     method: str = "joint"

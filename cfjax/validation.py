@@ -87,7 +87,7 @@ def check_config(config: Config, problem: Problem | None = None) -> None:
     if config.damped_every < 1:
         raise ValueError(f"damped_every: must be >= 1, got {config.damped_every}")
     if config.chunk_size < 0:
-        raise ValueError(f"chunk_size: must be >= 0 (0 = one chunk), got {config.chunk_size}")
+        raise ValueError(f"chunk_size: must be >= 0 (0 = automatic), got {config.chunk_size}")
     if config.patience < 0:
         raise ValueError(f"patience: must be >= 0 (0 disables early stopping), got {config.patience}")
     if not 0.0 < config.plateau_factor <= 1.0:  # also refuses NaN

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cfjax import als, losses
 from cfjax.structs import Hparams, Params, Problem
 
-METHODS = ["unrolled", "lapack"]
+METHODS = ["unrolled", "looped", "lapack"]
 
 # The library never hides jit; the tests jit at the outside (eager dispatch of the unrolled
 # Cholesky's many small ops would dominate the run time).
@@ -126,15 +126,31 @@ def test_auto_uses_lapack_above_unroll_limit_and_still_matches():
     "d, rows, want",
     [
         (4, als.UNROLL_MIN_ROWS, "unrolled"),
-        (als.UNROLL_MAX_DIM + 1, als.UNROLL_MIN_ROWS, "lapack"),
+        (als.UNROLL_MAX_DIM + 1, als.UNROLL_MIN_ROWS, "looped"),
         (4, als.UNROLL_MIN_ROWS - 1, "lapack"),
+        (als.UNROLL_MAX_DIM + 1, als.UNROLL_MIN_ROWS - 1, "lapack"),
     ],
 )
 def test_auto_dispatch(d, rows, want):
     F = jax.ShapeDtypeStruct((d, 3), jnp.float32)
     RC = jax.ShapeDtypeStruct((rows, 3), jnp.float32)
-    jaxpr = str(jax.make_jaxpr(lambda F, R, C: als.solve_rows(F, R, C, 0.1))(F, RC, RC))
-    assert ("cholesky" in jaxpr) == (want == "lapack")
+    jaxpr = jax.make_jaxpr(lambda F, R, C: als.solve_rows(F, R, C, 0.1))(F, RC, RC)
+    names = _primitive_names(jaxpr.jaxpr)
+    assert ("cholesky" in names) == (want == "lapack")
+    assert any(name.startswith("custom_vjp_call") for name in names) == (want == "looped")
+
+
+def _primitive_names(jaxpr) -> set[str]:
+    """Every primitive in a jaxpr, including those of its sub-jaxprs (scan, cond, custom_vjp)."""
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for item in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(item, "jaxpr", item)
+                if hasattr(inner, "eqns"):
+                    names |= _primitive_names(inner)
+    return names
 
 
 # ----------------------------------------------------------------------------- optimality
@@ -297,7 +313,7 @@ def test_chunked_equals_unchunked(method):
         s = jnp.asarray(rng.uniform(size=n))
         v = jnp.asarray(rng.normal(size=3))
         e = jnp.asarray(rng.normal(size=(3, n)))
-        kw = dict(extra_gram_scale=s, extra_gram_vec=v, extra_rhs=e, method=method)
+        kw = {"extra_gram_scale": s, "extra_gram_vec": v, "extra_rhs": e, "method": method}
         full = update_Y(X, R, C, 0.1, **kw)
         for chunk in (4, 5):  # divides n = 12, does not divide it
             np.testing.assert_allclose(
@@ -310,6 +326,83 @@ def test_chunked_equals_unchunked(method):
             rtol=1e-12,
             atol=1e-12,
         )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_update_X_chunked_over_instances_matches_unchunked_and_numpy(method):
+    """update_X sums the Grams over chunks of n; the last chunk overlaps and is masked."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(14)
+        _, Y, R, C = random_problem(14, m=5, n=37, d=3)
+        Y, R, C = (jnp.asarray(a) for a in (Y, R, C))
+        s, v = jnp.asarray(rng.uniform(size=5)), jnp.asarray(rng.normal(size=3))
+        e = jnp.asarray(rng.normal(size=(3, 5)))
+        want = np_solve_rows(np.asarray(Y), np.asarray(R), np.asarray(C), 0.1, s, v, e)
+        kw = {"extra_gram_scale": s, "extra_gram_vec": v, "extra_rhs": e, "method": method}
+        full = update_X(Y, R, C, 0.1, chunk_size=37, **kw)
+        np.testing.assert_allclose(full, want, rtol=1e-10, atol=1e-10)
+        for chunk in (1, 8, 10, 36):  # 37 = 4 x 9 + 1: every chunk size leaves a remainder
+            got = update_X(Y, R, C, 0.1, chunk_size=chunk, **kw)
+            np.testing.assert_allclose(got, full, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sweep_chunked_matches_unchunked_and_numpy(method):
+    with jax.enable_x64(True):
+        X, Y, R, C = random_problem(15, m=4, n=29, d=3)
+        args = [jnp.asarray(a) for a in (X, Y, R, C)]
+        want_X = np_update_X(Y, R, C, 0.2)
+        want_Y = np_update_Y(want_X, R, C, 0.2)
+        full = als_sweep(*args, 0.2, chunk_size=29, method=method)
+        np.testing.assert_allclose(full[0], want_X, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(full[1], want_Y, rtol=1e-10, atol=1e-10)
+        for chunk in (4, 7, 28):
+            got = als_sweep(*args, 0.2, chunk_size=chunk, method=method)
+            for g, f in zip(got, full):
+                np.testing.assert_allclose(g, f, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_chunked_close_to_unchunked():
+    """In float32 the chunked sums only reassociate: agreement to a few ulps of the scale."""
+    X, Y, R, C = (jnp.asarray(a, jnp.float32) for a in random_problem(16, m=6, n=300, d=4))
+    full = als_sweep(X, Y, R, C, 0.1, chunk_size=300)
+    got = als_sweep(X, Y, R, C, 0.1, chunk_size=64)
+    for g, f in zip(got, full):
+        np.testing.assert_allclose(g, f, rtol=1e-4, atol=1e-5)
+
+
+def test_gram_packed_chunked_matches_one_gemm():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(17)
+        F, C = jnp.asarray(rng.normal(size=(4, 50))), jnp.asarray(rng.uniform(size=(3, 50)))
+        full = als.gram_packed(F, C, chunk_size=50)
+        for chunk in (7, 25, 49):
+            np.testing.assert_allclose(
+                als.gram_packed(F, C, chunk_size=chunk), full, rtol=1e-12, atol=1e-12
+            )
+
+
+def test_default_chunk_size():
+    # small problems: one chunk
+    assert als.default_chunk_size(8, 1000) == 1000
+    # large: a multiple of 128 within bounds, whose packed Grams fit CHUNK_BYTES
+    chunk = als.default_chunk_size(32, 1_000_000)
+    assert chunk % 128 == 0 and 256 <= chunk <= 16384
+    assert chunk * 528 * 4 <= als.CHUNK_BYTES
+    assert als.default_chunk_size(32, 1_000_000, jnp.float64) < chunk
+
+
+def test_update_X_memory_is_bounded_by_the_chunk():
+    """The point of chunking over n: no (d(d+1)/2, n) temporary (here 136 x 2e5 f32 = 109 MB)."""
+    m, n, d = 4, 200_000, 16
+    S = jax.ShapeDtypeStruct
+    args = (S((d, n), jnp.float32), S((m, n), jnp.float32), S((m, n), jnp.float32), 0.1)
+    chunked = jax.jit(als.update_X).lower(*args).compile().memory_analysis()
+    whole = jax.jit(als.update_X, static_argnames="chunk_size").lower(*args, chunk_size=n)
+    whole = whole.compile().memory_analysis()
+    packed_bytes = d * (d + 1) // 2 * n * 4
+    assert whole.temp_size_in_bytes >= packed_bytes
+    assert chunked.temp_size_in_bytes < packed_bytes / 20
 
 
 def test_float32_close_to_float64():
@@ -367,21 +460,21 @@ def test_gram_packed_matches_dense():
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(R=np.zeros((3, 6))), "R"),
-        (dict(C=np.zeros((3, 4))), "C"),
-        (dict(F=np.zeros(5)), "F"),
-        (dict(lam=np.ones(2)), "lam"),
-        (dict(extra_gram_scale=np.ones(3)), "extra_gram_scale"),
-        (dict(extra_gram_scale=np.ones(4), extra_gram_vec=np.ones(2)), "extra_gram_scale"),
-        (dict(extra_gram_scale=np.ones(3), extra_gram_vec=np.ones(3)), "extra_gram_vec"),
-        (dict(extra_rhs=np.ones((3, 2))), "extra_rhs"),
-        (dict(chunk_size=-1), "chunk_size"),
-        (dict(chunk_size=1.5), "chunk_size"),
-        (dict(method="qr"), "method"),
+        ({"R": np.zeros((3, 6))}, "R"),
+        ({"C": np.zeros((3, 4))}, "C"),
+        ({"F": np.zeros(5)}, "F"),
+        ({"lam": np.ones(2)}, "lam"),
+        ({"extra_gram_scale": np.ones(3)}, "extra_gram_scale"),
+        ({"extra_gram_scale": np.ones(4), "extra_gram_vec": np.ones(2)}, "extra_gram_scale"),
+        ({"extra_gram_scale": np.ones(3), "extra_gram_vec": np.ones(3)}, "extra_gram_vec"),
+        ({"extra_rhs": np.ones((3, 2))}, "extra_rhs"),
+        ({"chunk_size": -1}, "chunk_size"),
+        ({"chunk_size": 1.5}, "chunk_size"),
+        ({"method": "qr"}, "method"),
     ],
 )
 def test_validation_names_the_argument(kwargs, name):
-    args = dict(F=np.ones((2, 5)), R=np.zeros((3, 5)), C=np.ones((3, 5)), lam=0.1)
+    args = {"F": np.ones((2, 5)), "R": np.zeros((3, 5)), "C": np.ones((3, 5)), "lam": 0.1}
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         als.solve_rows(**args)

@@ -51,3 +51,21 @@ def test_missing_data_smoke(tmp_path, monkeypatch, capsys):
     assert all(not e["errors"] and e["non_finite"] == 0 for e in config["summary"])
     assert 0.25 < config["realised_rates"]["0.3"] < 0.35
     assert not docs.exists()  # smoke runs never touch docs/results
+
+
+def test_lambda_panel_smoke(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
+    docs = tmp_path / "docs"
+    module = _load("lambda_panel")
+    module.main(["--smoke", "--docs", str(docs)])
+    text = (tmp_path / "lambda_panel" / "table.md").read_text()
+    assert text in capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert [r.split("|")[1].strip() for r in rows] == [name for name, _, _ in module.METHODS]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")[1:]]
+        assert len(cells) == 2  # synthetic-seed, panel
+        assert all(math.isfinite(float(c.split(" [")[0])) for c in cells)
+    records = json.loads((tmp_path / "lambda_panel" / "records.json").read_text())["records"]
+    assert len(records) == 2 * len(module.METHODS) * len(module.LAMBDAS)
+    assert not docs.exists()
