@@ -33,7 +33,8 @@ def fit(
     *,
     mesh: Mesh | None = None,
 ) -> FitResult:
-    """Fits CF-Ensemble by `config.method` (default: `Config()`, `Hparams.create()`).
+    """Fits CF-Ensemble by `config.method` (defaults: `Config()`, and the method's registry
+    hparams `cfjax.solvers.get(config.method).hparams()`).
 
     Validates every input on the host (`ValueError` naming the argument), then calls the
     jitted `fit_jit`. A new `hparams` value never recompiles; a new `config` does.
@@ -42,8 +43,9 @@ def fit(
     the mesh's devices (`cfjax.sharding`): R, C, the labels, the masks and Y along n, X and
     theta replicated. The result equals the single-device fit up to the order of float sums.
     """
-    hparams = Hparams.create() if hparams is None else hparams
     config = Config() if config is None else config
+    if hparams is None:
+        hparams = solvers.get(config.method).hparams() if isinstance(config, Config) else Hparams.create()
     check_fit_inputs(problem, hparams, config)
     return fit_unchecked(key, problem, hparams, config, mesh)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,14 @@ __all__ = [
     "paired",
     "markdown_table",
     "t_interval",
+    "AUTO_CANDIDATES",
+    "AUTO_DESCRIPTION",
+    "AutoCandidate",
+    "AutoFit",
+    "auto_fit",
+    "auto_pipeline",
+    "logit_space",
+    "score_candidates",
 ]
 
 SYNTHETIC_PREFIX = "synthetic-"
@@ -266,29 +274,127 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "pr_auc") -> str:
 # ----------------------------------------------------------------------------------------------
 # the default pipeline: cross-validated choice among CF-Ensemble candidates
 
+#: Clipping of the base probabilities before the logit of `logit_space`.
+LOGIT_EPS = 1e-3
+
+
+def logit_space(problem: data.Problem, eps: float = LOGIT_EPS) -> data.Problem:
+    r"""`problem` with R replaced by R' = 1/2 + logit(clip(R, eps, 1 - eps)) / 4 (observed cells).
+
+    R' is an affine image of the base classifiers' logits, scaled by the tangent of the sigmoid
+    at 0 (1/4) so that R' ~ R near R = 1/2. Two consequences:
+
+    * an aggregator affine in the reconstruction ("weighted": w^T r' + b) is a linear model on
+      the base *logits*, and at full rank (d = m, small lambda) the fit approaches logistic
+      stacking on logit(R) rather than on R. When the base scores are Gaussian with a shared
+      covariance (the synthetic presets, and roughly any calibrated-up-to-monotone ensemble),
+      a linear rule on the logits is the Bayes rule; on the probabilities it is not;
+    * the weighted aggregator's initial point (w = 4/m, b = -2) becomes exactly the mean of
+      the base logits, so every solver starts from a sensible ranking. (On the raw logits,
+      that init saturates the sigmoid and two_stage's Newton fit cannot leave it.)
+
+    Unobserved cells stay 0 with confidence 0. Labels and masks are unchanged. Used by `auto`'s
+    "logit" candidates; apply it to any new problem before `predict.fold_in_proba` with such a fit.
+    """
+    R = jnp.clip(problem.R, eps, 1.0 - eps)
+    transformed = 0.5 + 0.25 * (jnp.log(R) - jnp.log1p(-R))
+    return problem._replace(R=jnp.where(problem.observed, transformed, jnp.zeros_like(transformed)))
+
+
+class AutoCandidate(NamedTuple):
+    """One family `auto` chooses from: a method and formulation on R in a `space`
+    ("probability": R itself, "logit": `logit_space(R)`), with a rho grid; `full_rank` fits at
+    latent_dim = m (every classifier) instead of `auto_fit`'s latent_dim."""
+
+    space: str
+    method: str
+    formulation: str
+    rhos: tuple[float, ...] = (1.0,)
+    full_rank: bool = False
+
+    def label(self, latent_dim: int, rho: float | None = None) -> str:
+        rho_text = "" if rho is None or self.method in ("als", "two_stage") else f", rho={rho:g}"
+        form = "fold-in " if self.formulation == "fold_in" else ""
+        space = "R" if self.space == "probability" else "logit(R)"
+        return f"{space}: {form}{self.method}(d={latent_dim}{rho_text})"
+
+
 AUTO_DESCRIPTION = (
     "cross-validated choice (3 folds of the labeled columns, PR-AUC) among als, two_stage and "
-    "joint with fold-in factors at rho in {0.1, 0.5, 0.9}; the winner is refit on all labels"
+    "joint with fold-in factors at rho in {0.1, 0.5, 0.9} (latent_dim 4) on R, and two_stage at "
+    "full rank (latent_dim m) on the base logits; the winner is refit on all labels"
 )
 
-#: (method, formulation, rho grid) of the candidates `auto` chooses from, simplest first: a tie
-#: in cross-validated score goes to the earlier one.
-AUTO_CANDIDATES: tuple[tuple[str, str, tuple[float, ...]], ...] = (
-    ("als", "free", (1.0,)),
-    ("two_stage", "free", (1.0,)),
-    ("joint", "fold_in", (0.1, 0.5, 0.9)),
+#: The candidates `auto` chooses from, simplest first: a tie in cross-validated score goes to
+#: the earlier one. The first three (probabilities, latent_dim 4) were the whole of `auto`
+#: before issue 10; the fourth, two_stage at full rank on `logit_space(R)`, approaches logistic
+#: stacking on the base logits and wins where a linear rule on the logits is what the data want
+#: (the imbalanced synthetic presets). The study behind the choice: experiments/auto_candidates.py
+#: and docs/results/panel.md.
+AUTO_CANDIDATES: tuple[AutoCandidate, ...] = (
+    AutoCandidate("probability", "als", "free"),
+    AutoCandidate("probability", "two_stage", "free"),
+    AutoCandidate("probability", "joint", "fold_in", (0.1, 0.5, 0.9)),
+    AutoCandidate("logit", "two_stage", "free", full_rank=True),
 )
+
+SPACES = ("probability", "logit")
 
 
 @dataclasses.dataclass(frozen=True)
 class AutoFit:
     """What `auto_fit` chose and fitted: the refit result with its config and hparams, and `info`
-    (every candidate's cross-validated mean score, the winner)."""
+    (every candidate's cross-validated mean score, the winner). `space` is the representation
+    of R the winner was fitted on: new columns go through `transform` before any fold-in."""
 
     result: FitResult
     config: Config
     hparams: Any
     info: dict[str, Any]
+    space: str = "probability"
+
+    def transform(self, problem: data.Problem) -> data.Problem:
+        """`problem` in this fit's space (identity for "probability", `logit_space` for "logit")."""
+        return logit_space(problem) if self.space == "logit" else problem
+
+
+def score_candidates(
+    key: jax.Array,
+    problem: data.Problem,
+    candidates: Sequence[AutoCandidate] = AUTO_CANDIDATES,
+    latent_dim: int = 4,
+    max_iter: int = 200,
+    n_folds: int = 3,
+    metric: str = "pr_auc",
+    progress: bool = False,
+) -> list[tuple[str, float, AutoFit]]:
+    """Every candidate selected by `sweep.select` on folds of the labeled columns (one key, so the
+    folds are the same for all and their scores are paired) and refit on all labels.
+
+    Returns (label, cross-validated mean `metric` of its best grid point, refit) per candidate.
+    """
+    from cfjax import sweep
+
+    for c in candidates:
+        if c.space not in SPACES:
+            raise ValueError(f"candidates: unknown space {c.space!r}; choose from {list(SPACES)}")
+    m, n = problem.R.shape
+    problems = {"probability": problem}
+    if any(c.space == "logit" for c in candidates):
+        problems["logit"] = logit_space(problem)
+    out = []
+    for c in candidates:
+        entry = solvers.get(c.method)
+        d = min(m if c.full_rank else latent_dim, m, n)
+        config = Config(method=c.method, formulation=c.formulation, latent_dim=d, max_iter=max_iter)
+        grid = sweep.grid(rho=list(c.rhos), **{k: [v] for k, v in dict(entry.defaults).items()})
+        selection = sweep.select(key, problems[c.space], grid, config, n_folds=n_folds, metric=metric)
+        score = float(selection.mean[selection.index])
+        label = c.label(d, float(selection.hparams.rho))
+        out.append((label, score, AutoFit(selection.refit, config, selection.hparams, {}, c.space)))
+        if progress:
+            print(f"  auto: {label}: cross-validated {metric} {score:.4f}", flush=True)
+    return out
 
 
 def auto_fit(
@@ -299,41 +405,29 @@ def auto_fit(
     n_folds: int = 3,
     metric: str = "pr_auc",
     progress: bool = False,
+    candidates: Sequence[AutoCandidate] = AUTO_CANDIDATES,
 ) -> AutoFit:
-    """The default pipeline: each candidate of `AUTO_CANDIDATES` scored by `sweep.select` on folds
-    of the labeled columns (never the unlabeled ones), the best refit on all labels.
+    """The default pipeline: each of `candidates` scored by `sweep.select` on folds of the labeled
+    columns (never the unlabeled ones), the best refit on all labels (`score_candidates`).
 
-    The fold assignment is the same for every candidate (one key), so their scores are paired.
+    The fold assignment is the same for every candidate (one key), so their scores are paired;
+    a tie goes to the earlier candidate. The chosen fit's `space` says whether it factorized R
+    or `logit_space(R)`; its `predict.proba` are probabilities either way.
     """
-    from cfjax import sweep
-
-    m, n = problem.R.shape
-    d = min(latent_dim, m, n)
-    best: tuple[float, AutoFit] | None = None
-    scores: dict[str, float] = {}
-    for method, formulation, rhos in AUTO_CANDIDATES:
-        entry = solvers.get(method)
-        config = Config(method=method, formulation=formulation, latent_dim=d, max_iter=max_iter)
-        defaults = dict(entry.defaults)
-        grid = sweep.grid(rho=list(rhos), **{k: [v] for k, v in defaults.items()})
-        selection = sweep.select(key, problem, grid, config, n_folds=n_folds, metric=metric)
-        score = float(selection.mean[selection.index])
-        label = f"{method}({formulation}, rho={float(selection.hparams.rho):g})"
-        scores[label] = score
-        signed = score if metrics.higher_is_better(metric) else -score
-        if best is None or signed > best[0]:
-            best = (signed, AutoFit(selection.refit, config, selection.hparams, {}))
-        if progress:
-            print(f"  auto: {label}: cross-validated {metric} {score:.4f}", flush=True)
-    chosen = best[1]
-    info = {"candidates": scores, "chosen": chosen.config.method, "formulation": chosen.config.formulation,
-            "rho": float(chosen.hparams.rho), "latent_dim": d, "metric": metric, "n_folds": n_folds}
+    scored = score_candidates(key, problem, candidates, latent_dim, max_iter, n_folds, metric, progress)
+    signs = [s if metrics.higher_is_better(metric) else -s for _, s, _ in scored]
+    best = int(np.argmax(np.where(np.isnan(signs), -np.inf, signs)))
+    label, _, chosen = scored[best]
+    info = {"candidates": {lab: s for lab, s, _ in scored}, "chosen": chosen.config.method, "label": label,
+            "space": chosen.space, "formulation": chosen.config.formulation, "rho": float(chosen.hparams.rho),
+            "latent_dim": chosen.config.latent_dim, "metric": metric, "n_folds": n_folds}
     return dataclasses.replace(chosen, info=info)
 
 
-def auto_pipeline(latent_dim: int = 4) -> Pipeline:
+def auto_pipeline(latent_dim: int = 4, candidates: Sequence[AutoCandidate] = AUTO_CANDIDATES,
+                  name: str = "auto") -> Pipeline:
     def run(ens: data.Ensemble, key: jax.Array):
-        chosen = auto_fit(key, ens.problem, latent_dim=latent_dim)
+        chosen = auto_fit(key, ens.problem, latent_dim=latent_dim, candidates=candidates)
         return predict.proba(chosen.result.params, chosen.config), chosen.result
 
-    return Pipeline("auto", run, False, AUTO_DESCRIPTION)
+    return Pipeline(name, run, False, AUTO_DESCRIPTION)

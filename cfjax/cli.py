@@ -110,10 +110,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     problem = cfjax.from_numpy(R, labels)
     rho = _parse_rho(args.rho)
     key = jax.random.key(args.seed)
-    overrides = {} if args.lr is None else {"lr": args.lr}
+    overrides = {name: value for name, value in (("lr", args.lr), ("lam", args.lam)) if value is not None}
     if args.method == "auto":
         if rho != "auto" and rho is not None:
             raise UserError("--rho: the 'auto' method selects rho itself; leave --rho out")
+        if overrides:
+            raise UserError(f"--{next(iter(overrides))}: the 'auto' method uses each candidate's defaults; leave it out")
         chosen = auto_fit(key, problem, progress=not args.quiet)
         result, config, hparams, info = chosen.result, chosen.config, chosen.hparams, chosen.info
     else:
@@ -307,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--formulation", default="fold_in", choices=["free", "fold_in"])
     fit.add_argument("--max-iter", type=int, default=200)
     fit.add_argument("--lr", type=float, default=None)
+    fit.add_argument("--lam", type=float, default=None,
+                     help="ridge lambda (default: the method's, 1 for joint and mm_als, else 0.01)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", required=True, metavar="OUT.npz")
     fit.add_argument("--quiet", action="store_true")

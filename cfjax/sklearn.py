@@ -151,7 +151,8 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
     Args:
       method: a name in `cfjax.solvers.METHODS` ("joint", "mm_als", "alternating", ...).
       rho: weight of reconstruction, L = rho L_recon + (1 - rho) L_sup, in [0, 1].
-      lam: ridge penalty lambda on the factors.
+      lam: ridge penalty lambda on the factors; None uses the method's default
+        (`cfjax.solvers.get(method).hparams().lam`: 1 for joint and mm_als, else 0.01).
       latent_dim: d; clipped to min(m, n) for small problems (the used value is
         `config_.latent_dim`).
       max_iter: iterations of the method's outer loop.
@@ -176,7 +177,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self,
         method: str = "joint",
         rho: float = 0.5,
-        lam: float = 0.01,
+        lam: float | None = None,
         latent_dim: int = 4,
         max_iter: int = 200,
         lr: float | None = None,
@@ -206,7 +207,9 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     def _settings(self, m: int, n: int):
         entry = solvers.get(self.method)
-        overrides: dict[str, Any] = dict(rho=self.rho, lam=self.lam)
+        overrides: dict[str, Any] = dict(rho=self.rho)
+        if self.lam is not None:
+            overrides["lam"] = self.lam
         if self.lr is not None:
             overrides["lr"] = self.lr
         hparams = entry.hparams(**overrides)

@@ -8,7 +8,7 @@ results/panel/ (config.json, results.csv, table.md) and prints the tables: mean 
 method, and paired differences against simple averaging, stacking and the best single model
 with 95% t intervals over splits.
 
-    python experiments/panel.py [--splits 5] [--datasets ...] [--smoke]
+    python experiments/panel.py [--splits 5] [--datasets ...] [--methods ...] [--smoke]
 """
 
 from __future__ import annotations
@@ -32,12 +32,18 @@ PANEL = ("synthetic-seed", "synthetic-imbalanced_10", "synthetic-imbalanced_5", 
 REFERENCES = ("simple_average", "stacking", "best_single")
 
 
-def pipelines(latent_dim: int) -> list[benchmark.Pipeline]:
+def pipelines(latent_dim: int, methods: list[str] | None = None) -> list[benchmark.Pipeline]:
+    """Every pipeline of the panel, or only those named in `methods` (in the panel's order)."""
     base = Config(latent_dim=latent_dim, max_iter=200)
     out = benchmark.default_pipelines(base=base)
     out.append(benchmark.method_pipeline("joint", "joint_fold_in", Config(latent_dim=latent_dim, max_iter=200,
                                                                           formulation="fold_in")))
     out.append(benchmark.auto_pipeline(latent_dim))
+    if methods is not None:
+        unknown = sorted(set(methods) - {p.name for p in out})
+        if unknown:
+            raise SystemExit(f"--methods: unknown {unknown}; choose from {[p.name for p in out]}")
+        out = [p for p in out if p.name in methods]
     return out
 
 
@@ -47,6 +53,8 @@ def paired_table(records: list[dict], methods: list[str], metric: str = "pr_auc"
     for ref in REFERENCES:
         lines += [f"\n**Δ {metric} = method − {ref}** (mean over splits [95% t interval], wins/losses)\n",
                   "| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        if ref not in methods:
+            continue
         for method in methods:
             if method == ref:
                 continue
@@ -76,6 +84,8 @@ def main(argv=None) -> None:
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--latent-dim", type=int, default=4)
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="only these pipelines (e.g. simple_average stacking best_single auto); default: all")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -83,7 +93,7 @@ def main(argv=None) -> None:
     skipped = [n for n in PANEL if n not in names]
     if args.smoke:
         names, args.splits = ["synthetic-seed", "breast_cancer"], 2
-    pipes = pipelines(args.latent_dim)
+    pipes = pipelines(args.latent_dim, args.methods)
     start = time.perf_counter()
     records = benchmark.run_panel(names, pipes, splits=args.splits, progress=True)
     elapsed = time.perf_counter() - start

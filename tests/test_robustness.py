@@ -59,7 +59,7 @@ def _transpose(R):
     return R.T
 
 
-def _fit_via(door: str, R, labels, *, rho: float = 0.5, lam: float = 0.01, latent_dim: int = 4,
+def _fit_via(door: str, R, labels, *, rho: float = 0.5, lam: float | None = None, latent_dim: int = 4,
              max_iter: int = BATTERY_ITER, confidence=None) -> np.ndarray:
     """The probability of every column after a fit through `door`.
 
@@ -70,7 +70,7 @@ def _fit_via(door: str, R, labels, *, rho: float = 0.5, lam: float = 0.01, laten
         problem = cfjax.from_numpy(R, labels, confidence)
         config = cfjax.Config(method=BATTERY_METHOD, formulation="fold_in", latent_dim=latent_dim,
                               max_iter=max_iter)
-        hparams = solvers.get(BATTERY_METHOD).hparams(rho=rho, lam=lam)
+        hparams = solvers.get(BATTERY_METHOD).hparams(rho=rho, **({} if lam is None else {"lam": lam}))
         result = cfjax.fit(jax.random.key(0), problem, hparams, config)
         return np.asarray(cfjax.proba(result.params, config), np.float64)
     if door == "sklearn":
@@ -78,11 +78,13 @@ def _fit_via(door: str, R, labels, *, rho: float = 0.5, lam: float = 0.01, laten
         est = CFEnsembleClassifier(method=BATTERY_METHOD, rho=rho, lam=lam, latent_dim=latent_dim,
                                    max_iter=max_iter)
         return est.fit(_transpose(R), labels).transductive_proba_
-    assert door == "cli" and confidence is None and lam == 0.01, "the CLI reads R and labels only"
+    assert door == "cli" and confidence is None, "the CLI reads R and labels only"
+    options = ["--rho", rho, "--latent-dim", latent_dim, "--max-iter", max_iter]
+    options += [] if lam is None else ["--lam", lam]
     with tempfile.TemporaryDirectory() as folder:
         source, target = Path(folder) / "in.npz", Path(folder) / "out.npz"
         np.savez(source, R=R, labels=labels)
-        return _cli_fit(source, target, "--rho", rho, "--latent-dim", latent_dim, "--max-iter", max_iter)
+        return _cli_fit(source, target, *options)
 
 
 def _cli_fit(source, target, *options) -> np.ndarray:
@@ -289,7 +291,7 @@ def test_rho_outside_unit_interval(door, rho, match):
         _fit_via(door, R, labels, rho=rho)
 
 
-@pytest.mark.parametrize("door", ["api", "sklearn"])  # the CLI has no lambda option
+@pytest.mark.parametrize("door", DOORS)
 @pytest.mark.parametrize("lam, match", [(-1e-3, "lam: must lie in"), (np.nan, "lam: must be finite")])
 def test_lambda_negative_or_nan(door, lam, match):
     R, labels = _ensemble()

@@ -40,7 +40,7 @@ def test_fit_matches_the_library(data):
     X, _, y_semi = data
     est = CFEnsembleClassifier(rho=0.3, **SMALL).fit(X, y_semi)
     config = cfjax.Config(method="joint", formulation="fold_in", latent_dim=2, max_iter=20)
-    hparams = cfjax.solvers.get("joint").hparams(rho=0.3, lam=0.01)
+    hparams = cfjax.solvers.get("joint").hparams(rho=0.3)  # the registry default lam, as the estimator (lam=None)
     problem = cfjax.from_numpy(X.T, y_semi)
     direct = cfjax.fit(jax.random.key(0), problem, hparams, config)
     assert est.config_ == config
