@@ -61,6 +61,13 @@ __all__ = [
 #: The estimator's inductive entry point: one compile per (config, padded batch shape).
 _fold_in_proba_jit = jax.jit(fold_in_proba, static_argnames="config")
 
+#: Fewest columns of a predict_proba batch. XLA:CPU runs a loop over fewer columns than its
+#: vector width on a scalar path that rounds differently (no fused multiply-adds), so a batch
+#: of a few rows and the same rows inside a larger batch differed by 1.5e-7 in float32
+#: (scikit-learn's check_methods_subset_invariance). Padding every batch to at least this many
+#: columns keeps each row on the vector path.
+_MIN_PREDICT_WIDTH = 64
+
 _DOMAIN = (
     "X holds base classifiers' probabilities, which must lie in [0, 1]; the check feeds "
     "arbitrary reals (blobs, iris or regression features), which fit rejects with ValueError"
@@ -284,7 +291,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         # At least one fully observed pad keeps from_numpy's checks satisfied for a single row
         # or a classifier absent from this batch; padding up to a power of two bounds the
         # number of compiled batch shapes (GridSearchCV's folds differ in size by one).
-        width = max(2, 1 << n.bit_length())
+        width = max(_MIN_PREDICT_WIDTH, 1 << n.bit_length())
         R = np.concatenate([X.T, np.full((X.shape[1], width - n), 0.5)], axis=1)
         try:
             problem = from_numpy(R, np.full(width, -1.0), require_labels=False)
