@@ -17,11 +17,9 @@ Conventions (README "Speed"):
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import platform
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,27 +90,6 @@ def compile_and_time(
     return {"compile_s": compile_s, "run_s": run_s, "runs_s": runs, "compiled": compiled}
 
 
-def git_hash() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=HERE,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=HERE,
-        ).stdout.strip()
-    except OSError:
-        return None
-    return (out + ("+dirty" if dirty else "")) or None
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -128,24 +105,19 @@ def load_average() -> list[float]:
 
 
 def provenance() -> dict[str, Any]:
-    """Where and when: date (UTC), versions, device, CPU, git commit, load average now."""
+    """Where and when: `cfjax.benchmark.provenance` (date, versions, device, git commit) plus the
+    CPU model, platform, XLA flags and the load average now."""
     import jaxlib
 
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "device": str(jax.devices()[0]),
-        "backend": jax.default_backend(),
-        "cpu_count": os.cpu_count(),
-        "cpu": cpu_model(),
-        "platform": platform.platform(),
-        "git": git_hash(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "load_average_before": load_average(),
-    }
+    from cfjax.benchmark import provenance as library_provenance
+
+    return library_provenance(
+        jaxlib=jaxlib.__version__,
+        cpu=cpu_model(),
+        platform=platform.platform(),
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
+        load_average_before=load_average(),
+    )
 
 
 def write_json(path: str | Path, payload: dict[str, Any], meta: dict[str, Any]) -> Path:

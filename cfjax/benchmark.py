@@ -28,6 +28,7 @@ __all__ = [
     "default_pipelines",
     "load_ensemble",
     "provenance",
+    "git_commit",
     "run_panel",
     "summarize",
     "score_test_columns",
@@ -101,23 +102,36 @@ def provenance(**extra: Any) -> dict[str, Any]:
     import datetime
     import os
     import platform
-    import subprocess
 
     import optax
 
     from cfjax import __version__
 
-    try:
-        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             check=False).stdout.strip() or None
-    except OSError:
-        git = None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cfjax": __version__, "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__,
         "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-        "device": str(jax.devices()[0]), "backend": jax.default_backend(), "git": git, **extra,
+        "device": str(jax.devices()[0]), "backend": jax.default_backend(), "git": git_commit(), **extra,
     }
+
+
+def git_commit() -> str | None:
+    """The short commit of the checkout cfjax runs from, "+dirty" when tracked files changed
+    (a table made from uncommitted code says so); None outside a git checkout."""
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=here).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except OSError:
+        return None
+    return (commit + ("+dirty" if dirty else "")) or None
 
 
 def score_test_columns(y_true: Any, proba: Any, test: Any) -> dict[str, float]:

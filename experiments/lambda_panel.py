@@ -26,11 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cfjax import benchmark  # noqa: E402
 from cfjax.structs import Config  # noqa: E402
 from common import provenance, results_dir, write_json  # noqa: E402
+from panel import PANEL  # noqa: E402  (the same nine ensembles as the panel table)
 
-PANEL = (
-    "synthetic-seed", "synthetic-imbalanced_10", "synthetic-imbalanced_5", "breast_cancer", "wine",
-    "pima", "yeast4", "page-blocks0", "abalone19",
-)
 #: (row name, method, formulation)
 METHODS = (
     ("mm_als", "mm_als", "free"),
