@@ -11,12 +11,13 @@ whose cross-entropy MM-ALS can majorize by a quadratic in the factors.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Aggregator", "WeightedTheta", "AGGREGATORS", "get", "weighted", "mean"]
+__all__ = ["AGGREGATORS", "Aggregator", "WeightedTheta", "get", "mean", "weighted"]
 
 _EPS = 1e-6
 

@@ -7,7 +7,7 @@ baseline; none ever reads a hidden label.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,7 @@ from cfjax import metrics
 from cfjax.logistic import fit_logistic
 from cfjax.structs import Problem
 
-__all__ = ["simple_average", "best_single", "stacking", "BASELINES", "stacking_l2"]
+__all__ = ["BASELINES", "best_single", "simple_average", "stacking", "stacking_l2"]
 
 
 def _observed_mean(problem: Problem) -> jax.Array:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,27 +23,27 @@ from cfjax.api import fit
 from cfjax.structs import Config, FitResult
 
 __all__ = [
-    "SYNTHETIC_PREFIX",
-    "DEFAULT_DATASETS",
-    "Pipeline",
-    "default_pipelines",
-    "load_ensemble",
-    "provenance",
-    "git_commit",
-    "run_panel",
-    "summarize",
-    "score_test_columns",
-    "paired",
-    "markdown_table",
-    "t_interval",
     "AUTO_CANDIDATES",
     "AUTO_DESCRIPTION",
+    "DEFAULT_DATASETS",
+    "SYNTHETIC_PREFIX",
     "AutoCandidate",
     "AutoFit",
+    "Pipeline",
     "auto_fit",
     "auto_pipeline",
+    "default_pipelines",
+    "git_commit",
+    "load_ensemble",
     "logit_space",
+    "markdown_table",
+    "paired",
+    "provenance",
+    "run_panel",
     "score_candidates",
+    "score_test_columns",
+    "summarize",
+    "t_interval",
 ]
 
 SYNTHETIC_PREFIX = "synthetic-"
@@ -108,7 +109,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
     from cfjax import __version__
 
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cfjax": __version__, "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__,
         "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
         "device": str(jax.devices()[0]), "backend": jax.default_backend(), "git": git_commit(), **extra,

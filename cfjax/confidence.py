@@ -6,14 +6,14 @@ stay at 0 whatever the strategy. Select one by name with `Config.confidence`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from cfjax.structs import Hparams, Problem
 
-__all__ = ["STRATEGIES", "get", "apply", "uniform", "certainty", "label_aware", "calibration", "agreement"]
+__all__ = ["STRATEGIES", "agreement", "apply", "calibration", "certainty", "get", "label_aware", "uniform"]
 
 
 def uniform(problem: Problem, hparams: Hparams) -> jax.Array:

@@ -15,15 +15,15 @@ import numpy as np
 from cfjax.structs import Problem
 
 __all__ = [
+    "PRESETS",
+    "Ensemble",
     "from_numpy",
-    "validate_problem",
-    "require_labels",
     "hold_out",
     "mask_columns",
-    "Ensemble",
-    "synthetic",
-    "PRESETS",
     "preset",
+    "require_labels",
+    "synthetic",
+    "validate_problem",
 ]
 
 _R_TOL = 1e-6
@@ -206,7 +206,7 @@ def hold_out(key: jax.Array, problem: Problem, fraction: float = 0.2) -> Problem
     order = np.asarray(jax.random.permutation(key, problem.n_instances))
     for cls in (0.0, 1.0):
         members = order[train[order] & (labels[order] == cls)]
-        k = int(round(fraction * members.size))
+        k = round(fraction * members.size)
         k = min(max(k, 1 if members.size >= 2 else 0), members.size - 1 if members.size >= 2 else 0)
         valid[members[:k]] = True
         train[members[:k]] = False
@@ -220,7 +220,7 @@ def stratified_labeled_mask(key: jax.Array, y: np.ndarray, fraction: float) -> n
     mask = np.zeros(y.size, bool)
     for cls in np.unique(y):
         members = order[y[order] == cls]
-        k = max(1, int(round(fraction * members.size)))
+        k = max(1, round(fraction * members.size))
         mask[members[:k]] = True
     return mask
 

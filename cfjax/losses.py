@@ -34,14 +34,14 @@ from cfjax import aggregators
 from cfjax.structs import Config, Hparams, LossParts, Params, Problem
 
 __all__ = [
-    "reconstruct",
     "class_weights",
-    "supervised_weights",
     "cross_entropy",
+    "loss",
+    "loss_parts",
+    "reconstruct",
     "reconstruction_parts",
     "supervised_parts",
-    "loss_parts",
-    "loss",
+    "supervised_weights",
 ]
 
 

@@ -13,12 +13,11 @@ factors (rho < 1): evaluate on a transductive split when that difference matters
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from cfjax import aggregators, als, confidence, losses
 from cfjax.structs import Config, Hparams, Params, Problem
 
-__all__ = ["logits", "proba", "fold_in", "fold_in_proba"]
+__all__ = ["fold_in", "fold_in_proba", "logits", "proba"]
 
 
 def logits(params: Params, config: Config) -> jax.Array:

@@ -22,14 +22,14 @@ import jax.numpy as jnp
 Array = jax.Array
 
 __all__ = [
-    "Problem",
-    "Params",
-    "Hparams",
-    "Config",
-    "LossParts",
-    "History",
-    "FitResult",
     "METHOD_NAMES",
+    "Config",
+    "FitResult",
+    "History",
+    "Hparams",
+    "LossParts",
+    "Params",
+    "Problem",
 ]
 
 
@@ -111,7 +111,7 @@ class Hparams(NamedTuple):
         agg_l2: float = 1e-3,
         certainty_floor: float = 0.05,
         dtype: Any = None,
-    ) -> "Hparams":
+    ) -> Hparams:
         """Hyperparameters with fixed dtypes (float32, or float64 under `jax_enable_x64`).
 
         Every argument may also be an array of any shape: a leading axis makes a grid
@@ -176,7 +176,7 @@ class Config:
     mm_curvature: str = "bound"
     chunk_size: int = 0
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from cfjax import aggregators, confidence
 from cfjax.structs import Config, Hparams, Problem
 
-__all__ = ["check_hparams", "check_config", "check_fit_inputs", "RhoZeroWarning"]
+__all__ = ["RhoZeroWarning", "check_config", "check_fit_inputs", "check_hparams"]
 
 
 class RhoZeroWarning(UserWarning):
@@ -67,11 +67,11 @@ def check_config(config: Config, problem: Problem | None = None) -> None:
         value = getattr(config, name)
         # a float here would reach a shape or a loop bound deep inside tracing; bool is an int
         if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{name}: expected an int, got {value!r}")  # noqa: TRY004 (STYLE: ValueError)
+            raise ValueError(f"{name}: expected an int, got {value!r}")
     for name in ("tol", "init_scale", "plateau_factor"):
         value = getattr(config, name)
         if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{name}: expected a number, got {value!r}")  # noqa: TRY004 (STYLE: ValueError)
+            raise ValueError(f"{name}: expected a number, got {value!r}")
     if config.latent_dim <= 0:
         raise ValueError(f"latent_dim: must be positive, got {config.latent_dim}")
     if config.max_iter <= 0:

@@ -29,11 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cfjax import baselines, benchmark, datasets, predict  # noqa: E402
-from cfjax.benchmark import AutoCandidate  # noqa: E402
-from cfjax.logistic import fit_logistic  # noqa: E402
-from common import provenance, results_dir, write_json  # noqa: E402
-from panel import PANEL  # noqa: E402
+from common import provenance, results_dir, write_json
+from panel import PANEL
+
+from cfjax import baselines, benchmark, datasets, predict
+from cfjax.benchmark import AutoCandidate
+from cfjax.logistic import fit_logistic
 
 RHOS = (0.1, 0.5, 0.9)
 #: (latent_dim given to score_candidates, candidate). Keys are short names used by SUBSETS.

@@ -23,11 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import cfjax  # noqa: E402
-from cfjax import baselines, data, losses, predict  # noqa: E402
-from cfjax.solvers import METHODS  # noqa: E402
-from cfjax.solvers._common import aggregator_gradient_step  # noqa: E402
-from common import provenance, results_dir, score_test_columns, write_json  # noqa: E402
+from common import provenance, results_dir, score_test_columns, write_json
+
+import cfjax
+from cfjax import baselines, data, losses, predict
+from cfjax.solvers import METHODS
+from cfjax.solvers._common import aggregator_gradient_step
 
 CHECKPOINTS = (0, 20, 40, 60, 100)
 N_CLASSIFIERS = 30

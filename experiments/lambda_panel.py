@@ -23,10 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cfjax import benchmark  # noqa: E402
-from cfjax.structs import Config  # noqa: E402
-from common import provenance, results_dir, write_json  # noqa: E402
-from panel import PANEL  # noqa: E402  (the same nine ensembles as the panel table)
+from common import provenance, results_dir, write_json
+from panel import PANEL
+
+from cfjax import benchmark
+from cfjax.structs import Config
 
 #: (row name, method, formulation)
 METHODS = (

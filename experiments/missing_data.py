@@ -41,9 +41,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cfjax import benchmark, data, losses, solvers  # noqa: E402
-from cfjax.structs import Config  # noqa: E402
-from common import provenance, results_dir, score_test_columns, write_json  # noqa: E402
+from common import provenance, results_dir, score_test_columns, write_json
+
+from cfjax import benchmark, data, losses, solvers
+from cfjax.structs import Config
 
 REPO = Path(__file__).resolve().parent.parent
 #: the rate the issue's goal is stated at, and the allowance on the mean paired difference
@@ -197,8 +198,8 @@ def table(summary: list[dict], rates: list[float]) -> str:
 def hidden_table(summary: list[dict], rate: float) -> str:
     """Reconstruction of the hidden cells at `rate`; the baselines share the column-mean fill."""
     lines = [
-        f"Reconstruction of the cells hidden at {100 * rate:g} % (RMSE against their true "
-        "probabilities, mean over seeds; range over all seeds):",
+        (f"Reconstruction of the cells hidden at {100 * rate:g} % (RMSE against their true "
+         "probabilities, mean over seeds; range over all seeds):"),
         "",
         "| method | RMSE, test columns | RMSE, labeled columns | range |",
         "|---|---|---|---|",

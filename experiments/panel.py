@@ -23,9 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cfjax import benchmark, datasets  # noqa: E402
-from cfjax.structs import Config  # noqa: E402
-from common import provenance, results_dir, write_json  # noqa: E402
+from common import provenance, results_dir, write_json
+
+from cfjax import benchmark, datasets
+from cfjax.structs import Config
 
 PANEL = ("synthetic-seed", "synthetic-imbalanced_10", "synthetic-imbalanced_5", "breast_cancer", "wine",
          "pima", "yeast4", "page-blocks0", "abalone19")

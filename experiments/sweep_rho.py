@@ -28,9 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import cfjax  # noqa: E402
-from cfjax import baselines, data, predict, sweep  # noqa: E402
-from common import provenance, results_dir, score_test_columns, write_json  # noqa: E402
+from common import provenance, results_dir, score_test_columns, write_json
+
+import cfjax
+from cfjax import baselines, data, predict, sweep
 
 METHODS = ("joint", "two_stage")
 BASELINE_NAMES = ("simple_average", "stacking", "best_single")

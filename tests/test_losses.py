@@ -8,7 +8,6 @@ import pytest
 from cfjax import aggregators, data, losses
 from cfjax.aggregators import WeightedTheta
 from cfjax.structs import Config, Hparams, Params
-
 from tests import reference
 
 
@@ -119,7 +118,7 @@ def test_cross_entropy_is_finite_for_saturated_logits():
     for y in (0.0, 1.0):
         for gamma in (0.0, 2.0):
             ce = losses.cross_entropy(jnp.full(5, y), logits, jnp.asarray(gamma))
-            g = jax.grad(lambda s: losses.cross_entropy(jnp.full(5, y), s, jnp.asarray(gamma)).sum())(logits)
+            g = jax.grad(lambda s, y=y, gamma=gamma: losses.cross_entropy(jnp.full(5, y), s, jnp.asarray(gamma)).sum())(logits)
             assert np.isfinite(np.asarray(ce)).all() and np.isfinite(np.asarray(g)).all()
 
 

@@ -6,14 +6,15 @@ one by name with `Config.method`. `cfjax.fit` is the validated, jitted front doo
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 
 from cfjax.solvers import als, alternating, damped, joint, label_aware_als, mm_als, two_stage
 from cfjax.structs import Config, FitResult, Hparams, Problem
 
-__all__ = ["Method", "METHODS", "get", "fit_traced"]
+__all__ = ["METHODS", "Method", "fit_traced", "get"]
 
 
 class Method(NamedTuple):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +13,11 @@ from cfjax.predict import logits
 from cfjax.structs import Config, FitResult, History, Hparams, LossParts, Params, Problem
 
 __all__ = [
-    "prepare",
-    "init_params",
-    "evaluate",
-    "iterate",
     "aggregator_gradient_step",
+    "evaluate",
+    "init_params",
+    "iterate",
+    "prepare",
 ]
 
 

@@ -9,7 +9,7 @@ are variations of this loop and share it (`alternate`).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -75,13 +75,13 @@ __all__ = [
     "BOUND_CURVATURE",
     "FALLBACK_MODE",
     "RHO_FLOOR",
-    "mm_hparams",
     "curvature",
+    "fit",
+    "mm_hparams",
+    "mm_sweep",
     "theta_step",
     "x_step",
     "y_step",
-    "mm_sweep",
-    "fit",
 ]
 
 #: Upper bound on sigma(s) (1 - sigma(s)), the curvature of cross-entropy in the logit.
