@@ -1,12 +1,15 @@
 """cfjax: CF-Ensemble in JAX, ensemble learning treated as collaborative filtering.
 
+    problem = cfjax.from_numpy(R, labels)            # R: (m, n), NaN = missing; labels: -1 = unlabeled
+    result = cfjax.fit(jax.random.key(0), problem)   # the default pipeline
+    proba = cfjax.proba(result.params, cfjax.Config())
+
 Submodules are namespaces (`cfjax.data`, `cfjax.losses`, `cfjax.solvers`, `cfjax.metrics`,
 `cfjax.baselines`, ...); the headline names are re-exported here.
 """
 
 from cfjax import (
     aggregators,
-    als,
     baselines,
     confidence,
     data,
@@ -15,6 +18,8 @@ from cfjax import (
     losses,
     metrics,
     predict,
+    ridge,
+    selection,
     sharding,
     solvers,
     sweep,
@@ -38,7 +43,6 @@ __all__ = [
     "Problem",
     "__version__",
     "aggregators",
-    "als",
     "baselines",
     "confidence",
     "data",
@@ -51,6 +55,8 @@ __all__ = [
     "metrics",
     "predict",
     "proba",
+    "ridge",
+    "selection",
     "sharding",
     "solvers",
     "sweep",

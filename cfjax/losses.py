@@ -110,10 +110,10 @@ def supervised_parts(
     `R_hat`: as in `reconstruction_parts`.
     """
     agg = aggregators.get(config.aggregator)
-    logits = agg.logits(params.theta, reconstruct(params) if R_hat is None else R_hat)
+    logits = aggregators.logits(params, config, observed=problem.observed, R_hat=R_hat)
     omega = supervised_weights(problem, config, mask)
     ce_sum = jnp.sum(omega * cross_entropy(problem.labels, logits, hparams.focal_gamma))
-    sup = ce_sum / jnp.maximum(jnp.sum(omega), 1e-30) + hparams.agg_l2 * agg.penalty(params.theta)
+    sup = ce_sum / jnp.maximum(jnp.sum(omega), 1e-30) + hparams.agg_l2 * aggregators.penalty(agg, params.theta)
     return sup, ce_sum
 
 

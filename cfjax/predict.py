@@ -1,11 +1,14 @@
-"""Predictions from fitted parameters: transductive (the learned Y) and inductive (fold-in).
+"""Predictions from a fit: transductive (the learned Y) and inductive (fold-in of new columns).
 
 **Transductive** (the normal CF-Ensemble setting): the columns to predict were in R during the
-fit, with their labels masked, so each has a learned y_i; use `proba`.
+fit, with their labels masked, so each has a learned y_i; use `proba(result.params, config)`.
 
 **Inductive** (new columns that were not in R at fit time): no y_i exists, so it is solved from
-the new column's predictions with X fixed, by the same ridge the ALS Y-step uses:
-(X C_i X^T + lambda I) y_i = X C_i r_i. This sees only reconstruction, so its factors resemble a
+the new column's predictions with X fixed, by the same ridge the ALS Y-step uses,
+(X C_i X^T + lambda I) y_i = X C_i r_i, on exactly the system of the fit: R mapped to the fit's
+space (`Config.space`, or the space `auto` chose), the confidence strategy applied with the
+statistics it learned from the training labels (`FitResult.info["confidence"]`), and the ridge
+of the fit (`auto`'s chosen lambda). This sees only reconstruction, so its factors resemble a
 training column at rho = 1 exactly, and less so the more the supervised term bent the training
 factors (rho < 1): evaluate on a transductive split when that difference matters.
 """
@@ -13,34 +16,59 @@ factors (rho < 1): evaluate on a transductive split when that difference matters
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
-from cfjax import aggregators, als, confidence, losses
-from cfjax.structs import Config, Hparams, Params, Problem
+from cfjax import aggregators, confidence, data, ridge
+from cfjax.structs import Config, FitResult, Hparams, Params, Problem
 
 __all__ = ["fold_in", "fold_in_proba", "logits", "proba"]
 
 
-def logits(params: Params, config: Config) -> jax.Array:
-    """Aggregator logits for every column of the fit, (n,)."""
-    return aggregators.get(config.aggregator).logits(params.theta, losses.reconstruct(params))
+def logits(params: Params, config: Config, problem: Problem | None = None) -> jax.Array:
+    """Aggregator logits for every column of the fit, (n,); `problem` gives the observed mask."""
+    return aggregators.logits(params, config, None if problem is None else problem.observed)
 
 
-def proba(params: Params, config: Config) -> jax.Array:
+def proba(params: Params, config: Config, problem: Problem | None = None) -> jax.Array:
     """Transductive probabilities for every column of the fit, (n,)."""
-    return jax.nn.sigmoid(logits(params, config))
+    return jax.nn.sigmoid(logits(params, config, problem))
 
 
-def fold_in(params: Params, problem: Problem, hparams: Hparams, config: Config) -> jax.Array:
+def _fitted_system(fitted: FitResult | Params, config: Config) -> tuple[Params, dict]:
+    if isinstance(fitted, FitResult):
+        return fitted.params, dict(fitted.info or {})
+    if isinstance(fitted, Params):
+        if confidence.get(config.confidence).learns_from_labels:
+            raise ValueError(
+                f"fitted: confidence {config.confidence!r} learns from the training labels; pass the "
+                "FitResult (its info holds what was learned), not only its params"
+            )
+        return fitted, {}
+    raise ValueError(f"fitted: expected a cfjax.FitResult (or Params), got {type(fitted).__name__}")
+
+
+def fold_in(fitted: FitResult | Params, problem: Problem, hparams: Hparams, config: Config) -> jax.Array:
     """Instance factors (d, n_new) for the columns of `problem`, with X fixed.
 
-    The confidence strategy of `config` is applied to `problem` first, as during the fit
-    (label-dependent strategies see no labels on new columns unless the problem has them).
+    Args:
+      fitted: the `FitResult` of the fit (or its `Params`, for a confidence strategy that learns
+        nothing from labels).
+      problem: the new columns (labels are not read by the built-in strategies).
+      hparams: the fit's hyperparameters (lam; `auto`'s chosen lambda takes precedence).
+      config: the fit's config.
     """
-    problem = confidence.apply(config.confidence, problem, hparams)
-    return als.update_Y(params.X, problem.R, problem.C, hparams.lam, chunk_size=config.chunk_size)
+    params, info = _fitted_system(fitted, config)
+    if "space" in info:  # auto: the space the chosen candidate factorized (0 = R, 1 = logit)
+        problem = jax.tree.map(lambda a, b: jnp.where(info["space"] == 1, a, b), data.logit_space(problem), problem)
+    elif config.space == "logit":
+        problem = data.logit_space(problem)
+    problem = confidence.apply(config.confidence, problem, hparams, info.get("confidence"))
+    lam = info.get("lam", hparams.lam)
+    return ridge.update_Y(params.X, problem.R, problem.C, lam, chunk_size=config.chunk_size)
 
 
-def fold_in_proba(params: Params, problem: Problem, hparams: Hparams, config: Config) -> jax.Array:
+def fold_in_proba(fitted: FitResult | Params, problem: Problem, hparams: Hparams, config: Config) -> jax.Array:
     """Inductive probabilities for the columns of `problem` (n_new,)."""
-    Y = fold_in(params, problem, hparams, config)
-    return proba(params._replace(Y=Y), config)
+    params, _ = _fitted_system(fitted, config)
+    Y = fold_in(fitted, problem, hparams, config)
+    return proba(params._replace(Y=Y), config, problem)

@@ -125,20 +125,24 @@ class Hparams(NamedTuple):
         return cls(**{k: jnp.asarray(v, dtype=dtype) for k, v in values.items()})
 
 
-METHOD_NAMES = ("als", "alternating", "label_aware_als", "two_stage", "damped", "joint", "mm_als")
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Static configuration: whatever changes shapes or control flow. Hashable.
 
     Attributes:
-      method: the training method, a name in `cfjax.solvers.METHODS`.
-      formulation: "free" (Y is a free parameter per instance, the seed's model) or "fold_in"
-        (Y is not learned but solved from R given X by the ALS ridge step, so every column,
-        labeled or not, gets its factors the same way and labels reach the factors only through
-        X and theta). Used by `joint`; the ALS-type methods already compute Y this way.
-      latent_dim: d, the number of latent factors.
+      method: the training method, a name in `cfjax.solvers.METHODS` (the registry is the only
+        list of methods; each validates the options it reads). The default, "auto", is the
+        default pipeline: a cross-validated choice among candidates (`cfjax.solvers.auto`).
+      formulation: "fold_in" (default: Y is not learned but solved from R given X by the ALS
+        ridge step, so every column, labeled or not, gets its factors the same way and labels
+        reach the factors only through X and theta) or "free" (Y is a free parameter per
+        instance, the seed's model, which bends the labeled columns' factors toward their
+        labels and leaves the unlabeled ones behind). Read by `joint`; the ALS-type methods
+        compute Y by the ridge step anyway.
+      latent_dim: d, the number of latent factors. None (default): min(4, m, n), resolved from
+        the problem's shape in one place (`cfjax.validation.resolve_config`), so the default
+        works for every problem; an explicit value is never clipped: above min(m, n) it is
+        refused. `auto` uses it as the rank of its low-rank candidates.
       max_iter: iterations of the outer loop (ALS sweeps, MM sweeps, or optimizer steps).
       aggregator: name in `cfjax.aggregators.AGGREGATORS` ("weighted" or "mean").
       confidence: name in `cfjax.confidence.STRATEGIES`.
@@ -156,13 +160,19 @@ class Config:
         (Jaakkola-Jordan, still a bound: monotone, ~2.5x fewer sweeps) or "exact" (sigma(1-sigma),
         Newton-like, guarded by a fall-back to the sharp bound so it never increases the loss).
       chunk_size: instances per chunk of the ALS Grams and solves (bounds memory); 0 = automatic
-        (`cfjax.als.default_chunk_size`: ~2 MB of packed Grams per chunk), >= n = one chunk.
+        (`cfjax.ridge.default_chunk_size`: ~2 MB of packed Grams per chunk), >= n = one chunk.
+      space: what is factorized: "probability" (R itself) or "logit" (`cfjax.data.logit_space`,
+        an affine image of the base classifiers' logits, so a logit-linear aggregator becomes a
+        linear model on the base logits). New columns are mapped the same way at fold-in.
+      options: method-specific static settings as a tuple of (name, value) pairs (hashable),
+        read with `option(name, default)` and validated by the method that reads them: a new
+        method's knobs need no new field here.
     """
 
-    method: str = "joint"
-    formulation: str = "free"
-    latent_dim: int = 8
-    max_iter: int = 100
+    method: str = "auto"
+    formulation: str = "fold_in"
+    latent_dim: int | None = None
+    max_iter: int = 200
     aggregator: str = "weighted"
     confidence: str = "uniform"
     init: str = "svd"
@@ -175,9 +185,18 @@ class Config:
     damped_every: int = 10
     mm_curvature: str = "bound"
     chunk_size: int = 0
+    space: str = "probability"
+    options: tuple = ()
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """The value of method-specific option `name` in `options`, else `default`."""
+        for key, value in self.options:
+            if key == name:
+                return value
+        return default
 
 
 class LossParts(NamedTuple):
@@ -211,9 +230,23 @@ class History(NamedTuple):
 
 
 class FitResult(NamedTuple):
-    """What every solver returns: `fit(key, problem, hparams, config) -> FitResult`."""
+    """What every fit returns: `cfjax.fit(key, problem, hparams, config) -> FitResult`.
+
+    Attributes:
+      params: the fitted `Params`.
+      history: the per-iteration `History`.
+      n_iter: iterations run (scalar int); converged: whether the tolerance stopped the loop.
+      state: the driver's state after the last iteration (`cfjax.solvers.driver.DriverState`):
+        pass it back as `cfjax.fit(..., init=result.state)` to continue the fit exactly where
+        it stopped. None where a fit cannot be continued (sweeps drop it unless asked; `auto`).
+      info: a dict of arrays describing the fit: "confidence" holds what the confidence
+        strategy learned from the training labels (used again at fold-in); `auto` adds what it
+        chose and the cross-validation scores. Nested dicts of arrays only (saved by `cfjax.io`).
+    """
 
     params: Params
     history: History
     n_iter: Array
     converged: Array
+    state: Any = None
+    info: Any = None

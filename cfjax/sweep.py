@@ -9,9 +9,9 @@ and a new grid of the same size reuses it.
   fields have a leading axis G; `take(grid, g)` is one point of it.
 * `run(keys, problem, grid, config)` returns a `FitResult` whose leaves have leading axes
   (G, S): entry [g, s] is the single fit with `keys[s]` and `take(grid, g)`.
-* `select(key, problem, grid, config)` picks a grid point by K-fold cross-validation over the
-  training columns only, then refits it on all labels. The transductive targets (columns in
-  neither mask) are never scored, so their hidden labels cannot influence the choice.
+
+Model selection by K-fold cross-validation on the labeled columns (`select`) lives in
+`cfjax.selection` and is re-exported here.
 
 Three batching strategies run the same computation (results agree to float rounding):
 
@@ -46,12 +46,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from cfjax import metrics, sharding, solvers
-from cfjax.api import fit_unchecked
-from cfjax.data import require_labels
-from cfjax.predict import proba
+from cfjax import sharding, solvers
+from cfjax.solvers import chunks, driver
 from cfjax.structs import Config, FitResult, Hparams, Problem
-from cfjax.validation import check_fit_inputs
+from cfjax.validation import check_fit_inputs, resolve_config
 
 __all__ = [
     "DEFAULT_RHOS",
@@ -83,14 +81,19 @@ _FIELDS = Hparams._fields
 # grids
 
 
-def grid(*, dtype: Any = None, **axes: Sequence[float]) -> Hparams:
+def grid(*, method: str | None = None, dtype: Any = None, **axes: Sequence[float]) -> Hparams:
     """The cartesian product of hyperparameter values, as one `Hparams` with a leading axis G.
 
     Axes vary in the order given, the last fastest (as `itertools.product`): `grid(rho=[a, b],
-    lam=[x, y])` is (a, x), (a, y), (b, x), (b, y). Fields not named keep the defaults of
-    `Hparams.create`.
+    lam=[x, y])` is (a, x), (a, y), (b, x), (b, y).
+
+    **Fields not named** take the registry defaults of `method` when it is given
+    (`cfjax.solvers.get(method).hparams()`, e.g. lam = 1 for joint), and otherwise the
+    method-independent defaults of `Hparams.create` (lam = 0.01): pass `method=` to sweep a
+    method at the settings it is run with elsewhere.
 
     Args:
+      method: a registered method whose defaults fill the fields not named.
       dtype: float dtype of every field (default: JAX's default float, as `Hparams.create`).
       **axes: field name of `Hparams` -> non-empty 1-D sequence of values.
 
@@ -98,7 +101,7 @@ def grid(*, dtype: Any = None, **axes: Sequence[float]) -> Hparams:
       `Hparams` whose every field has shape (G,), G = the product of the axis lengths.
 
     Raises:
-      ValueError: naming an unknown field or an empty / non-1-D axis.
+      ValueError: naming an unknown field or method, or an empty / non-1-D axis.
     """
     if not axes:
         raise ValueError(f"axes: give at least one of {list(_FIELDS)}")
@@ -114,7 +117,10 @@ def grid(*, dtype: Any = None, **axes: Sequence[float]) -> Hparams:
         values[name] = arr
     points = np.array(list(itertools.product(*values.values())), dtype=np.float64)  # (G, n_axes)
     size = points.shape[0]
-    defaults = Hparams.create(dtype=dtype)
+    if method is None:
+        defaults = Hparams.create(dtype=dtype)
+    else:
+        defaults = solvers.get(method).hparams(dtype=dtype)
     columns = {name: points[:, j] for j, name in enumerate(values)}
     return Hparams(
         **{
@@ -181,6 +187,18 @@ def resolve_strategy(strategy: str) -> str:
     return strategy
 
 
+def _flat_index(size: int, n_seeds: int) -> tuple[jax.Array, jax.Array]:
+    """(g, s) of every fit, s fastest, so a flat result reshapes to (G, S) directly."""
+    return jnp.repeat(jnp.arange(size), n_seeds), jnp.tile(jnp.arange(n_seeds), size)
+
+
+def _over_fits(fn, strategy: str, batch_size: int | None):
+    """`fn` applied to every fit of a flattened batch (leading axis G * S) by the strategy."""
+    if strategy == "vmap":
+        return jax.vmap(fn)
+    return lambda *xs: jax.lax.map(lambda x: fn(*x), xs, batch_size=batch_size)
+
+
 def _sweep(
     keys: jax.Array,
     problem: Problem,
@@ -188,26 +206,26 @@ def _sweep(
     config: Config,
     strategy: str,
     batch_size: int | None,
+    keep_state: bool = False,
 ) -> FitResult:
     """The traced sweep: (S,) keys x (G,) grid -> FitResult with leading (G, S)."""
-    # Looked up at trace time (not bound at import) so tests can count traces.
-    fit = functools.partial(solvers.fit_traced, config=config)
+
+    def fit(k, h):
+        # Looked up at trace time (not bound at import) so tests can count traces.
+        result = solvers.fit_traced(k, problem, h, config)
+        return result if keep_state else result._replace(state=None)
+
     size, n_seeds = grid_size(hparams_grid), keys.shape[0]
     if strategy == "vmap":
-        over_seeds = jax.vmap(lambda k, h: fit(k, problem, h), in_axes=(0, None))
+        over_seeds = jax.vmap(fit, in_axes=(0, None))
         return jax.vmap(over_seeds, in_axes=(None, 0))(keys, hparams_grid)
-    # Flatten (g, s) with s fastest, so the result reshapes to (G, S) directly.
-    g_index = jnp.repeat(jnp.arange(size), n_seeds)
-    s_index = jnp.tile(jnp.arange(n_seeds), size)
-    flat_keys = keys[s_index]
+    g_index, s_index = _flat_index(size, n_seeds)
     flat_grid = jax.tree.map(lambda x: x[g_index], hparams_grid)
-    out = jax.lax.map(
-        lambda xs: fit(xs[0], problem, xs[1]), (flat_keys, flat_grid), batch_size=batch_size
-    )
+    out = _over_fits(fit, strategy, batch_size)(keys[s_index], flat_grid)
     return jax.tree.map(lambda x: x.reshape((size, n_seeds) + x.shape[1:]), out)
 
 
-_sweep_jit = jax.jit(_sweep, static_argnames=("config", "strategy", "batch_size"))
+_sweep_jit = jax.jit(_sweep, static_argnames=("config", "strategy", "batch_size", "keep_state"))
 
 
 def _sweep_on_mesh(keys, problem, hparams_grid, config, strategy, batch_size, mesh):
@@ -226,41 +244,14 @@ def _check_keys(keys: Any) -> jax.Array:
     return keys
 
 
-def run(
-    keys: jax.Array,
-    problem: Problem,
-    grid: Hparams,
-    config: Config,
-    strategy: str = "auto",
-    batch_size: int | None = None,
-    *,
-    mesh: Mesh | None = None,
-) -> FitResult:
-    """Every grid point x every seed, as one compiled program.
-
-    Entry [g, s] of every leaf equals `cfjax.fit_jit(keys[s], problem, take(grid, g), config)`
-    up to float rounding (batched kernels may round differently).
-
-    Args:
-      keys: (S,) typed PRNG keys, one per seed (`jax.random.split(key, S)`). Traced.
-      problem: the `Problem`, shared by every fit (not batched). Traced.
-      grid: `Hparams` with fields of shape (G,) (scalars are broadcast), e.g. from `grid`. Traced:
-        a new grid of the same size G does not recompile.
-      config: static; one compile per (G, S, config, problem shapes).
-      strategy: "auto", "vmap", "map" or "map_batched" (see the module docstring). Static.
-      batch_size: fits per step for "map_batched" (required there, and only there). Static.
-      mesh: optional `jax.sharding.Mesh` with an axis "n": the problem (and every fit's Y) is
-        split along the instances across its devices, as in `cfjax.fit`. Static.
-
-    Returns:
-      `FitResult` whose leaves have leading axes (G, S).
-
-    Raises:
-      ValueError: naming the argument, after host-side checks of every grid point.
-    """
+def check_sweep_inputs(
+    keys: Any, problem: Problem, grid: Hparams, config: Config, strategy: str, batch_size: Any
+) -> tuple[jax.Array, Hparams, Config, str, int | None]:
+    """Host-side checks of `run`'s arguments; returns them normalised."""
     keys = _check_keys(keys)
     hparams_grid = _as_grid(grid)
-    check_fit_inputs(problem, hparams_grid, config)
+    config = resolve_config(config, problem)
+    check_fit_inputs(problem, hparams_grid, config, scalar=False)
     strategy = resolve_strategy(strategy)
     if strategy == "map_batched":
         if (
@@ -274,8 +265,64 @@ def run(
         raise ValueError(
             f"batch_size: only used by strategy 'map_batched', got {batch_size!r} with {strategy!r}"
         )
+    return keys, hparams_grid, config, strategy, batch_size
+
+
+def run(
+    keys: jax.Array,
+    problem: Problem,
+    grid: Hparams,
+    config: Config,
+    strategy: str = "auto",
+    batch_size: int | None = None,
+    *,
+    mesh: Mesh | None = None,
+    progress: bool = False,
+    checkpoint: Any = None,
+    chunk_steps: int | None = None,
+    keep_state: bool = False,
+) -> FitResult:
+    """Every grid point x every seed, as one compiled program.
+
+    Entry [g, s] of every leaf equals `cfjax.fit(keys[s], problem, take(grid, g), config)` up
+    to float rounding (batched kernels may round differently).
+
+    Args:
+      keys: (S,) typed PRNG keys, one per seed (`jax.random.split(key, S)`). Traced.
+      problem: the `Problem`, shared by every fit (not batched). Traced.
+      grid: `Hparams` with fields of shape (G,) (scalars are broadcast), e.g. from `grid`. Traced:
+        a new grid of the same size G does not recompile.
+      config: static; one compile per (G, S, config, problem shapes).
+      strategy: "auto", "vmap", "map" or "map_batched" (see the module docstring). Static.
+      batch_size: fits per step for "map_batched" (required there, and only there). Static.
+      mesh: optional `jax.sharding.Mesh` with an axis "n": the problem (and every fit's Y) is
+        split along the instances across its devices, as in `cfjax.fit`. Static.
+      progress: a tqdm bar over steps x fits; the sweep then advances all fits together in
+        chunks of `chunk_steps` steps (iterative methods).
+      checkpoint: a folder for orbax checkpoints between chunks; an interrupted sweep run again
+        with the same folder resumes where it stopped and ends with the same result.
+      keep_state: keep every fit's `DriverState` (to continue the fits; memory grows with the
+        optimizer state). Default: `state` is None.
+
+    Returns:
+      `FitResult` whose leaves have leading axes (G, S).
+
+    Raises:
+      ValueError: naming the argument, after host-side checks of every grid point.
+    """
+    keys, hparams_grid, config, strategy, batch_size = check_sweep_inputs(
+        keys, problem, grid, config, strategy, batch_size
+    )
+    if progress or checkpoint is not None:
+        if mesh is not None:
+            raise ValueError("mesh: progress and checkpoints run on one device; drop one of them")
+        if solvers.get(config.method).fit is not None:
+            raise ValueError(f"progress: {config.method!r} is one compiled program; sweep it without progress")
+        result = _run_in_chunks(keys, problem, hparams_grid, config, strategy, batch_size, progress,
+                                checkpoint, chunk_steps)
+        return result if keep_state else result._replace(state=None)
     if mesh is None:
-        return _sweep_jit(keys, problem, hparams_grid, config, strategy, batch_size)
+        return _sweep_jit(keys, problem, hparams_grid, config, strategy, batch_size, keep_state)
     placed = sharding.shard_problem(problem, mesh)
     with jax.sharding.set_mesh(mesh):
         result = _sweep_on_mesh_jit(keys, placed, hparams_grid, config, strategy, batch_size, mesh)
@@ -283,153 +330,75 @@ def run(
 
 
 # --------------------------------------------------------------------------------------------
-# model selection
+# the sweep in chunks of steps (progress, checkpoints)
 
 
-def stratified_folds(key: jax.Array, problem: Problem, n_folds: int = 3) -> np.ndarray:
-    """K disjoint folds of the training columns (`problem.labeled`), stratified by class.
-
-    Within each class the training columns are shuffled by `key` and dealt round-robin, so every
-    fold holds floor or ceil of (class count / K) of each class. Reads labels only where
-    `problem.labeled` is set. Host-side.
-
-    Returns:
-      (K, n) bool masks, disjoint, whose union is `problem.labeled`.
-
-    Raises:
-      ValueError: if K < 2 or a class has fewer than K training columns (a fold would lack it
-        or its complement would).
-    """
-    if not isinstance(n_folds, (int, np.integer)) or isinstance(n_folds, bool) or n_folds < 2:
-        raise ValueError(f"n_folds: must be an int >= 2, got {n_folds!r}")
-    labels = np.asarray(problem.labels)
-    train = np.asarray(problem.labeled)
-    order = np.asarray(jax.random.permutation(key, problem.n_instances))
-    folds = np.zeros((n_folds, problem.n_instances), bool)
-    for cls in (False, True):
-        members = order[train[order] & ((labels[order] > 0.5) == cls)]
-        if members.size < n_folds:
-            raise ValueError(
-                f"n_folds: class {int(cls)} has {members.size} training columns, "
-                f"fewer than n_folds={n_folds}"
-            )
-        folds[np.arange(members.size) % n_folds, members] = True
-    return folds
+def _prepared(problem, hparams, config):
+    method = solvers.get(config.method)
+    hparams = driver.method_hparams(method, hparams)
+    prepared, stats = driver.prepare(problem, hparams, config)
+    return method, hparams, prepared, stats
 
 
-def fold_problem(problem: Problem, fold: Any) -> Problem:
-    """`problem` with the columns of `fold` moved from the training mask to the validation mask.
+@functools.partial(jax.jit, static_argnames=("config", "strategy", "batch_size"))
+def _start_all(keys, problem, flat_grid, config, strategy, batch_size):
+    def one(k, h):
+        method, h, prepared, _ = _prepared(problem, h, config)
+        return driver.start(method, k, prepared, h, config)
 
-    Shapes are unchanged, so every fold shares the sweep's compiled program. Validation
-    columns are what solvers monitor (joint's early stopping uses them), never train on.
-    """
-    fold = jnp.asarray(fold, bool)
-    return problem._replace(labeled=problem.labeled & ~fold, validation=problem.validation | fold)
-
-
-@functools.partial(jax.jit, static_argnames=("config", "metric"))
-def _scores(params, labels: jax.Array, mask: jax.Array, config: Config, metric: str) -> jax.Array:
-    """`metric` of each fit's transductive probabilities on `mask`: params (G, S, ...) -> (G, S)."""
-    score = metrics.get(metric)
-
-    def one(p):
-        return score(labels, proba(p, config), mask)
-
-    return jax.vmap(jax.vmap(one))(params)
+    return _over_fits(one, strategy, batch_size)(keys, flat_grid)
 
 
-class Selection(NamedTuple):
-    """What `select` returns.
+@functools.partial(jax.jit, static_argnames=("config", "strategy", "batch_size", "length"))
+def _advance_all(states, problem, flat_grid, config, strategy, batch_size, length):
+    def one(state, h):
+        method, h, prepared, _ = _prepared(problem, h, config)
+        state, history = driver.advance(method, state, prepared, h, config, length)
+        return state, history
 
-    Attributes:
-      index: the chosen grid point g (host int).
-      hparams: `take(grid, index)`.
-      scores: (G, K) the metric of each grid point on each fold's held-out columns (mean over
-        seeds).
-      mean: (G,) mean over folds.
-      sd: (G,) sample standard deviation over folds (ddof = 1).
-      refit: the `FitResult` of `hparams` fitted on all the problem's training columns.
-      folds: (K, n) bool, the held-out columns of each fold.
-    """
-
-    index: int
-    hparams: Hparams
-    scores: np.ndarray
-    mean: np.ndarray
-    sd: np.ndarray
-    refit: FitResult
-    folds: np.ndarray
+    return _over_fits(one, strategy, batch_size)(states, flat_grid)
 
 
-def select(
-    key: jax.Array,
-    problem: Problem,
-    grid: Hparams,
-    config: Config,
-    n_folds: int = 3,
-    metric: str = "pr_auc",
-    seeds: int = 1,
-    strategy: str = "auto",
-    batch_size: int | None = None,
-    *,
-    mesh: Mesh | None = None,
-) -> Selection:
-    """Chooses a grid point by stratified K-fold cross-validation on the training columns.
+@functools.partial(jax.jit, static_argnames=("config", "strategy", "batch_size"))
+def _finish_all(states, history, problem, flat_grid, config, strategy, batch_size):
+    def one(state, hist, h):
+        method, h, prepared, stats = _prepared(problem, h, config)
+        return driver.finish(method, state, hist, prepared, h, config, stats)
 
-    For each fold k, its columns move from `labeled` to `validation` (`fold_problem`); every grid
-    point is fitted with `seeds` seeds (`run`, one compiled program shared by the K folds) and
-    scored by `metric` on the fold's columns against their labels, from the transductive
-    probabilities. The grid point with the best mean over folds wins (ties: the first in grid
-    order; NaN scores count as worst) and is refitted on all training columns.
+    return _over_fits(one, strategy, batch_size)(states, history, flat_grid)
 
-    Columns in neither mask (the transductive targets) are never scored and their labels are
-    never read: permuting them leaves the selection identical. Columns already in
-    `problem.validation` stay there in every fold and are not scored either.
 
-    Args:
-      key: a typed PRNG key; split into the fold assignment and the fit keys.
-      problem: the `Problem`. Each class needs at least `n_folds` training columns.
-      grid: `Hparams` with fields of shape (G,) (e.g. from `grid`).
-      config: static configuration of every fit.
-      n_folds: K >= 2.
-      metric: a name in `cfjax.metrics.METRICS`; its direction from `metrics.higher_is_better`.
-      seeds: S >= 1 fits per grid point and fold; their scores are averaged. The refit uses the
-        first of these keys.
-      strategy, batch_size, mesh: as in `run`.
+def _run_in_chunks(keys, problem, hparams_grid, config, strategy, batch_size, progress, checkpoint, chunk_steps):
+    from cfjax.api import _fingerprint
 
-    Returns:
-      `Selection`.
-    """
-    metrics.get(metric)
-    if not isinstance(seeds, (int, np.integer)) or isinstance(seeds, bool) or seeds < 1:
-        raise ValueError(f"seeds: must be an int >= 1, got {seeds!r}")
-    if not (
-        isinstance(key, jax.Array)
-        and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-        and key.ndim == 0
-    ):
-        raise ValueError("key: expected one typed key, e.g. jax.random.key(0)")
-    hparams_grid = _as_grid(grid)
-    check_fit_inputs(problem, hparams_grid, config)
-    fold_key, fit_key = jax.random.split(key)
-    keys = jax.random.split(fit_key, seeds)
-    folds = stratified_folds(fold_key, problem, n_folds)
-
-    per_fold = []
-    for fold in folds:
-        sub = fold_problem(problem, fold)
-        require_labels(sub)
-        result = run(keys, sub, hparams_grid, config, strategy=strategy, batch_size=batch_size, mesh=mesh)
-        per_fold.append(
-            np.asarray(_scores(result.params, problem.labels, jnp.asarray(fold), config, metric))
-        )
-    scores = np.stack(per_fold, axis=-1).mean(axis=1)  # (G, S, K) -> (G, K)
-    mean = scores.mean(axis=1)
-    sd = scores.std(axis=1, ddof=1)
-    signed = mean if metrics.higher_is_better(metric) else -mean
-    index = int(np.argmax(np.where(np.isnan(signed), -np.inf, signed)))
-    best = take(hparams_grid, index)
-    refit = fit_unchecked(keys[0], problem, best, config, mesh)
-    return Selection(
-        index=index, hparams=best, scores=scores, mean=mean, sd=sd, refit=refit, folds=folds
+    size, n_seeds = grid_size(hparams_grid), keys.shape[0]
+    g_index, s_index = _flat_index(size, n_seeds)
+    flat_keys = keys[s_index]
+    flat_grid = jax.tree.map(lambda x: x[g_index], hparams_grid)
+    # a lax.map over fits stacks each chunk's history as (fits, length): iteration axis last
+    result = chunks.run_in_chunks(
+        start=lambda: _start_all(flat_keys, problem, flat_grid, config, strategy, batch_size),
+        advance=lambda states, length: _advance_all(states, problem, flat_grid, config, strategy, batch_size, length),
+        finish=lambda states, history: _finish_all(states, history, problem, flat_grid, config, strategy, batch_size),
+        total=config.max_iter,
+        chunk=chunk_steps,
+        progress=progress,
+        checkpoint=checkpoint,
+        fingerprint=_fingerprint(problem, hparams_grid, config, {"seeds": np.asarray(jax.random.key_data(keys)).tolist(),
+                                                                  "strategy": strategy, "batch_size": batch_size}),
+        n_fits=size * n_seeds,
+        desc=f"sweep {config.method}",
     )
+    return jax.tree.map(lambda x: x.reshape((size, n_seeds) + x.shape[1:]), result)
+
+
+_FROM_SELECTION = ("Selection", "fold_problem", "select", "stratified_folds")
+
+
+def __getattr__(name: str) -> Any:
+    """`cfjax.sweep.select` and friends: model selection lives in `cfjax.selection`."""
+    if name in _FROM_SELECTION:
+        from cfjax import selection
+
+        return getattr(selection, name)
+    raise AttributeError(f"module 'cfjax.sweep' has no attribute {name!r}")

@@ -15,7 +15,7 @@ def problem():
 
 @pytest.mark.parametrize("name", sorted(confidence.STRATEGIES))
 def test_unobserved_cells_stay_zero_and_values_finite(problem, name):
-    C = np.asarray(confidence.get(name)(problem, Hparams.create()))
+    C = np.asarray(confidence.apply(name, problem, Hparams.create()).C)
     assert np.isfinite(C).all() and (C >= 0).all()
     assert (C[~np.asarray(problem.observed)] == 0).all()
 

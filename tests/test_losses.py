@@ -131,5 +131,6 @@ def test_no_training_column_gives_zero_supervised_loss():
 
 def test_mean_aggregator_is_the_clipped_mean():
     R_hat = jnp.asarray([[0.2, 1.2], [0.4, -0.1]])
-    p = jax.nn.sigmoid(aggregators.mean.logits((), R_hat))
+    inputs = aggregators.Inputs(R_hat=R_hat, X=jnp.eye(2), Y=R_hat)
+    p = jax.nn.sigmoid(aggregators.mean.logits((), inputs))
     np.testing.assert_allclose(np.asarray(p), [0.3, 0.55], rtol=1e-5)

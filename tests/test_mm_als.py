@@ -314,8 +314,8 @@ def test_rho_one_is_plain_als():
         config = Config(method="mm_als", latent_dim=2)
         X = mm_als.x_step(params, problem, hparams, config).X
         Y = mm_als.y_step(params, problem, hparams, config).Y
-        np.testing.assert_allclose(X, cfjax.als.update_X(params.Y, problem.R, problem.C, hparams.lam), rtol=1e-9)
-        np.testing.assert_allclose(Y, cfjax.als.update_Y(params.X, problem.R, problem.C, hparams.lam), rtol=1e-9)
+        np.testing.assert_allclose(X, cfjax.ridge.update_X(params.Y, problem.R, problem.C, hparams.lam), rtol=1e-9)
+        np.testing.assert_allclose(Y, cfjax.ridge.update_Y(params.X, problem.R, problem.C, hparams.lam), rtol=1e-9)
 
 
 # --------------------------------------------------------------------------- API

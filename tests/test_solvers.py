@@ -8,7 +8,9 @@ import pytest
 import cfjax
 from cfjax import baselines, data, losses, metrics, predict
 from cfjax.solvers import METHODS
-from cfjax.structs import METHOD_NAMES
+
+#: The iterative methods (auto, a choice among them, has tests of its own: test_auto.py).
+METHOD_NAMES = tuple(name for name, method in METHODS.items() if method.fit is None)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,8 @@ def _test_pr_auc(ens, proba):
 
 
 def test_registry_lists_every_method():
-    assert set(METHODS) == set(METHOD_NAMES)
+    assert set(METHODS) == {*METHOD_NAMES, "auto"}
+    assert set(METHOD_NAMES) == {"als", "alternating", "label_aware_als", "two_stage", "damped", "joint", "mm_als"}
     for method in METHODS.values():
         assert method.description
 
@@ -61,7 +64,7 @@ def test_joint_decreases_the_loss_to_a_small_gradient():
     with jax.enable_x64(True):
         ens = data.preset(jax.random.key(0), "seed", n_instances=60, n_classifiers=4)
         hp = cfjax.Hparams.create(rho=0.5, lr=0.02)
-        cfg = cfjax.Config(method="joint", latent_dim=2, max_iter=3000, patience=0, tol=0.0)
+        cfg = cfjax.Config(method="joint", formulation="free", latent_dim=2, max_iter=3000, patience=0, tol=0.0)
         result = cfjax.fit(jax.random.key(0), ens.problem, hp, cfg)
         total = np.asarray(result.history.total)
         assert total[-1] < 0.5 * total[0]
@@ -138,7 +141,7 @@ def test_fold_in_of_training_columns_reproduces_transductive_at_rho_one(small):
 def test_methods_reach_simple_averaging_on_the_seed_setting(method):
     lr = {"joint": 0.01, "label_aware_als": 0.1}.get(method, 0.01)
     hp = cfjax.Hparams.create(rho=0.5, lam=0.01, lr=lr)
-    cfg = cfjax.Config(method=method, latent_dim=8, max_iter=200)
+    cfg = cfjax.Config(method=method, formulation="free", latent_dim=8, max_iter=200)
     ours, average = [], []
     for seed in range(5):
         ens = data.preset(jax.random.key(seed), "seed", n_instances=1000)
@@ -161,7 +164,8 @@ def test_methods_reach_simple_averaging_on_the_seed_setting(method):
 )
 def test_bad_config_raises(small, change, match):
     with pytest.raises(ValueError, match=match):
-        cfjax.fit(jax.random.key(0), small.problem, cfjax.Hparams.create(), cfjax.Config(**{"latent_dim": 3, **change}))
+        cfjax.fit(jax.random.key(0), small.problem, cfjax.Hparams.create(),
+                  cfjax.Config(**{"method": "joint", "latent_dim": 3, **change}))
 
 
 @pytest.mark.parametrize(
@@ -176,16 +180,18 @@ def test_bad_config_raises(small, change, match):
 )
 def test_bad_hparams_raise(small, change, match):
     with pytest.raises(ValueError, match=match):
-        cfjax.fit(jax.random.key(0), small.problem, cfjax.Hparams.create(**change), cfjax.Config(max_iter=2, latent_dim=3))
+        cfjax.fit(jax.random.key(0), small.problem, cfjax.Hparams.create(**change),
+                  cfjax.Config(method="joint", max_iter=2, latent_dim=3))
 
 
 def test_rho_zero_warns(small):
     with pytest.warns(cfjax.validation.RhoZeroWarning):
-        cfjax.fit(jax.random.key(0), small.problem, cfjax.Hparams.create(rho=0.0), cfjax.Config(max_iter=2, latent_dim=3))
+        cfjax.fit(jax.random.key(0), small.problem, cfjax.Hparams.create(rho=0.0),
+                  cfjax.Config(method="joint", max_iter=2, latent_dim=3))
 
 
 def test_supervised_method_refuses_single_class_labels(small):
     p = small.problem
     one_class = p._replace(labeled=p.labeled & (p.labels > 0.5))
     with pytest.raises(ValueError, match="labels: labeled instances are all of class 1"):
-        cfjax.fit(jax.random.key(0), one_class, cfjax.Hparams.create(), cfjax.Config(max_iter=2, latent_dim=3))
+        cfjax.fit(jax.random.key(0), one_class, cfjax.Hparams.create(), cfjax.Config(method="joint", max_iter=2, latent_dim=3))

@@ -9,22 +9,31 @@ from __future__ import annotations
 
 import jax
 
-from cfjax import als as kernel
-from cfjax.solvers._common import init_params, iterate, prepare, result
-from cfjax.structs import Config, FitResult, Hparams, Params, Problem
+from cfjax import ridge
+from cfjax.solvers.base import Method, initial_params, register
+from cfjax.structs import Config, Hparams, Params, Problem
+
+__all__ = ["METHOD", "als_step", "init"]
+
+
+def init(key: jax.Array, problem: Problem, hparams: Hparams, config: Config, params: Params | None = None) -> Params:
+    """The default start (`initial_params`) or the given params: the state is the params."""
+    return initial_params(key, problem, hparams, config) if params is None else params
 
 
 def als_step(params: Params, problem: Problem, hparams: Hparams, config: Config) -> Params:
     """One closed-form sweep, X then Y, on the problem's confidence."""
-    X = kernel.update_X(params.Y, problem.R, problem.C, hparams.lam, chunk_size=config.chunk_size)
-    Y = kernel.update_Y(X, problem.R, problem.C, hparams.lam, chunk_size=config.chunk_size)
+    X = ridge.update_X(params.Y, problem.R, problem.C, hparams.lam, chunk_size=config.chunk_size)
+    Y = ridge.update_Y(X, problem.R, problem.C, hparams.lam, chunk_size=config.chunk_size)
     return params._replace(X=X, Y=Y)
 
 
-def fit(key: jax.Array, problem: Problem, hparams: Hparams, config: Config) -> FitResult:
-    problem = prepare(problem, hparams, config)
-    params = init_params(key, problem, config)
-    params, history, n_iter, converged = iterate(
-        lambda p, t: als_step(p, problem, hparams, config), params, lambda p: p, problem, hparams, config
+METHOD = register(
+    Method(
+        name="als",
+        init=init,
+        step=als_step,
+        description="ALS on the reconstruction alone (rho = 1); aggregator left at its init",
+        uses_labels=False,
     )
-    return result(params, history, n_iter, converged)
+)

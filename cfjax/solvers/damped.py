@@ -7,11 +7,17 @@ aggregator moves. Still two objectives, so still no descent guarantee.
 
 from __future__ import annotations
 
-import jax
+from cfjax.solvers.alternating import alternation
+from cfjax.solvers.base import register
 
-from cfjax.solvers.alternating import alternate
-from cfjax.structs import Config, FitResult, Hparams, Problem
+__all__ = ["METHOD"]
 
 
-def fit(key: jax.Array, problem: Problem, hparams: Hparams, config: Config) -> FitResult:
-    return alternate(key, problem, hparams, config, every=config.damped_every)
+METHOD = register(
+    alternation(
+        "damped",
+        "alternating with the aggregator stepped every k-th iteration",
+        every=lambda config: config.damped_every,
+        defaults=(("lr", 0.001),),
+    )
+)

@@ -17,8 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from cfjax import confidence
-from cfjax.solvers.alternating import alternate
-from cfjax.structs import Config, FitResult, Hparams, Problem
+from cfjax.solvers.alternating import alternation
+from cfjax.solvers.base import register
+from cfjax.structs import Hparams, Problem
+
+__all__ = ["METHOD", "label_aware_confidence", "rho_scaled_alpha"]
 
 
 def rho_scaled_alpha(hparams: Hparams) -> jax.Array:
@@ -29,5 +32,12 @@ def label_aware_confidence(problem: Problem, hparams: Hparams) -> jax.Array:
     return confidence.label_aware(problem, hparams._replace(alpha=rho_scaled_alpha(hparams)))
 
 
-def fit(key: jax.Array, problem: Problem, hparams: Hparams, config: Config) -> FitResult:
-    return alternate(key, problem, hparams, config, every=1, reconstruction_confidence=label_aware_confidence)
+METHOD = register(
+    alternation(
+        "label_aware_als",
+        "ALS with label-aware confidence, alpha scaled by (1 - rho) / rho, plus aggregator steps",
+        every=lambda config: 1,
+        reconstruction_confidence=label_aware_confidence,
+        defaults=(("lr", 0.1),),
+    )
+)

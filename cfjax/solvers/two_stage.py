@@ -1,37 +1,39 @@
 """`two_stage`: the seed's two-stage training.
 
 Stage 1: ALS on the reconstruction alone (rho = 1) for up to `max_iter` sweeps (the history).
-Stage 2: the aggregator fitted exactly on the fixed reconstruction X^T Y: for "weighted", the
-L2 logistic regression of L_sup (omega-weighted cross-entropy + agg_l2 ||w||^2, focal gamma
-ignored) by guarded Newton steps; "mean" has nothing to fit. Equivalent to stacking on the
-reconstructed predictions: the factors never see the labels.
+Stage 2: the aggregator fitted on the fixed reconstruction X^T Y, minimising L_sup
+(omega-weighted cross-entropy + agg_l2 * penalty, focal gamma ignored) by the aggregator's own
+`exact_fit` (for "weighted": L2 logistic regression by guarded Newton steps; "mean" has nothing
+to fit) or, for an aggregator without one, L-BFGS (`cfjax.aggregators.fit_on_fixed_inputs`).
+Equivalent to stacking on the reconstructed predictions: the factors never see the labels.
+The last history entry shows the fitted aggregator.
 """
 
 from __future__ import annotations
 
-import jax
+from cfjax import aggregators, losses
+from cfjax.solvers.als import als_step, init
+from cfjax.solvers.base import Method, register
+from cfjax.structs import Config, Hparams, Params, Problem
 
-from cfjax import losses
-from cfjax.aggregators import WeightedTheta
-from cfjax.logistic import fit_logistic
-from cfjax.solvers import als
-from cfjax.solvers._common import evaluate, prepare
-from cfjax.structs import Config, FitResult, History, Hparams, Problem
+__all__ = ["METHOD", "fit_aggregator"]
 
 
-def fit(key: jax.Array, problem: Problem, hparams: Hparams, config: Config) -> FitResult:
-    stage1 = als.fit(key, problem, hparams, config)
-    params = stage1.params
-    if config.aggregator == "weighted":
-        prepared = prepare(problem, hparams, config)
-        omega = losses.supervised_weights(prepared, config)
-        w, b = fit_logistic(
-            losses.reconstruct(params), prepared.labels, omega, hparams.agg_l2, params.theta.w, params.theta.b
-        )
-        params = params._replace(theta=WeightedTheta(w=w, b=b))
-        parts, score = evaluate(params, prepared, hparams, config)
-        last = History(total=parts.total, recon=parts.recon, sup=parts.sup, valid_pr_auc=score)
-        # the final entry of the history shows the fitted aggregator
-        history = jax.tree.map(lambda h, v: h.at[-1].set(v), stage1.history, last)
-        return stage1._replace(params=params, history=history)
-    return stage1
+def fit_aggregator(params: Params, problem: Problem, hparams: Hparams, config: Config) -> Params:
+    """Stage 2: theta fitted on the fixed reconstruction of `params`."""
+    agg = aggregators.get(config.aggregator)
+    omega = losses.supervised_weights(problem, config)
+    fixed = aggregators.inputs(params, problem.observed)
+    theta = aggregators.fit_on_fixed_inputs(agg, params.theta, fixed, problem.labels, omega, hparams)
+    return params._replace(theta=theta)
+
+
+METHOD = register(
+    Method(
+        name="two_stage",
+        init=init,
+        step=als_step,
+        finalize=fit_aggregator,
+        description="ALS to convergence, then the aggregator fitted exactly (Newton)",
+    )
+)

@@ -1,4 +1,4 @@
-r"""Batched closed-form weighted ridge solves: the inner step of every ALS-type solver.
+r"""Batched weighted ridge solves: Grams and right-hand sides by GEMMs, over chunks of instances.
 
 For fixed factors F (d, k), targets R (rows, k) and confidences C (rows, k), row j solves
 
@@ -6,71 +6,34 @@ For fixed factors F (d, k), targets R (rows, k) and confidences C (rows, k), row
 
     (F \operatorname{diag}(C_j) F^\top + \lambda I + s_j v v^\top) \, z_j = F (C_j \odot R_j) + e_j
 
-where the optional rank-one term (scale s: (rows,), vector v: (d,) shared by all rows) and
-extra right-hand side e: (d, rows) let MM-ALS add the quadratic majoriser of the supervised
-loss. With the extras absent this is the minimiser of
-sum_j c_jl (r_jl - f_l^T z_j)^2 + lam ||z_j||^2, so `update_X` and `update_Y` are exact block
-minimisations of
+where the optional rank-one term (scale s: (rows,), vector v: (d,)) and extra right-hand side
+e: (d, rows) let MM-ALS add the quadratic majoriser of the supervised loss. Without the extras,
+`update_X` and `update_Y` are exact block minimisations of
+sum_ui c_ui (r_ui - x_u^T y_i)^2 + lambda (||X||^2 + ||Y||^2) (`objective`); dividing by sum C
+(`cfjax.losses`) does not move the minimiser, so `lam` is the lambda of the normalised objective.
 
-.. math::
+**How.** No loop over rows: the packed Grams of all rows are one GEMM per chunk (the packed
+lower triangle of the Khatri-Rao product, row q = f_a * f_b for the q-th pair a >= b, times
+C^T), the right-hand sides another (F (C * R)^T), and the d x d systems are solved batch-last
+by `cfjax.ridge.cholesky`.
 
-    \sum_{ui} c_{ui} (r_{ui} - x_u^\top y_i)^2 + \lambda (\|X\|_F^2 + \|Y\|_F^2).
+**Memory.** `chunk_size` counts instances (the n columns of R). `update_Y` solves instances in
+chunks under `lax.map`; `update_X` (and `gram_packed`) sum the per-chunk contributions under
+`lax.scan`, so the (d(d+1)/2, n) Khatri-Rao matrix is never formed. No input is padded or
+copied: the last chunk is shifted back to end at n, and the instances it shares with the
+previous chunk get zero weight in a sum and are dropped from a solve. ``chunk_size=0`` picks
+`default_chunk_size` (one chunk's packed Grams near `CHUNK_BYTES`, small enough to stay in
+cache); a `chunk_size` >= n means one chunk. Chunk sizes change results only by float
+reassociation.
 
-Dividing by sum C (`cfjax.losses`) does not move the minimiser, so `lam` is the same lambda as
-in the normalised objective.
+**Singular systems.** With lam > 0 every system is positive definite and nothing special
+happens. With lam = 0 (or far below the data scale), a row whose Gram is singular (fewer
+observed cells than d) gets the jitter of `cfjax.ridge.cholesky` only where needed: finite, a
+least-squares fit of the observed cells, arbitrary along the Gram's null space.
 
-**How.** No loop over rows. The Grams of all rows come from one GEMM per chunk: the packed
-lower triangle of the Khatri-Rao product (row q = f_a * f_b for the q-th pair a >= b, a
-(d(d+1)/2, k) matrix) times C^T, giving (d(d+1)/2, rows) with the batch axis last. The
-right-hand sides are one more GEMM, F (C * R)^T. The d x d systems are then solved by
-Cholesky, in one of three ways (static `method`):
-
-* ``"unrolled"``: a Cholesky written out entry by entry at trace time, every entry a (rows,)
-  vector, so XLA turns it into vectorised loops over the batch. The fastest at run time for
-  small d, but its program grows as d^3: compile takes about 2-3 s at d = 16 on a quiet
-  2-core machine (5x that on a loaded one) and 35-70 s at d = 32.
-* ``"looped"``: the same batch-last, left-looking Cholesky with the loop over columns kept as
-  `lax.fori_loop` (in blocks of `LOOP_BLOCK` columns, so the work per column is bounded by
-  the block rather than by d), plus looped forward and back substitution. Its program does
-  not grow with d beyond the block sums: it compiles in about 1-2 s at any d. At d = 32 it
-  ran 1.4-3x faster than batched LAPACK on a 2-core CPU. Reverse-mode derivatives use the
-  implicit-function rule (a second solve) rather than differentiating the loop.
-* ``"lapack"``: `jnp.linalg.cholesky` plus two `lax.linalg.triangular_solve` on (rows, d, d).
-  Compiles in constant time; in float32 1.2-2x faster than batched `jnp.linalg.solve`
-  (jax issue 36927), in float64 about even. One LAPACK call per row, so slow for many rows.
-* ``"auto"`` (default): for at least `UNROLL_MIN_ROWS` rows, unrolled for d <=
-  `UNROLL_MAX_DIM` and looped above it; lapack for fewer rows. A handful of rows (the m
-  classifiers of `update_X`) costs microseconds either way, so there the compile time decides.
-
-See `benchmarks/bench_als.py --solvers` and `benchmarks/bench_speed.py` for the measurements
-behind these choices.
-
-**Singular systems.** With lam > 0 every system is positive definite and nothing below acts.
-With lam = 0 (or lam far below the data scale) a row whose Gram is singular, e.g. a row with
-fewer observed cells than d, would give NaN. Instead, a jitter tau_j = `JITTER[dtype]` *
-mean(diag(A_j)) + tiny is used only where needed: the unrolled and looped paths raise any
-Cholesky pivot below tau_j to tau_j (pivots of A_j + lam I are >= lam, so this never acts
-when lam >= tau_j); the lapack path re-factors A_j + tau_j I for the rows whose factor came
-out non-finite. The result is finite and fits the observed cells like a least-squares
-solution; its component along the null space of the Gram is arbitrary. Use lam > 0 for a
-unique answer. A row with all-zero confidence and no extra term solves to exactly 0 whenever
-lam > 0 (and to 0 with lam = 0 too, since its right-hand side is 0).
-
-**Memory: chunks over the instance axis.** `chunk_size` counts instances (the n columns of
-R). `update_Y` solves the instances in chunks of that many under `lax.map`, so only the
-(d(d+1)/2, chunk) Grams of one chunk exist at a time; `update_X` (and `gram_packed`) sum the
-Gram and right-hand-side contributions chunk by chunk over n under `lax.scan`, so the
-(d(d+1)/2, n) packed Khatri-Rao matrix is never formed (at (m, n, d) = (100, 1e6, 32) it
-would take 2.1 GB in float32). No input is padded or copied: the last chunk is shifted back
-to end at n, and the instances it shares with the previous chunk get zero weight in a
-reduction and are dropped from a solve. ``chunk_size=0`` (the default) picks a chunk with
-`default_chunk_size`, which keeps one chunk's packed Grams near `CHUNK_BYTES`: small enough
-to stay in cache, which also made the GEMMs about 2.5x faster at n = 1e5 than one
-(d(d+1)/2, n) GEMM. A `chunk_size` >= n means one chunk. Results agree across chunk sizes
-to float rounding (the sums are only reassociated).
-
-Traced: F, R, C, lam and the extras (lam never recompiles; everything is vmappable over lam).
-Static: shapes, `chunk_size`, `method`.
+Traced: F, R, C, lam and the extras (everything is vmappable over lam). Static: shapes,
+`chunk_size`, `method`. Timings behind the defaults: `benchmarks/bench_als.py` and
+`benchmarks/bench_speed.py`.
 """
 
 from __future__ import annotations
@@ -80,13 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from cfjax.ridge.cholesky import METHODS, jitter, packed_index, pairs, solve_packed
+
 __all__ = [
     "CHUNK_BYTES",
-    "JITTER",
-    "LOOP_BLOCK",
-    "METHODS",
-    "UNROLL_MAX_DIM",
-    "UNROLL_MIN_ROWS",
     "als_sweep",
     "default_chunk_size",
     "gram_packed",
@@ -96,51 +56,19 @@ __all__ = [
     "update_Y",
 ]
 
-UNROLL_MAX_DIM = 8
-"""Largest latent dimension for which `method="auto"` picks the unrolled Cholesky: its compile
-time grows as d^3 (about 1 s at d = 8 and 2-3 s at d = 16 on a quiet 2-core machine), while
-the looped one compiles in about the same time at any d and ran within ~10% of it at d = 16."""
-
-UNROLL_MIN_ROWS = 512
-"""Fewest rows for which `method="auto"` picks a batch-last Cholesky (unrolled or looped)."""
-
-LOOP_BLOCK = 8
-"""Columns per block of the looped Cholesky (the unrolled width of its inner sums)."""
-
 CHUNK_BYTES = 2 * 2**20
 """Target size of one chunk's packed Grams, (d(d+1)/2, chunk), for ``chunk_size=0``."""
 
 _MIN_CHUNK, _MAX_CHUNK = 256, 16384
-
-JITTER = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
-"""Relative jitter (times the mean diagonal) used only for (numerically) singular systems."""
-
-METHODS = ("auto", "unrolled", "looped", "lapack")
 
 # Full precision for the Grams and right-hand sides: on accelerators the default matmul
 # precision (TF32/bf16 passes) would lose most digits of the normal equations. Free on CPU.
 _HIGHEST = lax.Precision.HIGHEST
 
 
-def _pairs(d: int) -> tuple[np.ndarray, np.ndarray]:
-    """(a, b) with a >= b in row-major lower-triangle order: q = a (a + 1) / 2 + b."""
-    return np.tril_indices(d)
-
-
-def _packed_index(a: int, b: int) -> int:
-    if a < b:
-        a, b = b, a
-    return a * (a + 1) // 2 + b
-
-
-def _sym_index(d: int) -> np.ndarray:
-    """(d, d) int: entry (a, b) is the packed index of the pair {a, b}."""
-    return np.array([[_packed_index(a, b) for b in range(d)] for a in range(d)])
-
-
 def _khatri_rao_packed(F: jax.Array) -> jax.Array:
     """(d(d+1)/2, k): row q is f_a * f_b (element-wise over k) for the q-th pair a >= b."""
-    a, b = _pairs(F.shape[0])
+    a, b = pairs(F.shape[0])
     return F[a] * F[b]
 
 
@@ -221,155 +149,6 @@ def gram_packed(F: jax.Array, C: jax.Array, chunk_size: int = 0) -> jax.Array:
     )
 
 
-def _cholesky_solve_unrolled(G: jax.Array, b: jax.Array, floor: jax.Array) -> jax.Array:
-    """Solve packed SPD systems with the batch axis last, written out entry by entry.
-
-    G: (d(d+1)/2, rows) packed lower triangles; b: (d, rows); floor: (rows,) pivot floor.
-    Returns (d, rows). Every intermediate is a (rows,) vector, which XLA fuses; the Python
-    loops run at trace time over the d x d entries, never over rows.
-    """
-    d = b.shape[0]
-    L: dict[tuple[int, int], jax.Array] = {}
-    inv_diag = []
-    for j in range(d):
-        pivot = G[_packed_index(j, j)]
-        for p in range(j):
-            pivot = pivot - L[j, p] * L[j, p]
-        # Raises only pivots at roundoff level, i.e. (numerically) singular systems.
-        inv = lax.rsqrt(jnp.maximum(pivot, floor))
-        inv_diag.append(inv)
-        for i in range(j + 1, d):
-            s = G[_packed_index(i, j)]
-            for p in range(j):
-                s = s - L[i, p] * L[j, p]
-            L[i, j] = s * inv
-    z = []
-    for i in range(d):
-        s = b[i]
-        for p in range(i):
-            s = s - L[i, p] * z[p]
-        z.append(s * inv_diag[i])
-    x: list[jax.Array | None] = [None] * d
-    for i in reversed(range(d)):
-        s = z[i]
-        for p in range(i + 1, d):
-            s = s - L[p, i] * x[p]
-        x[i] = s * inv_diag[i]
-    return jnp.stack(x)
-
-
-def _sum(terms):
-    """A Python sum that XLA fuses into one elementwise loop (a reduce over a middle axis
-    compiled to much slower code on XLA:CPU)."""
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    return total
-
-
-def _looped_impl(G: jax.Array, b: jax.Array, floor: jax.Array) -> jax.Array:
-    """Same contract as `_cholesky_solve_unrolled`, with `lax.fori_loop` over the columns.
-
-    Left-looking: column j of L is A[:, j] - sum_p L[:, p] L[j, p], scaled by its pivot. The
-    columns are stored as LT[p] = L[:, p] (d, rows), zero until computed, so the sum can run
-    over all p < the end of j's block (static) without a mask; per block of `LOOP_BLOCK`
-    columns the rows above the block are left out statically. Substitutions: forward
-    column-oriented, backward row-oriented, each one `fori_loop` over d.
-    """
-    d, rows = b.shape
-    dtype = b.dtype
-    sym = jnp.asarray(_sym_index(d), jnp.int32)
-    LT = jnp.zeros((d, d, rows), dtype)
-    inv = jnp.zeros((d, rows), dtype)
-    for k0 in range(0, d, LOOP_BLOCK):
-        k1 = min(k0 + LOOP_BLOCK, d)
-        below = np.arange(k0, d)[:, None]
-
-        def column(j, carry, k0=k0, k1=k1, below=below):
-            LT, inv = carry
-            a = jnp.take(G, lax.dynamic_index_in_dim(sym, j, 0, False)[k0:], axis=0)  # A[k0:, j]
-            l_j = lax.dynamic_index_in_dim(LT[:k1], j, 1, False)  # (k1, rows): L[j, p]
-            s = a - _sum([LT[p, k0:] * l_j[p][None, :] for p in range(k1)])
-            inv_j = lax.rsqrt(jnp.maximum(lax.dynamic_index_in_dim(s, j - k0, 0, False), floor))
-            col = jnp.where(below >= j, s * inv_j[None, :], 0.0)
-            LT = lax.dynamic_update_slice(LT, col[None], (j, k0, 0))
-            return LT, lax.dynamic_update_index_in_dim(inv, inv_j, j, 0)
-
-        LT, inv = lax.fori_loop(k0, k1, column, (LT, inv))
-
-    def forward(j, carry):  # L z = b; rem holds b minus the columns already eliminated
-        rem, z = carry
-        z_j = lax.dynamic_index_in_dim(rem, j, 0, False) * lax.dynamic_index_in_dim(
-            inv, j, 0, False
-        )
-        rem = rem - lax.dynamic_index_in_dim(LT, j, 0, False) * z_j[None, :]
-        return rem, lax.dynamic_update_index_in_dim(z, z_j, j, 0)
-
-    _, z = lax.fori_loop(0, d, forward, (b, jnp.zeros_like(b)))
-
-    def backward(t, x):  # L^T x = z; x_p is still 0 for p <= i, so the full sum is exact
-        i = d - 1 - t
-        col = lax.dynamic_index_in_dim(LT, i, 0, False) * x
-        s = lax.dynamic_index_in_dim(z, i, 0, False) - _sum([col[p] for p in range(d)])
-        return lax.dynamic_update_index_in_dim(
-            x, s * lax.dynamic_index_in_dim(inv, i, 0, False), i, 0
-        )
-
-    return lax.fori_loop(0, d, backward, jnp.zeros_like(b))
-
-
-@jax.custom_vjp
-def _cholesky_solve_looped(G: jax.Array, b: jax.Array, floor: jax.Array) -> jax.Array:
-    """`_looped_impl` with the implicit-function derivative: for x = A^{-1} b and a cotangent g,
-    b receives A^{-1} g and A receives -(A^{-1} g) x^T (A symmetric). Differentiating the loops
-    instead would store every iteration's (d, d, rows) factor. `floor` gets no gradient (it
-    only acts on singular rows)."""
-    return _looped_impl(G, b, floor)
-
-
-def _looped_fwd(G, b, floor):
-    x = _looped_impl(G, b, floor)
-    return x, (G, x, floor)
-
-
-def _looped_bwd(res, g):
-    G, x, floor = res
-    gb = _looped_impl(G, g, floor)
-    a, c = _pairs(x.shape[0])
-    off = jnp.asarray(a != c, x.dtype)[:, None]
-    gG = -(gb[a] * x[c] + off * gb[c] * x[a])
-    return gG, gb, jnp.zeros_like(floor)
-
-
-_cholesky_solve_looped.defvjp(_looped_fwd, _looped_bwd)
-
-
-def _cholesky_solve_lapack(G: jax.Array, b: jax.Array, floor: jax.Array) -> jax.Array:
-    """Same contract as `_cholesky_solve_unrolled`, through batched LAPACK calls."""
-    d = b.shape[0]
-    sym = np.array([[_packed_index(a, c) for c in range(d)] for a in range(d)])
-    A = jnp.moveaxis(G[sym], -1, 0)  # (rows, d, d)
-    eye = jnp.eye(d, dtype=A.dtype)
-
-    def solve(L):
-        z = lax.linalg.triangular_solve(L, b.T[..., None], left_side=True, lower=True)
-        x = lax.linalg.triangular_solve(L, z, left_side=True, lower=True, transpose_a=True)
-        return x[..., 0].T
-
-    L = jnp.linalg.cholesky(A)
-    bad = ~jnp.all(jnp.isfinite(L), axis=(-2, -1))
-
-    # LAPACK cannot floor its pivots, so singular rows are re-factored with the jitter added.
-    # The cond skips that second factorisation when no row needs it (under vmap it becomes
-    # a select and both run).
-    def refactor(L):
-        jittered = A + jnp.where(bad, floor, 0.0)[:, None, None] * eye[None]
-        return jnp.where(bad[:, None, None], jnp.linalg.cholesky(jittered), L)
-
-    L = lax.cond(jnp.any(bad), refactor, lambda L: L, L)
-    return solve(L)
-
-
 def _finish(G, rhs, lam, scale, vec, extra_rhs, method):
     """Z (d, rows) from packed Grams G (d(d+1)/2, rows) and right-hand sides (d, rows)."""
     d = rhs.shape[0]
@@ -377,29 +156,16 @@ def _finish(G, rhs, lam, scale, vec, extra_rhs, method):
     # A 0/1 mask over the packed entries rather than a scatter/gather on the diagonal: it
     # fuses into the elementwise work and stays cheap when lam is vmapped.
     on_diag = np.zeros(d * (d + 1) // 2)
-    on_diag[[_packed_index(a, a) for a in range(d)]] = 1.0
+    on_diag[[packed_index(a, a) for a in range(d)]] = 1.0
     G = G + lam * jnp.asarray(on_diag, dtype)[:, None]
     if scale is not None:
-        a, c = _pairs(d)
+        a, c = pairs(d)
         G = G + (vec[a] * vec[c])[:, None] * scale[None, :]
     if extra_rhs is not None:
         rhs = rhs + extra_rhs
     mean_diag = jnp.matmul(jnp.asarray(on_diag / d, dtype), G, precision=_HIGHEST)
-    floor = _jitter(dtype) * mean_diag + jnp.finfo(dtype).tiny
-    method = _resolve_method(method, d, rhs.shape[1])
-    if method == "unrolled":
-        return _cholesky_solve_unrolled(G, rhs, floor)
-    if method == "looped":
-        return _cholesky_solve_looped(G, rhs, floor)
-    return _cholesky_solve_lapack(G, rhs, floor)
-
-
-def _resolve_method(method: str, d: int, rows: int) -> str:
-    if method != "auto":
-        return method
-    if rows < UNROLL_MIN_ROWS:
-        return "lapack"
-    return "unrolled" if d <= UNROLL_MAX_DIM else "looped"
+    floor = jitter(dtype) * mean_diag + jnp.finfo(dtype).tiny
+    return solve_packed(G, rhs, floor, method)
 
 
 def _solve_instances(F, Rt, Ct, lam, scale, vec, erhs, chunk_size, method):
@@ -432,11 +198,6 @@ def _solve_instances(F, Rt, Ct, lam, scale, vec, erhs, chunk_size, method):
     head = jnp.moveaxis(Z[:-1], 0, 1).reshape(d, (n_chunks - 1) * chunk)
     tail = Z[-1][:, n_chunks * chunk - rows :]  # the last chunk's columns not in `head`
     return jnp.concatenate([head, tail], axis=1)
-
-
-def _jitter(dtype) -> float:
-    # Other float types (bfloat16, float16) get ten machine epsilons.
-    return JITTER.get(np.dtype(dtype), 10.0 * float(jnp.finfo(dtype).eps))
 
 
 def _check_matrix(name, x, ndim):

@@ -1,4 +1,4 @@
-"""cfjax.als: batched ridge solves against a NumPy loop of np.linalg.solve, and their properties."""
+"""cfjax.ridge: batched ridge solves against a NumPy loop of np.linalg.solve, and their properties."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cfjax import als, losses
+from cfjax import losses, ridge
 from cfjax.structs import Hparams, Params, Problem
 
 METHODS = ["unrolled", "looped", "lapack"]
@@ -18,10 +18,10 @@ METHODS = ["unrolled", "looped", "lapack"]
 # The library never hides jit; the tests jit at the outside (eager dispatch of the unrolled
 # Cholesky's many small ops would dominate the run time).
 _static = ("chunk_size", "method")
-solve_rows = jax.jit(als.solve_rows, static_argnames=_static)
-update_X = jax.jit(als.update_X, static_argnames=_static)
-update_Y = jax.jit(als.update_Y, static_argnames=_static)
-als_sweep = jax.jit(als.als_sweep, static_argnames=_static)
+solve_rows = jax.jit(ridge.solve_rows, static_argnames=_static)
+update_X = jax.jit(ridge.update_X, static_argnames=_static)
+update_Y = jax.jit(ridge.update_Y, static_argnames=_static)
+als_sweep = jax.jit(ridge.als_sweep, static_argnames=_static)
 
 
 # ----------------------------------------------------------------------------- NumPy twins
@@ -113,7 +113,7 @@ def test_extra_rank_one_term_and_rhs_match_numpy_loop(method):
 
 def test_auto_uses_lapack_above_unroll_limit_and_still_matches():
     with jax.enable_x64(True):
-        d = als.UNROLL_MAX_DIM + 1
+        d = ridge.UNROLL_MAX_DIM + 1
         rng = np.random.default_rng(2)
         F = rng.normal(size=(d, 40))
         R = rng.uniform(size=(5, 40))
@@ -125,16 +125,16 @@ def test_auto_uses_lapack_above_unroll_limit_and_still_matches():
 @pytest.mark.parametrize(
     "d, rows, want",
     [
-        (4, als.UNROLL_MIN_ROWS, "unrolled"),
-        (als.UNROLL_MAX_DIM + 1, als.UNROLL_MIN_ROWS, "looped"),
-        (4, als.UNROLL_MIN_ROWS - 1, "lapack"),
-        (als.UNROLL_MAX_DIM + 1, als.UNROLL_MIN_ROWS - 1, "lapack"),
+        (4, ridge.UNROLL_MIN_ROWS, "unrolled"),
+        (ridge.UNROLL_MAX_DIM + 1, ridge.UNROLL_MIN_ROWS, "looped"),
+        (4, ridge.UNROLL_MIN_ROWS - 1, "lapack"),
+        (ridge.UNROLL_MAX_DIM + 1, ridge.UNROLL_MIN_ROWS - 1, "lapack"),
     ],
 )
 def test_auto_dispatch(d, rows, want):
     F = jax.ShapeDtypeStruct((d, 3), jnp.float32)
     RC = jax.ShapeDtypeStruct((rows, 3), jnp.float32)
-    jaxpr = jax.make_jaxpr(lambda F, R, C: als.solve_rows(F, R, C, 0.1))(F, RC, RC)
+    jaxpr = jax.make_jaxpr(lambda F, R, C: ridge.solve_rows(F, R, C, 0.1))(F, RC, RC)
     names = _primitive_names(jaxpr.jaxpr)
     assert ("cholesky" in names) == (want == "lapack")
     assert any(name.startswith("custom_vjp_call") for name in names) == (want == "looped")
@@ -160,8 +160,8 @@ def test_half_steps_zero_the_gradient():
     with jax.enable_x64(True):
         X, Y, R, C = (jnp.asarray(a) for a in random_problem(3, d=3))
         lam = jnp.asarray(0.05)
-        grad_X = jax.jit(jax.grad(als.objective, argnums=0))
-        grad_Y = jax.jit(jax.grad(als.objective, argnums=1))
+        grad_X = jax.jit(jax.grad(ridge.objective, argnums=0))
+        grad_Y = jax.jit(jax.grad(ridge.objective, argnums=1))
         scale_X = jnp.max(jnp.abs(grad_X(X, Y, R, C, lam)))
         scale_Y = jnp.max(jnp.abs(grad_Y(X, Y, R, C, lam)))
         X1 = update_X(Y, R, C, lam)
@@ -186,18 +186,18 @@ def test_objective_is_the_unnormalised_reconstruction_loss():
         _, recon_sum = losses.reconstruction_parts(
             Params(jnp.asarray(X), jnp.asarray(Y), None), problem, hparams
         )
-        got = als.objective(jnp.asarray(X), jnp.asarray(Y), problem.R, problem.C, hparams.lam)
+        got = ridge.objective(jnp.asarray(X), jnp.asarray(Y), problem.R, problem.C, hparams.lam)
         np.testing.assert_allclose(got, recon_sum, rtol=1e-12)
         np.testing.assert_allclose(got, np_objective(X, Y, R, C, 0.3), rtol=1e-12)
 
 
 def _sweeps(X, Y, R, C, lam, n_sweeps=20):
     def step(carry, _):
-        X, Y = als.als_sweep(*carry, R, C, lam)
-        return (X, Y), als.objective(X, Y, R, C, lam)
+        X, Y = ridge.als_sweep(*carry, R, C, lam)
+        return (X, Y), ridge.objective(X, Y, R, C, lam)
 
     _, objs = jax.lax.scan(step, (X, Y), None, length=n_sweeps)
-    return jnp.concatenate([als.objective(X, Y, R, C, lam)[None], objs])
+    return jnp.concatenate([ridge.objective(X, Y, R, C, lam)[None], objs])
 
 
 _sweeps_jit = jax.jit(_sweeps)
@@ -282,7 +282,7 @@ def test_gradient_in_lam_and_factors_matches_finite_differences(method):
         W = rng.normal(size=(3, 5))  # a random linear functional of Z
 
         def f(F, lam):
-            Z = als.solve_rows(F, jnp.asarray(R), jnp.asarray(C), lam, method=method)
+            Z = ridge.solve_rows(F, jnp.asarray(R), jnp.asarray(C), lam, method=method)
             return jnp.sum(jnp.asarray(W) * Z)
 
         g_F, g_lam = jax.jit(jax.grad(f, argnums=(0, 1)))(jnp.asarray(F), jnp.asarray(0.3))
@@ -375,21 +375,21 @@ def test_gram_packed_chunked_matches_one_gemm():
     with jax.enable_x64(True):
         rng = np.random.default_rng(17)
         F, C = jnp.asarray(rng.normal(size=(4, 50))), jnp.asarray(rng.uniform(size=(3, 50)))
-        full = als.gram_packed(F, C, chunk_size=50)
+        full = ridge.gram_packed(F, C, chunk_size=50)
         for chunk in (7, 25, 49):
             np.testing.assert_allclose(
-                als.gram_packed(F, C, chunk_size=chunk), full, rtol=1e-12, atol=1e-12
+                ridge.gram_packed(F, C, chunk_size=chunk), full, rtol=1e-12, atol=1e-12
             )
 
 
 def test_default_chunk_size():
     # small problems: one chunk
-    assert als.default_chunk_size(8, 1000) == 1000
+    assert ridge.default_chunk_size(8, 1000) == 1000
     # large: a multiple of 128 within bounds, whose packed Grams fit CHUNK_BYTES
-    chunk = als.default_chunk_size(32, 1_000_000)
+    chunk = ridge.default_chunk_size(32, 1_000_000)
     assert chunk % 128 == 0 and 256 <= chunk <= 16384
-    assert chunk * 528 * 4 <= als.CHUNK_BYTES
-    assert als.default_chunk_size(32, 1_000_000, jnp.float64) < chunk
+    assert chunk * 528 * 4 <= ridge.CHUNK_BYTES
+    assert ridge.default_chunk_size(32, 1_000_000, jnp.float64) < chunk
 
 
 def test_update_X_memory_is_bounded_by_the_chunk():
@@ -397,8 +397,8 @@ def test_update_X_memory_is_bounded_by_the_chunk():
     m, n, d = 4, 200_000, 16
     S = jax.ShapeDtypeStruct
     args = (S((d, n), jnp.float32), S((m, n), jnp.float32), S((m, n), jnp.float32), 0.1)
-    chunked = jax.jit(als.update_X).lower(*args).compile().memory_analysis()
-    whole = jax.jit(als.update_X, static_argnames="chunk_size").lower(*args, chunk_size=n)
+    chunked = jax.jit(ridge.update_X).lower(*args).compile().memory_analysis()
+    whole = jax.jit(ridge.update_X, static_argnames="chunk_size").lower(*args, chunk_size=n)
     whole = whole.compile().memory_analysis()
     packed_bytes = d * (d + 1) // 2 * n * 4
     assert whole.temp_size_in_bytes >= packed_bytes
@@ -422,7 +422,7 @@ def test_new_lam_does_not_retrace():
     @jax.jit
     @chex.assert_max_traces(n=1)
     def sweep(X, Y, lam):
-        return als.als_sweep(X, Y, R, C, lam, chunk_size=4)
+        return ridge.als_sweep(X, Y, R, C, lam, chunk_size=4)
 
     a = sweep(X, Y, jnp.float32(0.1))
     b = sweep(X, Y, jnp.float32(0.2))
@@ -436,7 +436,7 @@ def test_vmap_over_lam_equals_loop(method):
     with jax.enable_x64(True):
         X, Y, R, C = (jnp.asarray(a) for a in random_problem(11, d=3))
         lams = jnp.asarray([0.01, 0.3, 2.0])  # > 0: with lam = 0 the null-space part is arbitrary
-        sweep = lambda lam: als.als_sweep(X, Y, R, C, lam, chunk_size=5, method=method)
+        sweep = lambda lam: ridge.als_sweep(X, Y, R, C, lam, chunk_size=5, method=method)
         Xs, Ys = jax.jit(jax.vmap(sweep))(lams)
         for i, lam in enumerate(lams):
             X1, Y1 = als_sweep(X, Y, R, C, lam, chunk_size=5, method=method)
@@ -448,7 +448,7 @@ def test_gram_packed_matches_dense():
     rng = np.random.default_rng(12)
     F, C = rng.normal(size=(4, 7)), rng.uniform(size=(3, 7))
     with jax.enable_x64(True):
-        G = np.asarray(als.gram_packed(jnp.asarray(F), jnp.asarray(C)))
+        G = np.asarray(ridge.gram_packed(jnp.asarray(F), jnp.asarray(C)))
     a, b = np.tril_indices(4)
     for j in range(3):
         np.testing.assert_allclose(G[:, j], (F @ np.diag(C[j]) @ F.T)[a, b], rtol=1e-12)
@@ -477,4 +477,4 @@ def test_validation_names_the_argument(kwargs, name):
     args = {"F": np.ones((2, 5)), "R": np.zeros((3, 5)), "C": np.ones((3, 5)), "lam": 0.1}
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
-        als.solve_rows(**args)
+        ridge.solve_rows(**args)
