@@ -3,7 +3,7 @@
 Each iteration: a closed-form ALS sweep for X and Y on the reconstruction loss alone, then one
 plain gradient step (learning rate `lr`) on theta for the supervised loss alone. The two steps
 minimise two different objectives, so the combined loss L is not guaranteed to decrease and the
-factors never see the labels (see docs and seed-failure-mode.md). `label_aware_als` and `damped`
+factors never see the labels (docs/background.md). `label_aware_als` and `damped`
 are variations of this loop and share it (`alternate`).
 """
 
