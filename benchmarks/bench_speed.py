@@ -41,18 +41,23 @@ arguments and outputs; and, with `--rss`, the peak resident set of a fresh proce
 steady-state sweep over its resident set just before it, from /proc/self/status VmHWM after
 a reset through /proc/self/clear_refs and a glibc malloc_trim), and the PyTorch eager
 comparison of the joint step
-(`bench_torch_joint.py`, run in its own environment when `--torch-python` exists).
+(`bench_torch_joint.py`, run by the interpreter that `--torch-python PATH` or the environment
+variable `CFJAX_TORCH_PYTHON` names, else by this one when it can import torch; with none of
+the three the script stops at once with a one-line message, unless `--no-torch` or the joint
+workload is not selected).
 
 Prints markdown tables and writes benchmarks/results/speed.json. Not part of the tests.
 
     python benchmarks/bench_speed.py                      # everything (about 20-30 min here)
     python benchmarks/bench_speed.py --quick              # tiny sizes, a smoke check
     python benchmarks/bench_speed.py --sizes 50,100000,16 --dtypes float32
+    CFJAX_TORCH_PYTHON=torchvenv/bin/python python benchmarks/bench_speed.py  # torch elsewhere
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -82,7 +87,7 @@ LABELS = {
     "mm_als": "MM-ALS sweep",
     "sweep": "64-config sweep",
 }
-TORCH_PYTHON = "/work/torchvenv/bin/python"
+TORCH_PYTHON_ENV = "CFJAX_TORCH_PYTHON"  # the PyTorch interpreter, when --torch-python is not given
 # issue #6 targets, float32, at the three default sizes
 TARGET_SPEEDUP = {(10, 10_000, 8): 70.0, (50, 100_000, 16): 16.0, (100, 1_000_000, 32): 7.0}
 TARGET_BOUND, TARGET_MEMORY_GB, TARGET_COMPILE_S, TARGET_TORCH = 3.0, 2.0, 2.0, 4.5
@@ -330,9 +335,30 @@ def measure_rss(m, n, d, dtype) -> dict:
 # ----------------------------------------------------------------------------- torch
 
 
+def torch_python(flag: str | None) -> str:
+    """The interpreter that runs bench_torch_joint.py: --torch-python, else $CFJAX_TORCH_PYTHON,
+    else this one if it can import torch.
+
+    Raises:
+      SystemExit: with a one-line message when none is usable (checked before any timing, so a
+        long run does not end without its comparison).
+    """
+    python = flag or os.environ.get(TORCH_PYTHON_ENV)
+    if python:
+        source = "--torch-python" if flag else TORCH_PYTHON_ENV
+        if not Path(python).is_file():
+            raise SystemExit(f"bench_speed.py: {source}: no interpreter at {python!r}")
+        return python
+    if importlib.util.find_spec("torch") is not None:
+        return sys.executable
+    raise SystemExit(
+        "bench_speed.py: torch cannot be imported here and no PyTorch interpreter was given: "
+        f"pass --torch-python PATH or set {TORCH_PYTHON_ENV}=PATH (a Python with torch), "
+        "or --no-torch"
+    )
+
+
 def run_torch(python: str, sizes, dtypes, repeats, out: Path) -> dict:
-    if not Path(python).exists():
-        return {"status": f"torch not installed ({python} not found)"}
     cmd = [
         python,
         str(H.HERE / "bench_torch_joint.py"),
@@ -395,8 +421,12 @@ def main(argv=None) -> None:
     parser.add_argument("--numpy-x-rows", type=int, default=3, help="classifier rows timed")
     parser.add_argument("--sweep-iters", type=int, default=5)
     parser.add_argument("--sweep-max-n", type=int, default=100_000)
-    parser.add_argument("--torch-python", default=TORCH_PYTHON)
-    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument(
+        "--torch-python", default=None, metavar="PATH",
+        help=f"a Python with torch for the joint-step comparison (default: ${TORCH_PYTHON_ENV}, "
+             "else this interpreter if it has torch)",
+    )  # fmt: skip
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument(
         "--rss", choices=["auto", "yes", "no"], default="auto",
         help="peak-RSS subprocess for the ALS sweep (auto: at n >= 1e6)",
@@ -412,6 +442,8 @@ def main(argv=None) -> None:
         args.sizes = args.sizes or QUICK_SIZES
         args.repeats, args.numpy_rows, args.sweep_iters = 2, 300, 2
     sizes = [tuple(int(v) for v in s.split(",")) for s in (args.sizes or SIZES)]
+    if not args.no_torch and "joint" in args.workloads:
+        args.torch_python = torch_python(args.torch_python)  # now, not after the timings
 
     meta = H.provenance()
     print(H.header_line(meta), flush=True)

@@ -1,13 +1,15 @@
 """One eager PyTorch CPU step of cfjax's joint objective: the comparison of issue #6 part 3.
 
-Runs in its own environment, never the library's (torch is not a cfjax dependency):
+Runs in its own environment, never the library's (torch is not a cfjax dependency); from the
+repository root, with the venv anywhere you like (here `torchvenv/`, which git ignores):
 
-    python3 -m venv /work/torchvenv
-    /work/torchvenv/bin/pip install torch==2.13.0 numpy
-    /work/torchvenv/bin/python benchmarks/bench_torch_joint.py [--sizes m,n,d ...]
+    python3 -m venv torchvenv
+    torchvenv/bin/pip install torch==2.13.0 numpy
+    torchvenv/bin/python benchmarks/bench_torch_joint.py [--sizes m,n,d ...]
 
-`benchmarks/bench_speed.py` runs this script itself when /work/torchvenv/bin/python exists
-(or `--torch-python PATH`) and reads its JSON.
+`benchmarks/bench_speed.py` runs this script itself, with the interpreter named by its
+`--torch-python PATH` or by the environment variable `CFJAX_TORCH_PYTHON` (else its own, if it
+can import torch), and reads its JSON.
 
 The step is what `cfjax.solvers.joint` does per iteration with `formulation="free"`,
 `aggregator="weighted"`, `class_weight=True`, `optimizer="adam"` and no plateau schedule
@@ -42,8 +44,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    sys.exit(
+        f"bench_torch_joint.py: torch cannot be imported by {sys.executable}; run this script "
+        "with a Python that has torch (see its docstring)"
+    )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _problem import JOINT, random_problem

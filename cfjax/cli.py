@@ -234,6 +234,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     try:
+        import matplotlib.pyplot as plt  # cfjax.plots imports it only when drawing
+
         from cfjax import plots
     except ImportError:
         print("plots skipped: matplotlib is not installed (pip install cfjax[plots])", file=sys.stderr)
@@ -245,20 +247,20 @@ def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace)
 
     for name, entry in kept.items():
         ens = entry["ens"]
-        plots.pr_curves(ens.y_true, entry["proba"], ens.test, path=out / f"pr_curves_{name}.png")
+        plt.close(plots.pr_curves(ens.y_true, entry["proba"], ens.test, path=out / f"pr_curves_{name}.png"))
         histories = {k: v for k, v in entry["history"].items() if k != "auto"}  # auto's rho varies
         if histories:
-            import matplotlib.pyplot as plt
-
-            cols = 4
+            cols = min(4, len(histories))
             rows = -(-len(histories) // cols)
-            fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+            fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows + 0.4), squeeze=False,
+                                     layout="constrained")
             for ax, (method, history) in zip(axes.ravel(), histories.items()):
                 plots.loss_curves(history, rho=0.5, log=True, ax=ax)
                 ax.set_title(f"{method} (rho 0.5)")
+                ax.get_legend().remove()  # one legend below the panels: in a 4 x 3 panel it hid curves
             for ax in axes.ravel()[len(histories):]:
                 ax.set_visible(False)
-            fig.tight_layout()
+            fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=3)
             fig.savefig(out / f"loss_curves_{name}.png", dpi=100)
             plt.close(fig)
     # the rho sweep: joint over the default rho grid and 3 seeds on split 0 of the first data set
@@ -276,8 +278,11 @@ def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace)
     scores = np.asarray(jax.vmap(jax.vmap(lambda p: metrics.average_precision(y, p, test)))(probas))
     base = {b: float(metrics.average_precision(y, fn(ens.problem), test)) for b, fn in baselines.BASELINES.items()}
     fig = plots.rho_sweep(rhos, scores, base)
-    fig.axes[0].set_title(f"joint (fold-in), {first}, split 0: test PR-AUC vs rho (SVD init, so the 3 seeds coincide)")
+    # two lines: on one, the title was wider than the figure and cut off at both ends
+    fig.axes[0].set_title(f"joint (fold-in), {first}, split 0: test PR-AUC vs rho\n"
+                          "(SVD init, so the 3 seeds coincide)")
     fig.savefig(out / f"rho_sweep_{first}.png", dpi=100)
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -103,6 +103,10 @@ def rho_sweep(
 ):
     """A score against rho: mean over seeds with a mean +/- sd band, baselines as lines.
 
+    The legend sits to the right of the axes, not over them: the baselines' lines span the
+    whole width and the curve can lie anywhere between them, so no corner inside is free. Into
+    a given `ax`, leave room for it (e.g. `plt.subplots(layout="constrained")`).
+
     Args:
       rhos: (n_rho,) values of rho.
       scores: (n_rho, n_seeds) scores (one column for a single seed: no band).
@@ -119,14 +123,14 @@ def rho_sweep(
         )
     mean = np.nanmean(scores, axis=1)
     sd = np.nanstd(scores, axis=1, ddof=1) if scores.shape[1] > 1 else np.zeros_like(mean)
-    fig, ax = _figure_and_ax(ax, (6, 4))
+    fig, ax = _figure_and_ax(ax, (7.5, 4))  # 6 x 4 for the axes, the rest for the legend
     ax.plot(rhos, mean, marker="o", label=f"CF-Ensemble (mean of {scores.shape[1]})")
     ax.fill_between(rhos, mean - sd, mean + sd, alpha=0.25, label="mean ± sd")
     for i, (name, value) in enumerate((baselines or {}).items()):
         ax.axhline(float(value), linestyle="--", color=f"C{(i + 2) % 10}", label=name)
     ax.set_xlabel(r"$\rho$")
     ax.set_ylabel(metric)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return _finish(fig, path)
 
 
@@ -244,13 +248,19 @@ def heatmaps(
         and (sorted_label[start:stop] == 0).any()
     ]
     panels = (
-        ("R", np.where(observed, R, np.nan), "viridis", (0, 1)),
-        (r"$X^T Y$", R_hat, "viridis", (0, 1)),
-        (r"$|R - X^T Y|$", np.where(observed, np.abs(R - R_hat), np.nan), "magma", (0, None)),
-        ("C", np.asarray(problem.C, np.float64), "cividis", (0, None)),
+        ("R", np.where(observed, R, np.nan), "viridis", (0, 1), "probability"),
+        (r"$X^T Y$", R_hat, "viridis", (0, 1), "probability"),
+        (
+            r"$|R - X^T Y|$",
+            np.where(observed, np.abs(R - R_hat), np.nan),
+            "magma",
+            (0, None),
+            "|residual|",
+        ),
+        ("C", np.asarray(problem.C, np.float64), "cividis", (0, None), "confidence"),
     )
     fig, axes = plt.subplots(4, 1, figsize=(10, 8), sharex=True, layout="constrained")
-    for ax, (title, values, cmap, (lo, hi)) in zip(axes, panels):
+    for ax, (title, values, cmap, (lo, hi), unit) in zip(axes, panels):
         image = ax.imshow(
             values[:, order], aspect="auto", interpolation="nearest", cmap=cmap, vmin=lo, vmax=hi
         )
@@ -260,7 +270,7 @@ def heatmaps(
             ax.axvline(edge - 0.5, color="white", linewidth=1.0, linestyle=":")
         ax.set_ylabel("classifier")
         ax.set_title(title)
-        fig.colorbar(image, ax=ax)
+        fig.colorbar(image, ax=ax, label=unit)
     axes[-1].set_xlabel(
         f"instance (labeled: {boundary} | unlabeled: {R.shape[1] - boundary}; "
         "sorted by label, then predicted probability)"
@@ -344,6 +354,7 @@ def aggregator_weights(
         ha="center" if crowded else "right",
         fontsize=7 if crowded else None,
     )
+    ax.set_xlabel("classifier")
     ax.set_ylabel("weight w")
     ax.set_title(f"aggregator weights (b = {float(np.asarray(theta.b)):.3g})")
     return _finish(fig, path)

@@ -1,4 +1,11 @@
-"""cfjax.plots: every figure renders to a non-empty PNG and returns its Figure."""
+"""cfjax.plots and the figures of `cfjax benchmark` (cli._plots).
+
+Every figure renders to a non-empty PNG and returns its Figure; and, drawn at its default size,
+its titles, axis labels, tick labels and legends lie inside the canvas, every axis that shows
+tick labels has a label, and no legend covers plotted points (`layout_problems`).
+"""
+
+import pathlib
 
 import jax
 import numpy as np
@@ -92,3 +99,177 @@ def test_latent_scatter_and_weights(fitted, tmp_path):
         plots.aggregator_weights(result.params._replace(theta=()))
     with pytest.raises(ValueError, match="names"):
         plots.aggregator_weights(result.params, names=["a"])
+
+
+# ---------------------------------------------------------------------------------- layout
+# Every figure at its default size: titles, axis labels, tick labels and legends inside the
+# canvas, every axis that shows tick labels named, and no legend over plotted points.
+
+
+def _inside(box, frame, tol=1.0):
+    return (
+        box.x0 >= frame.x0 - tol
+        and box.y0 >= frame.y0 - tol
+        and box.x1 <= frame.x1 + tol
+        and box.y1 <= frame.y1 + tol
+    )
+
+
+def _shows_tick_labels(axis):
+    return any(t.get_visible() and t.get_text() for t in axis.get_ticklabels())
+
+
+def _data_points(ax):
+    """Display coordinates of the plotted points inside the axes: vertices of lines with more
+    than two points (axhline/axvline and two-point guides are left out) and scatter offsets."""
+    points = [
+        line.get_transform().transform(np.asarray(line.get_xydata(), float))
+        for line in ax.lines
+        if line.get_visible() and len(line.get_xdata()) > 2
+    ]
+    points += [
+        c.get_offset_transform().transform(np.asarray(c.get_offsets(), float))
+        for c in ax.collections
+        if c.get_visible() and isinstance(c, matplotlib.collections.PathCollection)
+    ]
+    if not points:
+        return np.zeros((0, 2))
+    xy = np.concatenate(points)
+    return xy[np.array([ax.bbox.contains(x, y) for x, y in xy], bool)]
+
+
+def layout_problems(fig):
+    """What is wrong with the figure's layout as drawn on its canvas (empty when nothing)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    problems = []
+
+    def check(artist, what):
+        if (
+            artist is not None
+            and artist.get_visible()
+            and not _inside(artist.get_window_extent(renderer), frame)
+        ):
+            problems.append(f"{what} leaves the canvas")
+
+    check(getattr(fig, "_suptitle", None), "suptitle")
+    for i, legend in enumerate(fig.legends):
+        check(legend, f"figure legend {i}")
+    for i, ax in enumerate(a for a in fig.axes if a.get_visible()):
+        name = f"axes {i} ({ax.get_title() or ax.get_ylabel() or 'untitled'})"
+        if ax.get_title():
+            check(ax.title, f"{name}: title")
+        for loc in ("left", "right"):
+            if ax.get_title(loc):
+                problems.append(f"{name}: a {loc} title (not checked here)")
+        for label, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            shown = _shows_tick_labels(axis)
+            if shown and not axis.get_label_text():
+                problems.append(f"{name}: the {label} axis has tick labels but no label")
+            if axis.get_label_text():
+                check(axis.label, f"{name}: {label} label")
+        if not _inside(ax.get_tightbbox(renderer), frame):
+            problems.append(f"{name}: tick labels or other text leave the canvas")
+        legend = ax.get_legend()
+        if legend is not None:
+            check(legend, f"{name}: legend")
+            box = legend.get_window_extent(renderer)
+            covered = sum(box.contains(x, y) for x, y in _data_points(ax))
+            if covered:
+                problems.append(f"{name}: the legend covers {covered} plotted points")
+    return problems
+
+
+def test_layout_check_catches_bad_figures():
+    """The checker itself: a cut-off title, an unlabeled axis, a legend over the curve."""
+    fig, ax = plt.subplots(figsize=(3, 2), layout="constrained")
+    x = np.linspace(0, 1, 50)
+    ax.plot(x, np.full_like(x, 0.5), label="a flat curve right through the middle")
+    ax.legend(loc="center")
+    ax.set_title("a title far too long for a figure three inches wide, so it is cut off")
+    ax.set_xlabel("x")
+    problems = layout_problems(fig)
+    assert any("title leaves the canvas" in p for p in problems), problems
+    assert any("y axis has tick labels but no label" in p for p in problems), problems
+    assert any("legend covers" in p for p in problems), problems
+    fig2, ax2 = plt.subplots(figsize=(4, 3), layout="constrained")
+    ax2.plot(x, x, label="line")
+    ax2.set_xlabel("x")
+    ax2.set_ylabel("y")
+    ax2.legend(loc="upper left", bbox_to_anchor=(1.5, 1.0))  # off the canvas
+    assert any("legend leaves the canvas" in p for p in layout_problems(fig2))
+    ax2.get_legend().remove()
+    assert layout_problems(fig2) == []
+
+
+def _every_plots_figure(ens, result, config):
+    probas = {
+        "cf": cfjax.proba(result.params, config),
+        "simple average": cfjax.baselines.simple_average(ens.problem),
+    }
+    rhos = [0.01, 0.1, 0.3, 0.5, 0.7, 0.9]
+    # the curve between the baselines, which span the whole width: no corner inside is free
+    scores = np.array(
+        [[0.95, 0.951], [0.951, 0.953], [0.955, 0.953], [0.96, 0.962]] + [[0.965, 0.964]] * 2
+    )
+    many = result.params._replace(theta=result.params.theta._replace(w=np.linspace(-0.5, 1.0, 30)))
+    return {
+        "loss_curves": plots.loss_curves(result.history, 0.5, n_iter=int(result.n_iter), log=True),
+        "rho_sweep": plots.rho_sweep(
+            rhos, scores, {"simple_average": 0.944, "best_single": 0.947, "stacking": 0.970}
+        ),
+        "pr_curves": plots.pr_curves(ens.y_true, probas, mask=ens.test),
+        "roc_curves": plots.roc_curves(ens.y_true, probas, mask=ens.test),
+        "heatmaps": plots.heatmaps(ens.problem, result.params, y_true=ens.y_true, config=config),
+        "latent_scatter": plots.latent_scatter(result.params, names=ens.names, y_true=ens.y_true),
+        "aggregator_weights": plots.aggregator_weights(result.params, names=ens.names),
+        "aggregator_weights (30)": plots.aggregator_weights(
+            many, names=[f"RandomForest_{u}" for u in range(30)]
+        ),
+    }
+
+
+def test_every_plots_figure_fits_its_canvas(fitted):
+    ens, result, config = fitted
+    figures = _every_plots_figure(ens, result, config)
+    problems = {name: layout_problems(fig) for name, fig in figures.items()}
+    assert problems == {name: [] for name in figures}
+
+
+def test_rho_sweep_legend_is_beside_the_axes():
+    fig = plots.rho_sweep([0.1, 0.5, 0.9], [[0.9], [0.95], [0.97]], {"stacking": 0.96})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+    assert legend.x0 >= ax.bbox.x1  # entirely right of the plotting area
+
+
+def test_benchmark_figures_fit_their_canvas(tmp_path, monkeypatch):
+    """The figures `cfjax benchmark` writes (cli._plots), captured as they are saved."""
+    from cfjax import cli
+
+    ens = cfjax.data.preset(jax.random.key(0), "seed", n_classifiers=5, n_instances=60)
+    kept_proba, kept_history = {}, {}
+    for method in ("joint", "two_stage", "mm_als", "als", "damped"):  # 5: two rows of panels
+        config = Config(method=method, latent_dim=2, max_iter=10)
+        fit = cfjax.fit(jax.random.key(0), ens.problem, cfjax.solvers.get(method).hparams(), config)
+        kept_proba[method] = np.asarray(cfjax.proba(fit.params, config))
+        kept_history[method] = fit.history
+    kept_proba["simple_average"] = np.asarray(cfjax.baselines.simple_average(ens.problem))
+    kept = {"synthetic-seed": {"ens": ens, "proba": kept_proba, "history": kept_history}}
+
+    saved = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def capture(fig, path, *args, **kwargs):
+        saved[pathlib.Path(path).name] = layout_problems(fig)
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
+    cli._plots(tmp_path, kept, None)
+    names = ("pr_curves_synthetic-seed.png", "loss_curves_synthetic-seed.png",
+             "rho_sweep_synthetic-seed.png")  # fmt: skip
+    assert sorted(saved) == sorted(names)
+    assert saved == {name: [] for name in names}
+    assert all((tmp_path / name).stat().st_size > 0 for name in names)

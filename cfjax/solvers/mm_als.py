@@ -1,7 +1,7 @@
 r"""`mm_als`: majorize-minimize ALS, closed-form block steps on the exact combined objective.
 
 The seed's alternating loop failed because its ALS steps minimised the reconstruction alone
-(seed-failure-mode.md). MM-ALS keeps closed-form steps but every step minimises a quadratic
+(docs/background.md). MM-ALS keeps closed-form steps but every step minimises a quadratic
 *majorizer* of the full normalised objective of `cfjax.losses`,
 
 .. math::
