@@ -104,7 +104,7 @@ def bench_size(m, n, d, mm_iters, joint_iters, lrs, rtol):
         )
         runs.append((f"mm_als ({curvature})", config, Hparams.create(rho=0.5)))
     for lr in lrs:
-        config = Config(method="joint", latent_dim=d, max_iter=joint_iters, tol=NEVER, patience=0)
+        config = Config(method="joint", formulation="free", latent_dim=d, max_iter=joint_iters, tol=NEVER, patience=0)
         runs.append((f"joint adam lr={lr:g}", config, Hparams.create(rho=0.5, lr=lr)))
     rows, histories = [], []
     for name, config, hparams in runs:

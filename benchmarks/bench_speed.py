@@ -195,7 +195,7 @@ def bench_als(problem, params, dtype, repeats):
 
 
 def joint_config(d):
-    return Config(method="joint", latent_dim=d, patience=0, tol=0.0)
+    return Config(method="joint", formulation="free", latent_dim=d, patience=0, tol=0.0)
 
 
 def joint_hparams(dtype):
@@ -248,7 +248,7 @@ def bench_mm_als(problem, params, dtype, repeats):
 
 def bench_sweep(problem, params, dtype, repeats, iters):
     d = params.X.shape[0]
-    config = Config(method="joint", latent_dim=d, max_iter=iters, tol=0.0, patience=0)
+    config = Config(method="joint", formulation="free", latent_dim=d, max_iter=iters, tol=0.0, patience=0)
     config = config.replace(init="random")
     grid = sweep.grid(rho=np.linspace(0.05, 0.95, 16), dtype=dtype)
     keys = jax.random.split(jax.random.key(1), 4)

@@ -41,7 +41,8 @@ def _compile_and_median(jitted, args, kwargs, call, repeats: int):
 
 def bench_method(method: str, problem, keys, grid, args) -> list[dict]:
     config = cfjax.Config(
-        method=method, latent_dim=args.d, max_iter=args.iters, tol=0.0, patience=0, init=args.init
+        method=method, formulation="free", latent_dim=args.d, max_iter=args.iters, tol=0.0, patience=0,
+        init=args.init
     )
     n_fits = sweep.grid_size(grid) * keys.shape[0]
     rows = []

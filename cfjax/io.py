@@ -10,17 +10,27 @@
                       (the mean aggregator has none)
 ``history/<f>``       `History` fields: total, recon, sup, valid_pr_auc, (..., max_iter)
 ``n_iter``            iterations run; ``converged`` the flag
+``info/<k>/...``      every array of `FitResult.info` by its key path, e.g. ``info/candidate``
+                      and ``info/cv_mean`` for `auto`, ``info/confidence/classifier_weight``
+                      for the calibration strategy
 ``hparams/<f>``       every `Hparams` field (scalars, or (G,) for a sweep's grid)
 ``extra/<k>``         the caller's `extra` arrays
-``config_json``       `dataclasses.asdict(config)` as a JSON string (a 0-d unicode array)
+``config_json``       the `Config` as a JSON string (a 0-d unicode array); `options` values that
+                      are NamedTuples (auto's candidates) are tagged with their type
 ``meta_json``         format tag and version, cfjax and jax versions, JAX backend
 ====================  ==========================================================================
+
+`FitResult.state` (what a fit continues from) is not written: continue from the loaded
+`params` as a warm start, or checkpoint long runs (`cfjax.fit(..., checkpoint=folder)`).
+The command `cfjax fit --output` writes this format too, with the probabilities in `extra`.
 
 Leading batch axes are kept as they are, so a sweep's (G, S) `FitResult` round-trips too.
 Only plain arrays are stored (no pickles): `load` reads with `allow_pickle=False`.
 `load(path) -> (FitResult, Config, Hparams)` rebuilds the aggregator's pytree from the
 registry (`cfjax.aggregators.get(config.aggregator).init`), so the structure comes from code,
 the values from the file. Host-side only.
+
+`provenance()` is the record every result folder gets (versions, device, git commit, time).
 """
 
 from __future__ import annotations
@@ -39,10 +49,10 @@ import numpy as np
 from cfjax import aggregators
 from cfjax.structs import Config, FitResult, History, Hparams, Params
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load", "load_extra", "save"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "git_commit", "load", "load_extra", "provenance", "save"]
 
 FORMAT = "cfjax.fit_result"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: FitResult.info, Config.space and Config.options
 
 PathLike = str | os.PathLike
 
@@ -60,12 +70,68 @@ def _key_name(entry: Any) -> str:
     raise TypeError(f"unsupported pytree path entry {entry!r}")  # pragma: no cover
 
 
-def _theta_arrays(theta: Any) -> dict[str, np.ndarray]:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(theta)
-    return {
-        "params/theta/" + "/".join(_key_name(k) for k in path): np.asarray(leaf)
-        for path, leaf in leaves
-    }
+def _tree_arrays(prefix: str, tree: Any) -> dict[str, np.ndarray]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {prefix + "/".join(_key_name(k) for k in path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def _nested(flat: dict[str, np.ndarray], prefix: str) -> dict[str, Any]:
+    """The nested dict of arrays stored under `prefix` (the inverse of `_tree_arrays` for dicts)."""
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        if not name.startswith(prefix):
+            continue
+        *parents, leaf = name[len(prefix):].split("/")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = jnp.asarray(value)
+    return out
+
+
+def _encode_option(value: Any) -> Any:
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return {"__namedtuple__": type(value).__name__,
+                "fields": {k: _encode_option(v) for k, v in value._asdict().items()}}
+    if isinstance(value, (tuple, list)):
+        return {"__tuple__": [_encode_option(v) for v in value]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"config.options: cannot store a value of type {type(value).__name__} ({value!r})")
+
+
+def _option_types() -> dict[str, type]:
+    from cfjax.solvers.auto import Candidate
+
+    return {"Candidate": Candidate}
+
+
+def _decode_option(value: Any) -> Any:
+    if isinstance(value, dict) and "__namedtuple__" in value:
+        kind = _option_types().get(value["__namedtuple__"])
+        if kind is None:
+            raise ValueError(f"config.options: unknown stored type {value['__namedtuple__']!r}")
+        return kind(**{k: _decode_option(v) for k, v in value["fields"].items()})
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(_decode_option(v) for v in value["__tuple__"])
+    return value
+
+
+def config_to_json(config: Config) -> str:
+    fields = dataclasses.asdict(config)
+    fields["options"] = _encode_option(tuple(config.options))
+    return json.dumps(fields, sort_keys=True)
+
+
+def config_from_json(text: str) -> Config:
+    fields = json.loads(text)
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"config fields this cfjax does not know: {unknown}")
+    if "options" in fields:
+        fields["options"] = _decode_option(fields["options"])
+    return Config(**fields)
 
 
 def save(
@@ -97,7 +163,8 @@ def save(
     arrays: dict[str, np.ndarray] = {
         "params/X": np.asarray(result.params.X),
         "params/Y": np.asarray(result.params.Y),
-        **_theta_arrays(result.params.theta),
+        **_tree_arrays("params/theta/", result.params.theta),
+        **_tree_arrays("info/", result.info or {}),
         **{f"history/{f}": np.asarray(getattr(result.history, f)) for f in History._fields},
         "n_iter": np.asarray(result.n_iter),
         "converged": np.asarray(result.converged),
@@ -119,7 +186,7 @@ def save(
         jax_version=jax.__version__,
         backend=jax.default_backend(),
     )
-    arrays["config_json"] = np.asarray(json.dumps(dataclasses.asdict(config), sort_keys=True))
+    arrays["config_json"] = np.asarray(config_to_json(config))
     arrays["meta_json"] = np.asarray(json.dumps(meta, sort_keys=True))
     target = _npz_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -179,18 +246,16 @@ def load(path: PathLike) -> tuple[FitResult, Config, Hparams]:
     target, arrays, _ = _read(path)
     where = f"path: {str(target)!r}"
     try:
-        fields = json.loads(str(arrays["config_json"]))
-        known = {f.name for f in dataclasses.fields(Config)}
-        unknown = sorted(set(fields) - known)
-        if unknown:
-            raise ValueError(f"{where} has config fields this cfjax does not know: {unknown}")
-        config = Config(**fields)
+        try:
+            config = config_from_json(str(arrays["config_json"]))
+        except ValueError as err:
+            raise ValueError(f"{where} has {err}") from None
         if config.aggregator not in aggregators.AGGREGATORS:
             raise ValueError(
                 f"{where} uses aggregator {config.aggregator!r}, unknown to this cfjax"
             )
         template = aggregators.get(config.aggregator).init(
-            arrays["params/X"].shape[-1], jnp.float32
+            jax.random.key(0), arrays["params/X"].shape[-1], Hparams.create(), jnp.float32
         )
         paths, treedef = jax.tree_util.tree_flatten_with_path(template)
         theta_leaves = [
@@ -209,6 +274,7 @@ def load(path: PathLike) -> tuple[FitResult, Config, Hparams]:
             history=history,
             n_iter=jnp.asarray(arrays["n_iter"]),
             converged=jnp.asarray(arrays["converged"]),
+            info={"confidence": {}, **_nested(arrays, "info/")},
         )
     except KeyError as err:
         raise ValueError(f"{where} is not a complete cfjax result (missing array {err})") from None
@@ -222,3 +288,36 @@ def load_extra(path: PathLike) -> dict[str, np.ndarray]:
     _, arrays, _ = _read(path)
     prefix = "extra/"
     return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Versions, device, git commit and time: what a reviewer needs to reproduce a table."""
+    import datetime
+    import platform
+
+    import optax
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cfjax": _cfjax_version(), "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__,
+        "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "device": str(jax.devices()[0]), "backend": jax.default_backend(), "git": git_commit(), **extra,
+    }
+
+
+def git_commit() -> str | None:
+    """The short commit of the checkout cfjax runs from, "+dirty" when tracked files changed
+    (a table made from uncommitted code says so); None outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=here).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except OSError:
+        return None
+    return (commit + ("+dirty" if dirty else "")) or None

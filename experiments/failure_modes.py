@@ -50,7 +50,8 @@ def run(seeds: int, n: int, out: Path) -> list[dict]:
         for method in METHODS:
             hp = cfjax.Hparams.create(rho=0.5, lam=0.01, lr=LEARNING_RATES.get(method, 0.01))
             for it in CHECKPOINTS:
-                cfg = cfjax.Config(method=method, latent_dim=20, max_iter=max(it, 1), patience=0, tol=0.0)
+                cfg = cfjax.Config(method=method, formulation="free", latent_dim=20, max_iter=max(it, 1), patience=0,
+                                   tol=0.0)
                 if it == 0:
                     params = cfjax.solvers._common.init_params(
                         jax.random.key(seed), cfjax.solvers._common.prepare(problem, hp, cfg), cfg

@@ -59,7 +59,7 @@ EXTRA_LAM_METHODS = ("joint", "joint_fold_in", "mm_als")
 def pipelines(latent_dim: int, max_iter: int, extra_lam: float = 0.0) -> list[benchmark.Pipeline]:
     """Baselines, every registered method at its defaults, joint with fold-in factors, and
     (if `extra_lam` > 0) `EXTRA_LAM_METHODS` again with lam = extra_lam, other defaults kept."""
-    base = Config(latent_dim=latent_dim, max_iter=max_iter)
+    base = Config(latent_dim=latent_dim, max_iter=max_iter, formulation="free")  # "joint" rows are free-Y
     fold_in = base.replace(formulation="fold_in")
     out = benchmark.default_pipelines(base=base)
     out.append(benchmark.method_pipeline("joint", "joint_fold_in", fold_in))

@@ -40,7 +40,8 @@ FIXED = dict(lam=0.01, lr=0.01)
 
 
 def configs(max_iter: int, latent_dim: int) -> dict[str, cfjax.Config]:
-    return {m: cfjax.Config(method=m, latent_dim=latent_dim, max_iter=max_iter) for m in METHODS}
+    # formulation "free": the free-Y joint of the issue-4 study (the default is now fold_in)
+    return {m: cfjax.Config(method=m, formulation="free", latent_dim=latent_dim, max_iter=max_iter) for m in METHODS}
 
 
 def load_setting(name: str, seed: int, n: int) -> cfjax.Ensemble:

@@ -38,7 +38,7 @@ def test_round_trip_arrays_config_predictions(fitted, tmp_path):
     )
     assert written == tmp_path / "fit.npz" and written.stat().st_size > 0
     loaded, config2, hparams2 = io.load(written)
-    _assert_tree_equal(loaded, result)
+    _assert_tree_equal(loaded, result._replace(state=None))  # the state is not written
     _assert_tree_equal(hparams2, hparams)
     assert config2 == config
     assert isinstance(loaded.params.theta, cfjax.aggregators.WeightedTheta)
@@ -70,7 +70,8 @@ def test_stable_names(fitted, tmp_path):
     expected |= {f"history/{f}" for f in cfjax.History._fields}
     expected |= {f"hparams/{f}" for f in Hparams._fields}
     assert names == expected
-    assert stored == dataclasses.asdict(config)
+    assert stored == json.loads(io.config_to_json(config))
+    assert io.config_from_json(io.config_to_json(config)) == config
 
 
 def test_mean_aggregator_and_batched_result(tmp_path):
@@ -86,7 +87,7 @@ def test_mean_aggregator_and_batched_result(tmp_path):
     grid = sweep.grid(rho=[0.1, 0.9])
     config = Config(aggregator="mean", latent_dim=d)
     loaded, config2, grid2 = io.load(io.save(tmp_path / "sweep.npz", batched, config, grid))
-    _assert_tree_equal(loaded, batched)
+    _assert_tree_equal(loaded, batched._replace(info={"confidence": {}}))  # info: always a dict on loading
     _assert_tree_equal(grid2, grid)
     assert config2 == config and loaded.params.theta == ()
 

@@ -121,7 +121,7 @@ def test_monotone_without_any_ridge():
             _assert_non_increasing(trace)
 
 
-_fit = jax.jit(mm_als.fit, static_argnames="config")
+_fit = jax.jit(cfjax.solvers.fit_traced, static_argnames="config")
 
 
 def _history_config(curvature="bound"):
@@ -329,11 +329,12 @@ def test_refuses_non_logit_linear_aggregator():
     with pytest.raises(ValueError, match="aggregator"):
         cfjax.fit(jax.random.key(0), ens.problem, Hparams.create(), config)
     with pytest.raises(ValueError, match="aggregator"):  # the trace-time check, without the host's
-        jax.eval_shape(functools.partial(mm_als.fit, config=config), jax.random.key(0), ens.problem, Hparams.create())
+        jax.eval_shape(functools.partial(cfjax.solvers.fit_traced, config=config), jax.random.key(0), ens.problem,
+                       Hparams.create())
 
 
 def test_registered():
-    assert cfjax.solvers.get("mm_als").fit is mm_als.fit
+    assert cfjax.solvers.get("mm_als").step is mm_als.mm_sweep
     assert cfjax.solvers.get("mm_als").uses_labels
 
 
@@ -345,7 +346,7 @@ def test_agrees_with_joint_gradient_descent():
     ens = data.preset(jax.random.key(0), "seed", n_instances=500, n_classifiers=10)
     hparams = Hparams.create(rho=0.5, lr=0.03)
     mm_config = Config(method="mm_als", latent_dim=4, max_iter=200, tol=0.0)
-    joint_config = Config(method="joint", latent_dim=4, max_iter=3000, tol=0.0, patience=0)  # converged by ~2000
+    joint_config = Config(method="joint", formulation="free", latent_dim=4, max_iter=3000, tol=0.0, patience=0)
     mm = cfjax.fit(jax.random.key(0), ens.problem, hparams, mm_config)
     joint = cfjax.fit(jax.random.key(0), ens.problem, hparams, joint_config)
     mm_loss = float(losses.loss(mm.params, ens.problem, hparams, mm_config))

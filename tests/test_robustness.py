@@ -31,10 +31,11 @@ from hypothesis.extra import numpy as hnp
 import cfjax
 from cfjax import cli, losses, solvers
 from cfjax.sklearn import CFEnsembleClassifier
-from cfjax.solvers import _common
-from cfjax.structs import METHOD_NAMES
+from cfjax.solvers import driver
 
 DOORS = ("api", "cli", "sklearn")
+#: The iterative methods (auto is a choice among them).
+METHOD_NAMES = tuple(name for name, method in solvers.METHODS.items() if method.fit is None)
 
 # The battery's fits: small, and one static setting shared by the three doors (the CLI and the
 # estimator build this very Config), so each input shape compiles once for all of them. Their
@@ -418,13 +419,14 @@ def test_tol_zero_runs_every_iteration():
     R, labels = _ensemble()
     problem = cfjax.from_numpy(R, labels)
     hparams = cfjax.Hparams.create()
-    params = _common.init_params(jax.random.key(0), problem, cfjax.Config(latent_dim=2))
-    config = cfjax.Config(latent_dim=2, max_iter=5, tol=0.0)
-    _, history, n_iter, converged = _common.iterate(
-        lambda state, t: state, params, lambda state: state, problem, hparams, config
+    config = cfjax.Config(method="als", latent_dim=2, max_iter=5, tol=0.0)
+    standing_still = cfjax.solvers.Method(
+        name="standing_still", init=cfjax.solvers.get("als").init, step=lambda state, *args: state
     )
+    state = driver.start(standing_still, jax.random.key(0), problem, hparams, config)
+    state, history = driver.advance(standing_still, state, problem, hparams, config, 5)
     assert (np.diff(np.asarray(history.total)) == 0).all()  # the case "<= 0" stopped on
-    assert int(n_iter) == 5 and not bool(converged)
+    assert int(state.n_iter) == 5 and not bool(state.converged)
 
 
 @pytest.mark.parametrize("missing", ["R", "labels"])
