@@ -69,3 +69,18 @@ def test_lambda_panel_smoke(tmp_path, monkeypatch, capsys):
     records = json.loads((tmp_path / "lambda_panel" / "records.json").read_text())["records"]
     assert len(records) == 2 * len(module.METHODS) * len(module.LAMBDAS)
     assert not docs.exists()
+
+
+def test_peers_smoke(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
+    module = _load("peers")
+    module.main(["--smoke", "--no-peers"])
+    text = (tmp_path / "peers" / "table.md").read_text()
+    assert text in capsys.readouterr().out
+    records = json.loads((tmp_path / "peers" / "records.json").read_text())["accuracy"]
+    from cfjax import baselines
+
+    assert [r["method"] for r in records] == list(baselines.BASELINES) * 2  # two presets, one split
+    assert all(math.isfinite(r["pr_auc"]) for r in records)
+    paired = text.split("against simple_average")[1]
+    assert "| caruana | " in paired and "| simple_average |" not in paired
