@@ -20,7 +20,7 @@ from cfjax.solvers import chunks, driver
 from cfjax.structs import Config, FitResult, Hparams, Params, Problem
 from cfjax.validation import check_fit_inputs, resolve_config
 
-__all__ = ["fit", "fit_jit", "fit_unchecked", "prepare_inputs"]
+__all__ = ["fit", "fit_jit", "fit_unchecked", "prepare_inputs", "settings"]
 
 #: The jitted core: `config` is static, everything else (hparams, init) is traced.
 fit_jit = jax.jit(driver.fit_traced, static_argnames="config")
@@ -46,6 +46,41 @@ def prepare_inputs(problem: Problem, hparams: Hparams | None, config: Config | N
     if hparams is None:
         hparams = solvers.get(config.method).hparams()
     check_fit_inputs(problem, hparams, config)
+    return hparams, config
+
+
+def settings(
+    method: str | None = None,
+    *,
+    rho: float | None = None,
+    lam: float | None = None,
+    lr: float | None = None,
+    latent_dim: int | None = None,
+    max_iter: int | None = None,
+    formulation: str | None = None,
+    aggregator: str | None = None,
+    confidence: str | None = None,
+) -> tuple[Hparams, Config]:
+    """(hparams, config) from the plain settings a user gives the command or the estimator.
+
+    The one place their defaults come from: `Config()`'s fields and the method's registry
+    hyperparameters (`cfjax.solvers.get(method).hparams()`) for everything left None. A setting
+    is either honoured or refused, never ignored: `auto` chooses rho itself and fits each
+    candidate in its own formulation, so giving it `rho` or `formulation` is a `ValueError`
+    naming the setting; its `latent_dim`, `max_iter`, `lam`, `lr`, `aggregator` and
+    `confidence` are its candidates'.
+    """
+    method = Config().method if method is None else method
+    entry = solvers.get(method)
+    if entry.fit is not None:
+        for name, value in (("rho", rho), ("formulation", formulation)):
+            if value is not None:
+                raise ValueError(f"{name}: {method!r} chooses it for each candidate itself; leave it unset")
+    given = {k: v for k, v in dict(rho=rho, lam=lam, lr=lr).items() if v is not None}
+    hparams = entry.hparams(**given)
+    fields = dict(latent_dim=latent_dim, max_iter=max_iter, formulation=formulation, aggregator=aggregator,
+                  confidence=confidence)
+    config = Config(method=method, **{k: v for k, v in fields.items() if v is not None})
     return hparams, config
 
 

@@ -13,7 +13,7 @@ Two ways to predict, as in the library (`cfjax.predict`):
   estimates this setting's skill by masking the labels of one fold at a time.
 * **inductive** (`predict_proba`, `predict`, and so `GridSearchCV` / `cross_val_score`): new
   rows are folded in with the classifier factors X fixed (`cfjax.predict.fold_in_proba`).
-  With the default formulation "fold_in" and uniform confidence, folding in the training rows
+  With the "fold_in" formulation (the default) and uniform confidence, folding in the training rows
   reproduces `transductive_proba_` exactly.
 
 Each fit runs the jitted `cfjax.fit` once; a new (n, m) shape or a new static setting
@@ -47,9 +47,10 @@ except ImportError as err:  # pragma: no cover
 
 from cfjax import solvers
 from cfjax.api import fit as cf_fit
+from cfjax.api import prepare_inputs
+from cfjax.api import settings as cf_settings
 from cfjax.data import from_numpy
 from cfjax.predict import fold_in_proba, proba
-from cfjax.structs import Config
 
 __all__ = [
     "EXPECTED_FAILED_CHECKS",
@@ -152,22 +153,22 @@ def _unlabeled_mask(y: np.ndarray) -> np.ndarray:
 class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
     """CF-Ensemble as a scikit-learn binary classifier (transductive fit, fold-in prediction).
 
-    Parameters are plain values; `fit` turns them into a `cfjax.Config` (static) and
-    `cfjax.Hparams` (traced) with the method's registered defaults for anything not given.
+    With no arguments it is the library's default pipeline: `CFEnsembleClassifier().fit(X, y)`
+    gives the probabilities of `cfjax.fit(jax.random.key(0), cfjax.from_numpy(X.T, y))`.
+    Parameters left None take the defaults of `cfjax.Config` and of the method's registry entry
+    (`cfjax.api.settings`, shared with the `cfjax fit` command); a parameter is honoured or
+    refused with a `ValueError`, never ignored.
 
     Args:
-      method: a name in `cfjax.solvers.METHODS` ("joint", "mm_als", "alternating", ...).
-      rho: weight of reconstruction, L = rho L_recon + (1 - rho) L_sup, in [0, 1].
-      lam: ridge penalty lambda on the factors; None uses the method's default
-        (`cfjax.solvers.get(method).hparams().lam`: 1 for joint and mm_als, else 0.01).
-      latent_dim: d; clipped to min(m, n) for small problems (the used value is
-        `config_.latent_dim`).
-      max_iter: iterations of the method's outer loop.
-      lr: learning rate of the gradient steps; None uses the method's default
-        (`cfjax.solvers.get(method).hparams().lr`).
-      formulation: "fold_in" (instance factors are the ridge solve from R given X) or "free".
-      aggregator: "weighted" or "mean".
-      confidence: a name in `cfjax.confidence.STRATEGIES`.
+      method: None (the default pipeline, "auto") or a name in `cfjax.solvers.METHODS`.
+      rho: weight of reconstruction in [0, 1]; None: the method's default ("auto" chooses it).
+      lam: ridge penalty lambda on the factors; None: the method's default.
+      latent_dim: d; None: min(4, m, n). An explicit value above min(m, n) is refused.
+      max_iter: iterations of the method's outer loop; None: `Config`'s default (200).
+      lr: learning rate of the gradient steps; None: the method's default.
+      formulation: "fold_in" or "free" (read by joint); None: "fold_in".
+      aggregator: a name in `cfjax.aggregators.AGGREGATORS`; None: "weighted".
+      confidence: a name in `cfjax.confidence.STRATEGIES`; None: "uniform".
       seed: seed of the `jax.random.key` passed to the fit.
 
     Attributes (after `fit`):
@@ -182,15 +183,15 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        method: str = "joint",
-        rho: float = 0.5,
+        method: str | None = None,
+        rho: float | None = None,
         lam: float | None = None,
-        latent_dim: int = 4,
-        max_iter: int = 200,
+        latent_dim: int | None = None,
+        max_iter: int | None = None,
         lr: float | None = None,
-        formulation: str = "fold_in",
-        aggregator: str = "weighted",
-        confidence: str = "uniform",
+        formulation: str | None = None,
+        aggregator: str | None = None,
+        confidence: str | None = None,
         seed: int = 0,
     ):
         self.method = method
@@ -212,29 +213,17 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     # ----------------------------------------------------------------------------------------
 
-    def _settings(self, m: int, n: int):
-        entry = solvers.get(self.method)
-        overrides: dict[str, Any] = dict(rho=self.rho)
-        if self.lam is not None:
-            overrides["lam"] = self.lam
-        if self.lr is not None:
-            overrides["lr"] = self.lr
-        hparams = entry.hparams(**overrides)
-        if not isinstance(self.latent_dim, (int, np.integer)) or isinstance(self.latent_dim, bool):
-            raise ValueError(f"latent_dim: expected a positive int, got {self.latent_dim!r}")
-        if not isinstance(self.max_iter, (int, np.integer)) or isinstance(self.max_iter, bool):
-            raise ValueError(f"max_iter: expected a positive int, got {self.max_iter!r}")
-        config = Config(
-            method=self.method,
-            formulation=self.formulation,
-            latent_dim=int(min(self.latent_dim, m, n))
-            if self.latent_dim > 0
-            else int(self.latent_dim),
-            max_iter=int(self.max_iter),
-            aggregator=self.aggregator,
-            confidence=self.confidence,
+    def _settings(self):
+        for name in ("latent_dim", "max_iter"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
+                raise ValueError(f"{name}: expected a positive int or None, got {value!r}")
+        return cf_settings(
+            self.method, rho=self.rho, lam=self.lam, lr=self.lr,
+            latent_dim=None if self.latent_dim is None else int(self.latent_dim),
+            max_iter=None if self.max_iter is None else int(self.max_iter),
+            formulation=self.formulation, aggregator=self.aggregator, confidence=self.confidence,
         )
-        return hparams, config
 
     def fit(self, X: Any, y: Any) -> CFEnsembleClassifier:
         """Fits on every row of X; rows with y = -1 (or NaN) are the transductive targets.
@@ -267,12 +256,17 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             )
         labels = np.where(unlabeled, -1.0, 0.0)
         labels[~unlabeled] = (y_labeled == classes[1]).astype(np.float64)
-        n, m = X.shape
-        hparams, config = self._settings(m, n)
+        hparams, config = self._settings()
         try:
-            problem = from_numpy(X.T, labels, require_labels=solvers.get(self.method).uses_labels)
+            problem = from_numpy(X.T, labels, require_labels=solvers.get(config.method).uses_labels)
         except ValueError as err:
             raise _rename(err) from None
+        try:
+            hparams, config = prepare_inputs(problem, hparams, config)
+        except ValueError as err:
+            if str(err).startswith("latent_dim:"):  # say it in the estimator's terms too
+                raise ValueError(f"{err} (X has {X.shape[1]} feature(s) and {X.shape[0]} rows)") from None
+            raise
         result = cf_fit(jax.random.key(self.seed), problem, hparams, config)
         self.classes_ = classes
         self.result_ = result
@@ -297,7 +291,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             problem = from_numpy(R, np.full(width, -1.0), require_labels=False)
         except ValueError as err:
             raise _rename(err) from None
-        p = _fold_in_proba_jit(self.result_.params, problem, self.hparams_, self.config_)
+        p = _fold_in_proba_jit(self.result_, problem, self.hparams_, self.config_)
         p = np.asarray(p, np.float64)[:n]
         return np.stack([1.0 - p, p], axis=1)
 

@@ -16,7 +16,7 @@ import cfjax
 from cfjax.sklearn import EXPECTED_FAILED_CHECKS, CFEnsembleClassifier, transductive_cross_val_score
 
 # Small and fast: every test shares these static settings, so fits of one shape compile once.
-SMALL = dict(latent_dim=2, max_iter=20)
+SMALL = dict(method="joint", latent_dim=2, max_iter=20)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,24 @@ def data():
     y = y_all[rows]
     y_semi = np.where(np.arange(y.size) % 3 == 0, -1, y)  # a third unlabeled
     return X, y, y_semi
+
+
+def test_default_is_the_library_default_pipeline(data):
+    """CFEnsembleClassifier() and cfjax.fit(key, problem) with nothing else: the same fit."""
+    X, _, y_semi = data
+    est = CFEnsembleClassifier().fit(X, y_semi)
+    problem = cfjax.from_numpy(X.T, y_semi)
+    direct = cfjax.fit(jax.random.key(0), problem)
+    assert est.config_.method == "auto" and est.config_.latent_dim == 4
+    np.testing.assert_array_equal(est.transductive_proba_,
+                                  np.asarray(cfjax.proba(direct.params, cfjax.Config()), np.float64))
+
+
+def test_auto_refuses_what_it_chooses_itself(data):
+    X, _, y_semi = data
+    for params, name in ((dict(rho=0.5), "rho"), (dict(formulation="free"), "formulation")):
+        with pytest.raises(ValueError, match=f"{name}: 'auto' chooses it"):
+            CFEnsembleClassifier(**params).fit(X, y_semi)
 
 
 def test_fit_matches_the_library(data):
@@ -124,12 +142,17 @@ def test_params_clone_and_lr_default():
     twin = clone(est)
     assert twin.get_params() == est.get_params() and twin is not est
     # lr=None takes the method's registered default (alternating: 0.1), an explicit lr wins.
-    hp, _ = est._settings(6, 60)
+    hp, _ = est._settings()
     assert float(hp.lr) == pytest.approx(0.1)
-    hp, _ = est.set_params(lr=0.5)._settings(6, 60)
+    hp, _ = est.set_params(lr=0.5)._settings()
     assert float(hp.lr) == pytest.approx(0.5)
-    _, config = CFEnsembleClassifier(latent_dim=8)._settings(3, 60)
-    assert config.latent_dim == 3  # clipped to min(m, n)
+
+
+def test_latent_dim_default_adapts_an_explicit_one_is_never_clipped(data):
+    X, _, y_semi = data
+    assert CFEnsembleClassifier(**{**SMALL, "latent_dim": None}).fit(X[:, :3], y_semi).config_.latent_dim == 3
+    with pytest.raises(ValueError, match=r"latent_dim: must be <= min\(m, n\) = 3, got 8"):
+        CFEnsembleClassifier(**{**SMALL, "latent_dim": 8}).fit(X[:, :3], y_semi)
 
 
 def test_grid_search_and_cross_val_score(data):
@@ -173,7 +196,7 @@ def test_transductive_cross_val_score(data):
 # Enough steps for check_classifiers_train's 0.83 training accuracy on blobs (one feature is
 # anti-correlated with the label, so the aggregator weight must change sign). Both runs below
 # share these static settings, so shapes compiled by the first are reused by the second.
-CHECKS = dict(latent_dim=2, max_iter=100, lr=0.1)
+CHECKS = dict(method="joint", latent_dim=2, max_iter=100, lr=0.1)
 
 
 def _squash(X):
