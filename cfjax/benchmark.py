@@ -1,9 +1,19 @@
 """The panel benchmark: every method and baseline on several ensembles over repeated splits.
 
-`run_panel` fits each method on each (data set, split) and scores the transductive predictions
-on the unlabeled columns; `summarize` turns the records into a table with paired differences
-against the baselines and 95% confidence intervals (Student t over splits, the split being the
-unit of pairing). Used by `cfjax benchmark` and by the experiment scripts.
+`run_panel` fits each method on each (data set, labeled fraction, split) and scores the
+transductive predictions on the unlabeled columns; `summarize` turns the records into a table
+with paired differences against the baselines and 95% confidence intervals (Student t over
+splits, the split being the unit of pairing). Used by `cfjax benchmark` and by the experiment
+scripts.
+
+The labeled fraction is an axis of the panel. `None` stands for each source's own default
+(`default_labeled_fraction`: 0.6 for the real data sets, the preset's value, 0.5, for
+`synthetic-*`). A (data set, fraction) pair is *applicable* on a set of splits when every split
+labels at least `MIN_LABELED_PER_CLASS` (5) instances of each class, what the real ensembles'
+5-fold out-of-fold protocol needs (and, for real data sets, leaves every out-of-fold training
+set at least the kNN base model's 15 instances); `applicable` decides it from class counts
+alone (`labeled_counts`), without building an ensemble, and `run_panel` skips the other pairs
+and lists them in its result's `skipped`.
 """
 
 from __future__ import annotations
@@ -26,22 +36,29 @@ __all__ = [
     "AUTO_CANDIDATES",
     "AUTO_DESCRIPTION",
     "DEFAULT_DATASETS",
+    "MIN_LABELED_PER_CLASS",
     "SYNTHETIC_PREFIX",
     "AutoCandidate",
     "AutoFit",
+    "PanelRecords",
     "Pipeline",
+    "applicable",
     "auto_fit",
     "auto_pipeline",
+    "default_labeled_fraction",
     "default_pipelines",
     "git_commit",
+    "labeled_counts",
     "load_ensemble",
     "logit_space",
     "markdown_table",
     "paired",
+    "panel_pairs",
     "provenance",
     "run_panel",
     "score_candidates",
     "score_test_columns",
+    "skip_reason",
     "summarize",
     "t_interval",
 ]
@@ -89,13 +106,124 @@ def default_pipelines(methods: Sequence[str] | None = None, base: Config | None 
     return [baseline_pipeline(b) for b in BASELINE_NAMES] + [method_pipeline(m, base=base) for m in methods]
 
 
-def load_ensemble(name: str, split: int, cache_dir: Any = None) -> data.Ensemble:
-    """`synthetic-<preset>` (keyed by the split) or a `cfjax.datasets` name (split = its seed)."""
-    if name.startswith(SYNTHETIC_PREFIX):
-        return data.preset(jax.random.key(split), name[len(SYNTHETIC_PREFIX):])
+#: What the 5-fold out-of-fold protocol of the real ensembles needs of each class.
+MIN_LABELED_PER_CLASS = 5
+
+
+def _preset_name(name: str) -> str | None:
+    """The preset of `synthetic-<preset>`, None for a real data set; ValueError if unknown."""
+    if not isinstance(name, str):
+        raise ValueError(f"name: expected a data set name, got {name!r}")
+    if not name.startswith(SYNTHETIC_PREFIX):
+        return None
+    preset = name[len(SYNTHETIC_PREFIX):]
+    if preset not in data.PRESETS:
+        raise ValueError(f"name: unknown synthetic preset {name!r}; choose from "
+                         f"{[SYNTHETIC_PREFIX + p for p in data.PRESETS]}")
+    return preset
+
+
+def default_labeled_fraction(name: str) -> float:
+    """The labeled fraction `name` gets when none is asked for: the preset's (else `synthetic`'s
+    default) for `synthetic-<preset>`, `datasets.load`'s default (0.6) for a real data set."""
+    import inspect
+
+    preset = _preset_name(name)
+    if preset is None:
+        from cfjax import datasets
+
+        return float(inspect.signature(datasets.load).parameters["labeled_fraction"].default)
+    default = inspect.signature(data.synthetic).parameters["labeled_fraction"].default
+    return float(data.PRESETS[preset].get("labeled_fraction", default))
+
+
+def _resolve_fraction(name: str, labeled_fraction: float | None) -> float:
+    if labeled_fraction is None:
+        return default_labeled_fraction(name)
+    if isinstance(labeled_fraction, (bool, np.bool_)) or not isinstance(
+            labeled_fraction, (int, float, np.integer, np.floating)):
+        raise ValueError(f"labeled_fraction: expected a float in (0, 1) or None, got {labeled_fraction!r}")
+    if not 0.0 < float(labeled_fraction) < 1.0:
+        raise ValueError(f"labeled_fraction: must lie in (0, 1), got {labeled_fraction}")
+    return float(labeled_fraction)
+
+
+def load_ensemble(name: str, split: int, cache_dir: Any = None,
+                  labeled_fraction: float | None = None) -> data.Ensemble:
+    """`synthetic-<preset>` (keyed by the split) or a `cfjax.datasets` name (split = its seed),
+    with a stratified `labeled_fraction` of the columns labeled (None: the source's default,
+    `default_labeled_fraction`, which reproduces the ensembles, and cache entries, of before the
+    argument existed)."""
+    fraction = _resolve_fraction(name, labeled_fraction)
+    preset = _preset_name(name)
+    if preset is not None:
+        return data.preset(jax.random.key(split), preset, labeled_fraction=fraction)
     from cfjax import datasets
 
-    return datasets.load(name, seed=split, cache_dir=cache_dir)
+    return datasets.load(name, seed=split, labeled_fraction=fraction, cache_dir=cache_dir)
+
+
+def labeled_counts(name: str, split: int, labeled_fraction: float | None = None) -> np.ndarray:
+    """Labeled instances per class (negatives, positives) of `load_ensemble(name, split, ...,
+    labeled_fraction)`, from the labels and the stratified split alone (milliseconds; nothing
+    is fitted or cached). Equal to the counts of the ensemble `load_ensemble` builds."""
+    fraction = _resolve_fraction(name, labeled_fraction)
+    preset = _preset_name(name)
+    if preset is not None:
+        return data.preset_labeled_counts(jax.random.key(split), preset, labeled_fraction=fraction)
+    from cfjax import datasets
+
+    return datasets.labeled_counts(name, seed=split, labeled_fraction=fraction)
+
+
+def _split_list(splits: int | Iterable[int]) -> list[int]:
+    if isinstance(splits, (int, np.integer)) and not isinstance(splits, (bool, np.bool_)):
+        if splits < 1:
+            raise ValueError(f"splits: must be >= 1, got {splits}")
+        return list(range(int(splits)))
+    out = [int(s) for s in splits]
+    if not out:
+        raise ValueError("splits: no split given")
+    return out
+
+
+def skip_reason(name: str, split: int, labeled_fraction: float | None = None) -> str | None:
+    """Why (name, split, labeled_fraction) cannot be benchmarked, or None when it can.
+
+    The rule: >= `MIN_LABELED_PER_CLASS` (5) labeled instances of each class (`labeled_counts`);
+    for a real data set also what its base models need (`datasets.protocol_fault`: every
+    out-of-fold training set as large as the kNN model's k = 15, which binds only on small
+    sets such as wine at 10%). Nothing is fitted or cached.
+    """
+    fraction = _resolve_fraction(name, labeled_fraction)
+    if _preset_name(name) is None:
+        from cfjax import datasets
+
+        return datasets.protocol_fault(name, seed=split, labeled_fraction=fraction)
+    counts = labeled_counts(name, split, fraction)
+    if int(counts.min()) < MIN_LABELED_PER_CLASS:
+        return (f"each class needs >= {MIN_LABELED_PER_CLASS} labeled instances, got class counts "
+                f"{counts.tolist()}")
+    return None
+
+
+def applicable(name: str, labeled_fraction: float | None = None, splits: int | Iterable[int] = 1) -> bool:
+    """Whether (name, labeled_fraction) can be benchmarked on `splits` (an int n: splits 0..n-1):
+    `skip_reason` is None on every split, so every pair of a panel holds the same splits.
+    Decided from class counts (and the unfitted base models), without building an ensemble.
+    """
+    return all(skip_reason(name, s, labeled_fraction) is None for s in _split_list(splits))
+
+
+class PanelRecords(list):
+    """`run_panel`'s records (a plain list of dicts) with `skipped`: one dict per (data set,
+    labeled fraction) pair left out by `applicable`, holding dataset, labeled_fraction, the
+    first split that failed, its labeled class counts [negatives, positives] and the reason
+    (`skip_reason`)."""
+
+    def __init__(self, records: Iterable[dict[str, Any]] = (), skipped: Iterable[dict[str, Any]] = ()):
+        super().__init__(records)
+        self.skipped = list(skipped)
 
 
 def provenance(**extra: Any) -> dict[str, Any]:
@@ -146,6 +274,30 @@ def score_test_columns(y_true: Any, proba: Any, test: Any) -> dict[str, float]:
     }
 
 
+def panel_pairs(datasets: Iterable[str], labeled_fractions: Iterable[float | None] | None = None,
+                splits: int | Iterable[int] = 5) -> tuple[list[tuple[str, float]], list[dict[str, Any]]]:
+    """The (data set, labeled fraction) pairs of a panel, fractions resolved (None: the data
+    set's default), split into the applicable ones and the skipped ones (`PanelRecords.skipped`
+    entries). Nothing is built."""
+    fractions = [None] if labeled_fractions is None else list(labeled_fractions)
+    if not fractions:
+        raise ValueError("labeled_fractions: no fraction given (None means each data set's default)")
+    split_list = _split_list(splits)
+    pairs, skipped = [], []
+    for name in datasets:
+        for fraction in dict.fromkeys(_resolve_fraction(name, f) for f in fractions):
+            for split in split_list:
+                reason = skip_reason(name, split, fraction)
+                if reason is not None:
+                    counts = labeled_counts(name, split, fraction)
+                    skipped.append(dict(dataset=name, labeled_fraction=fraction, split=split,
+                                        labeled_counts=[int(c) for c in counts], reason=reason))
+                    break
+            else:
+                pairs.append((name, fraction))
+    return pairs, skipped
+
+
 def run_panel(
     datasets: Iterable[str],
     pipelines: Sequence[Pipeline],
@@ -153,37 +305,46 @@ def run_panel(
     progress: bool = False,
     cache_dir: Any = None,
     keep: Callable[[str, int, str, data.Ensemble, jax.Array, FitResult | None], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Fits every pipeline on every (data set, split); one record per fit.
+    labeled_fractions: Iterable[float | None] | None = None,
+) -> PanelRecords:
+    """Fits every pipeline on every applicable (data set, labeled fraction, split); one record per fit.
 
-    Records hold dataset, split, method, pr_auc, roc_auc (on the unlabeled columns), seconds
-    (wall time including any compile) and, for methods, n_iter and converged. `keep` is called
-    with each prediction (for plots). Fits are keyed by the split.
+    `labeled_fractions`: the fractions of columns labeled (None, or None among them: each data
+    set's default, `default_labeled_fraction`). Pairs that `applicable` refuses on splits
+    0..splits-1 (fewer than 5 labeled instances of a class on some split) are not fitted; they
+    are listed in the result's `skipped` (`PanelRecords`), never an error.
+
+    Records hold dataset, labeled_fraction, split, method, pr_auc, roc_auc (on the unlabeled
+    columns), seconds (wall time including any compile) and, for methods, n_iter and converged.
+    `keep` is called with each prediction (for plots) as keep(name, split, method, ensemble,
+    proba, result). Fits are keyed by the split: at one split, every fraction shares the key.
     """
-    datasets = list(datasets)
+    pairs, skipped = panel_pairs(datasets, labeled_fractions, splits)
     bar = None
     if progress:
         try:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(datasets) * splits * len(pipelines), desc="benchmark", unit="fit")
+            bar = tqdm(total=len(pairs) * splits * len(pipelines), desc="benchmark", unit="fit")
         except ImportError:
             bar = None
-    records = []
-    for name in datasets:
+    records = PanelRecords(skipped=skipped)
+    for name, fraction in pairs:
         for split in range(splits):
-            ens = load_ensemble(name, split, cache_dir)
+            ens = load_ensemble(name, split, cache_dir, labeled_fraction=fraction)
             for pipe in pipelines:
                 if bar is not None:
-                    bar.set_postfix_str(f"{name} split {split} {pipe.name}")
+                    bar.set_postfix_str(f"{name} lf {fraction:g} split {split} {pipe.name}")
                 start = time.perf_counter()
                 proba, result = pipe.predict(ens, jax.random.key(split))
                 proba = jax.block_until_ready(proba)
                 seconds = time.perf_counter() - start
                 if not np.isfinite(np.asarray(proba)).all():
-                    raise FloatingPointError(f"{pipe.name} on {name} split {split}: non-finite prediction")
-                record = dict(dataset=name, split=split, method=pipe.name, baseline=pipe.is_baseline,
-                              seconds=seconds, **score_test_columns(ens.y_true, proba, ens.test))
+                    raise FloatingPointError(f"{pipe.name} on {name} (labeled fraction {fraction:g}) "
+                                             f"split {split}: non-finite prediction")
+                record = dict(dataset=name, labeled_fraction=fraction, split=split, method=pipe.name,
+                              baseline=pipe.is_baseline, seconds=seconds,
+                              **score_test_columns(ens.y_true, proba, ens.test))
                 if result is not None:
                     record.update(n_iter=int(result.n_iter), converged=bool(result.converged))
                 records.append(record)
@@ -213,13 +374,37 @@ def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def summarize(records: list[dict[str, Any]], metric: str = "pr_auc") -> list[dict[str, Any]]:
+def _by_fraction(records: list[dict[str, Any]], by_fraction: bool | None) -> bool:
+    if by_fraction is not None:
+        return bool(by_fraction)
+    seen: dict[str, set] = {}
+    for r in records:
+        seen.setdefault(r["dataset"], set()).add(r.get("labeled_fraction"))
+    return any(len(f) > 1 for f in seen.values())
+
+
+def _groups(records: list[dict[str, Any]], by_fraction: bool) -> dict[Any, list[dict[str, Any]]]:
+    """Records by data set, or by (data set, labeled fraction), in order of first appearance."""
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for r in records:
+        key = (r["dataset"], r.get("labeled_fraction")) if by_fraction else r["dataset"]
+        out.setdefault(key, []).append(r)
+    return out
+
+
+def summarize(records: list[dict[str, Any]], metric: str = "pr_auc",
+              by_fraction: bool | None = None) -> list[dict[str, Any]]:
     """Per (data set, method): mean and sd of the metrics, and the paired difference against the
     best baseline of that data set (highest mean `metric`), with its 95% CI and wins/losses over splits.
+
+    With `by_fraction` (default: when some data set's records hold several labeled fractions),
+    the unit is (data set, labeled fraction) instead of the data set, and each row also holds
+    `labeled_fraction`; otherwise the rows are those of a panel at one fraction per data set.
     """
+    by_fraction = _by_fraction(records, by_fraction)
     rows = []
-    for name in dict.fromkeys(r["dataset"] for r in records):
-        recs = [r for r in records if r["dataset"] == name]
+    for key, recs in _groups(records, by_fraction).items():
+        name = key[0] if by_fraction else key
         by_method: dict[str, dict[int, dict]] = {}
         for r in recs:
             by_method.setdefault(r["method"], {})[r["split"]] = r
@@ -235,6 +420,8 @@ def summarize(records: list[dict[str, Any]], metric: str = "pr_auc") -> list[dic
                        roc_auc_mean=float(roc.mean()),
                        roc_auc_sd=float(roc.std(ddof=1)) if len(splits) > 1 else math.nan,
                        best_baseline=best_base)
+            if by_fraction:
+                row = {"dataset": name, "labeled_fraction": key[1], **row}
             if best_base is not None:
                 ref = by_method[best_base]
                 diffs = np.array([by_split[s][metric] - ref[s][metric] for s in splits if s in ref])
@@ -245,44 +432,62 @@ def summarize(records: list[dict[str, Any]], metric: str = "pr_auc") -> list[dic
     return rows
 
 
-def paired(records: list[dict[str, Any]], method: str, reference: str, metric: str = "pr_auc") -> dict[str, dict]:
+def paired(records: list[dict[str, Any]], method: str, reference: str, metric: str = "pr_auc",
+           by_fraction: bool | None = None) -> dict[Any, dict]:
     """Per data set (and "panel", the mean over data sets per split): the paired difference
-    method - reference over splits, with its 95% t interval and wins/losses."""
-    out: dict[str, dict] = {}
-    table: dict[str, dict[int, float]] = {}
-    for name in dict.fromkeys(r["dataset"] for r in records):
-        a = {r["split"]: r[metric] for r in records if r["dataset"] == name and r["method"] == method}
-        b = {r["split"]: r[metric] for r in records if r["dataset"] == name and r["method"] == reference}
+    method - reference over splits, with its 95% t interval and wins/losses.
+
+    With `by_fraction` (default: when some data set's records hold several labeled fractions),
+    the keys are (data set, labeled fraction) and ("panel", labeled fraction), the panel at a
+    fraction being the mean over the data sets benchmarked at that fraction.
+    """
+    by_fraction = _by_fraction(records, by_fraction)
+    out: dict[Any, dict] = {}
+    table: dict[Any, dict[int, float]] = {}
+    for key, recs in _groups(records, by_fraction).items():
+        a = {r["split"]: r[metric] for r in recs if r["method"] == method}
+        b = {r["split"]: r[metric] for r in recs if r["method"] == reference}
         common = sorted(set(a) & set(b))
         diffs = np.array([a[s] - b[s] for s in common])
-        table[name] = dict(zip(common, diffs))
+        table[key] = dict(zip(common, diffs))
         mean, lo, hi = t_interval(diffs)
-        out[name] = dict(diff=mean, lo=lo, hi=hi, wins=int((diffs > 0).sum()), losses=int((diffs < 0).sum()))
-    splits = sorted(set.intersection(*(set(v) for v in table.values()))) if table else []
-    panel = np.array([np.mean([table[name][s] for name in table]) for s in splits])
-    if panel.size:
-        mean, lo, hi = t_interval(panel)
-        out["panel"] = dict(diff=mean, lo=lo, hi=hi, wins=int((panel > 0).sum()), losses=int((panel < 0).sum()))
+        out[key] = dict(diff=mean, lo=lo, hi=hi, wins=int((diffs > 0).sum()), losses=int((diffs < 0).sum()))
+    panels = ({None: list(table)} if not by_fraction else
+              {f: [k for k in table if k[1] == f] for f in dict.fromkeys(k[1] for k in table)})
+    for fraction, keys in panels.items():
+        if not keys:
+            continue
+        splits = sorted(set.intersection(*(set(table[k]) for k in keys)))
+        panel = np.array([np.mean([table[k][s] for k in keys]) for s in splits])
+        if panel.size:
+            mean, lo, hi = t_interval(panel)
+            out["panel" if not by_fraction else ("panel", fraction)] = dict(
+                diff=mean, lo=lo, hi=hi, wins=int((panel > 0).sum()), losses=int((panel < 0).sum()))
     return out
 
 
 def markdown_table(rows: list[dict[str, Any]], metric: str = "pr_auc") -> str:
+    """`summarize`'s rows as a Markdown table (with a "labeled" column when rows carry fractions)."""
+    with_fraction = any("labeled_fraction" in r for r in rows)
+    lead = "| dataset | labeled |" if with_fraction else "| dataset |"
     lines = [
-        f"| dataset | method | PR-AUC | ROC-AUC | Δ {metric} vs best baseline [95% CI] | wins/losses |",
-        "|---|---|---|---|---|---|",
+        f"{lead} method | PR-AUC | ROC-AUC | Δ {metric} vs best baseline [95% CI] | wins/losses |",
+        "|---" * (7 if with_fraction else 6) + "|",
     ]
     for r in rows:
         diff = "—" if r["method"] == r.get("best_baseline") else (
             f"{r['diff']:+.4f} [{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}]" if "diff" in r else "—"
         )
         wl = "—" if r["method"] == r.get("best_baseline") or "wins" not in r else f"{r['wins']}/{r['losses']}"
+        unit = f"| {r['dataset']} | {r['labeled_fraction']:g} |" if with_fraction else f"| {r['dataset']} |"
         lines.append(
-            f"| {r['dataset']} | {r['method']} | {r['pr_auc_mean']:.4f} ± {r['pr_auc_sd']:.4f} | "
+            f"{unit} {r['method']} | {r['pr_auc_mean']:.4f} ± {r['pr_auc_sd']:.4f} | "
             f"{r['roc_auc_mean']:.4f} ± {r['roc_auc_sd']:.4f} | {diff} | {wl} |"
         )
-    best = {r["dataset"]: r.get("best_baseline") for r in rows}
+    best = {(r["dataset"], r.get("labeled_fraction")): r.get("best_baseline") for r in rows}
     lines.append("")
-    lines.append("Best baseline per data set (the reference of Δ): " + ", ".join(f"{k}: {v}" for k, v in best.items()))
+    lines.append("Best baseline per data set (the reference of Δ): " + ", ".join(
+        f"{name}{f' @ {f:g}' if with_fraction else ''}: {v}" for (name, f), v in best.items()))
     return "\n".join(lines)
 
 

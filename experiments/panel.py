@@ -8,7 +8,10 @@ results/panel/ (config.json, results.csv, table.md) and prints the tables: mean 
 method, and paired differences against simple averaging, stacking and the best single model
 with 95% t intervals over splits.
 
-    python experiments/panel.py [--splits 5] [--datasets ...] [--methods ...] [--smoke]
+    python experiments/panel.py [--splits 5] [--datasets ...] [--methods ...] [--labeled 0.05 0.1 ...] [--smoke]
+
+The few-label panel: `--datasets` from FEW_LABEL_PANEL and `--labeled 0.05 0.1 0.2 0.6`
+(build its real ensembles first with experiments/build_ensembles.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from cfjax.structs import Config
 PANEL = ("synthetic-seed", "synthetic-imbalanced_10", "synthetic-imbalanced_5", "breast_cancer", "wine",
          "pima", "yeast4", "page-blocks0", "abalone19")
 REFERENCES = ("simple_average", "stacking", "best_single")
+#: The few-label panel: the labeled fractions, and the data sets (PANEL and the larger KEEL sets,
+#: whose minority classes keep >= 5 labeled instances at small fractions).
+FEW_LABEL_FRACTIONS = (0.05, 0.1, 0.2, 0.6)
+FEW_LABEL_PANEL = PANEL + ("phoneme", "spambase", "banana", "german", "mammographic", "australian", "magic")
 
 
 def pipelines(latent_dim: int, methods: list[str] | None = None) -> list[benchmark.Pipeline]:
@@ -48,12 +55,27 @@ def pipelines(latent_dim: int, methods: list[str] | None = None) -> list[benchma
     return out
 
 
+def _units(records: list[dict]) -> tuple[list, bool]:
+    """The table's columns: data sets, or (data set, labeled fraction) pairs when some data set
+    was run at several fractions (`benchmark.summarize`'s rule)."""
+    by_fraction = benchmark._by_fraction(records, None)
+    if by_fraction:
+        return list(dict.fromkeys((r["dataset"], r["labeled_fraction"]) for r in records)), True
+    return list(dict.fromkeys(r["dataset"] for r in records)), False
+
+
+def _label(unit) -> str:
+    return f"{unit[0]} @ {unit[1]:g}" if isinstance(unit, tuple) else unit
+
+
 def paired_table(records: list[dict], methods: list[str], metric: str = "pr_auc") -> str:
-    names = list(dict.fromkeys(r["dataset"] for r in records)) + ["panel"]
+    units, by_fraction = _units(records)
+    panels = [("panel", f) for f in dict.fromkeys(u[1] for u in units)] if by_fraction else ["panel"]
+    names = units + panels
     lines = []
     for ref in REFERENCES:
         lines += [f"\n**Δ {metric} = method − {ref}** (mean over splits [95% t interval], wins/losses)\n",
-                  "| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+                  "| method | " + " | ".join(map(_label, names)) + " |", "|---" * (len(names) + 1) + "|"]
         if ref not in methods:
             continue
         for method in methods:
@@ -67,13 +89,17 @@ def paired_table(records: list[dict], methods: list[str], metric: str = "pr_auc"
 
 
 def means_table(records: list[dict], methods: list[str], metric: str = "pr_auc") -> str:
-    names = list(dict.fromkeys(r["dataset"] for r in records))
-    lines = ["| method | " + " | ".join(names) + " | panel mean |", "|---" * (len(names) + 2) + "|"]
+    names, by_fraction = _units(records)
+
+    def unit(r):
+        return (r["dataset"], r["labeled_fraction"]) if by_fraction else r["dataset"]
+
+    lines = ["| method | " + " | ".join(map(_label, names)) + " | panel mean |", "|---" * (len(names) + 2) + "|"]
     for method in methods:
         vals = []
         cells = []
         for n in names:
-            x = [r[metric] for r in records if r["dataset"] == n and r["method"] == method]
+            x = [r[metric] for r in records if unit(r) == n and r["method"] == method]
             vals.append(np.mean(x))
             cells.append(f"{np.mean(x):.4f} ± {np.std(x, ddof=1) if len(x) > 1 else 0:.4f}")
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {np.mean(vals):.4f} |")
@@ -87,6 +113,9 @@ def main(argv=None) -> None:
     parser.add_argument("--latent-dim", type=int, default=4)
     parser.add_argument("--methods", nargs="+", default=None,
                         help="only these pipelines (e.g. simple_average stacking best_single auto); default: all")
+    parser.add_argument("--labeled", nargs="+", type=float, default=None,
+                        help="labeled fractions, e.g. 0.05 0.1 0.2 0.6 (default: each data set's own); "
+                             "pairs with < 5 labeled instances of a class are skipped and listed")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -96,11 +125,15 @@ def main(argv=None) -> None:
         names, args.splits = ["synthetic-seed", "breast_cancer"], 2
     pipes = pipelines(args.latent_dim, args.methods)
     start = time.perf_counter()
-    records = benchmark.run_panel(names, pipes, splits=args.splits, progress=True)
+    records = benchmark.run_panel(names, pipes, splits=args.splits, progress=True, labeled_fractions=args.labeled)
     elapsed = time.perf_counter() - start
     methods = [p.name for p in pipes]
-    text = (f"Panel: {', '.join(names)}; {args.splits} splits; PR-AUC on the unlabeled columns; "
-            f"{elapsed:.0f} s\n" + (f"Not installed, skipped: {', '.join(skipped)}\n" if skipped else "")
+    fractions = "each data set's default" if args.labeled is None else " ".join(f"{f:g}" for f in args.labeled)
+    too_few = "".join(f"Skipped {s['dataset']} at {s['labeled_fraction']:g}: split {s['split']}: {s['reason']}\n"
+                      for s in records.skipped)
+    text = (f"Panel: {', '.join(names)}; labeled fractions: {fractions}; {args.splits} splits; PR-AUC on the "
+            f"unlabeled columns; {elapsed:.0f} s\n" + (f"Not installed, skipped: {', '.join(skipped)}\n" if skipped else "")
+            + too_few
             + "\n" + means_table(records, methods) + "\n" + paired_table(records, methods) + "\n")
     print(text)
     out = results_dir("panel", args.out)
@@ -111,7 +144,8 @@ def main(argv=None) -> None:
         writer.writerows(records)
     write_json(out / "config.json", provenance(datasets=names, splits=args.splits, split_seeds=list(range(args.splits)),
                                                latent_dim=args.latent_dim, methods=methods, seconds=elapsed,
-                                               skipped=skipped))
+                                               skipped=skipped, labeled_fractions=args.labeled or "default",
+                                               skipped_pairs=records.skipped))
 
 
 if __name__ == "__main__":

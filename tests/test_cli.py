@@ -137,3 +137,46 @@ def test_benchmark_writes_plots(tmp_path, capsys):
     for name in ("pr_curves_synthetic-seed.png", "loss_curves_synthetic-seed.png", "rho_sweep_synthetic-seed.png"):
         path = tmp_path / "p" / name
         assert path.is_file() and path.stat().st_size > 1000, name
+
+
+def test_benchmark_labeled_fractions_end_to_end(tmp_path, capsys):
+    import csv
+
+    code, out, err = _run(["benchmark", "--datasets", "synthetic-seed", "synthetic-imbalanced_5", "--methods", "als",
+                           "--labeled", "0.05", "0.5", "--splits", "2", "--out", tmp_path, "--run-name", "lf",
+                           "--no-plots", "--quiet"], capsys)
+    assert code == 0, err
+    folder = tmp_path / "lf"
+    want = {("synthetic-seed", 0.05), ("synthetic-seed", 0.5), ("synthetic-imbalanced_5", 0.5)}
+    with open(folder / "results.csv") as f:
+        results = list(csv.DictReader(f))
+    assert {(r["dataset"], float(r["labeled_fraction"])) for r in results} == want
+    assert len(results) == len(want) * 2 * 4  # 3 baselines and als, 2 splits
+    with open(folder / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert {(r["dataset"], float(r["labeled_fraction"])) for r in summary} == want
+    table = (folder / "table.md").read_text()
+    assert "| synthetic-seed | 0.05 | als |" in table and "| synthetic-seed | 0.5 | als |" in table
+    assert "Skipped" in table and "synthetic-imbalanced_5 at 0.05" in table
+    config = json.loads((folder / "config.json").read_text())
+    assert config["labeled_fractions"] == [0.05, 0.5]
+    assert config["labeled_fractions_used"] == {"synthetic-seed": [0.05, 0.5], "synthetic-imbalanced_5": [0.5]}
+    (skip,) = config["skipped"]
+    assert (skip["dataset"], skip["labeled_fraction"]) == ("synthetic-imbalanced_5", 0.05)
+    assert "| 0.05 |" in out
+
+
+@pytest.mark.parametrize("value, fragment", [("1.5", "must lie in (0, 1), got 1.5"), ("0", "must lie in (0, 1)"),
+                                             ("half", "expected fractions in (0, 1)")])
+def test_benchmark_bad_labeled_fraction_exits_2_with_one_line(tmp_path, capsys, value, fragment):
+    code, _, err = _run(["benchmark", "--datasets", "synthetic-seed", "--labeled", "0.2", value,
+                         "--out", tmp_path, "--run-name", "bad"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--labeled" in err and fragment in err
+    assert not (tmp_path / "bad").exists()  # refused before anything ran
+
+
+def test_benchmark_no_applicable_pair_exits_2(tmp_path, capsys):
+    code, _, err = _run(["benchmark", "--datasets", "synthetic-imbalanced_5", "--labeled", "0.01",
+                         "--out", tmp_path], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "synthetic-imbalanced_5 at 0.01" in err

