@@ -22,41 +22,36 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cfjax import baselines, data, metrics, predict, solvers
-from cfjax.api import fit
+from cfjax.api import fit, prepare_inputs
+from cfjax.io import git_commit, provenance
 from cfjax.structs import Config, FitResult
 
 __all__ = [
-    "AUTO_CANDIDATES",
-    "AUTO_DESCRIPTION",
     "DEFAULT_DATASETS",
     "MIN_LABELED_PER_CLASS",
     "SYNTHETIC_PREFIX",
-    "AutoCandidate",
-    "AutoFit",
     "PanelRecords",
     "Pipeline",
     "applicable",
-    "auto_fit",
-    "auto_pipeline",
+    "baseline_pipeline",
     "default_labeled_fraction",
     "default_pipelines",
     "git_commit",
     "labeled_counts",
     "load_ensemble",
-    "logit_space",
     "markdown_table",
+    "method_pipeline",
     "paired",
     "panel_pairs",
     "provenance",
     "run_panel",
-    "score_candidates",
     "score_test_columns",
     "skip_reason",
     "summarize",
@@ -82,14 +77,14 @@ class Pipeline:
 
 
 def method_pipeline(method: str, name: str | None = None, base: Config | None = None, **hparams: Any) -> Pipeline:
-    """A registered method with its default hparams (overridable) and `base` config."""
+    """A registered method with its registry hparams (overridable) and `base` config (default
+    `Config()`; its latent_dim None adapts to each ensemble, an explicit one must fit it)."""
     entry = solvers.get(method)
     base = base or Config()
 
     def run(ens: data.Ensemble, key: jax.Array):
-        m, n = ens.problem.R.shape
-        config = dataclasses.replace(base, method=method, latent_dim=min(base.latent_dim, m, n))
-        result = fit(key, ens.problem, entry.hparams(**hparams), config)
+        hp, config = prepare_inputs(ens.problem, entry.hparams(**hparams), base.replace(method=method))
+        result = fit(key, ens.problem, hp, config)
         return predict.proba(result.params, config), result
 
     return Pipeline(name or method, run, False, entry.description)
@@ -224,43 +219,6 @@ class PanelRecords(list):
     def __init__(self, records: Iterable[dict[str, Any]] = (), skipped: Iterable[dict[str, Any]] = ()):
         super().__init__(records)
         self.skipped = list(skipped)
-
-
-def provenance(**extra: Any) -> dict[str, Any]:
-    """Versions, device, git hash and time: what a reviewer needs to reproduce a table."""
-    import datetime
-    import os
-    import platform
-
-    import optax
-
-    from cfjax import __version__
-
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cfjax": __version__, "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__,
-        "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-        "device": str(jax.devices()[0]), "backend": jax.default_backend(), "git": git_commit(), **extra,
-    }
-
-
-def git_commit() -> str | None:
-    """The short commit of the checkout cfjax runs from, "+dirty" when tracked files changed
-    (a table made from uncommitted code says so); None outside a git checkout."""
-    import subprocess
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=here).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except OSError:
-        return None
-    return (commit + ("+dirty" if dirty else "")) or None
 
 
 def score_test_columns(y_true: Any, proba: Any, test: Any) -> dict[str, float]:
@@ -489,174 +447,3 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "pr_auc") -> str:
     lines.append("Best baseline per data set (the reference of Δ): " + ", ".join(
         f"{name}{f' @ {f:g}' if with_fraction else ''}: {v}" for (name, f), v in best.items()))
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
-# the default pipeline: cross-validated choice among CF-Ensemble candidates
-
-#: Clipping of the base probabilities before the logit of `logit_space`.
-LOGIT_EPS = 1e-3
-
-
-def logit_space(problem: data.Problem, eps: float = LOGIT_EPS) -> data.Problem:
-    r"""`problem` with R replaced by R' = 1/2 + logit(clip(R, eps, 1 - eps)) / 4 (observed cells).
-
-    R' is an affine image of the base classifiers' logits, scaled by the tangent of the sigmoid
-    at 0 (1/4) so that R' ~ R near R = 1/2. Two consequences:
-
-    * an aggregator affine in the reconstruction ("weighted": w^T r' + b) is a linear model on
-      the base *logits*, and at full rank (d = m, small lambda) the fit approaches logistic
-      stacking on logit(R) rather than on R. When the base scores are Gaussian with a shared
-      covariance (the synthetic presets, and roughly any calibrated-up-to-monotone ensemble),
-      a linear rule on the logits is the Bayes rule; on the probabilities it is not;
-    * the weighted aggregator's initial point (w = 4/m, b = -2) becomes exactly the mean of
-      the base logits, so every solver starts from a sensible ranking. (On the raw logits,
-      that init saturates the sigmoid and two_stage's Newton fit cannot leave it.)
-
-    Unobserved cells stay 0 with confidence 0. Labels and masks are unchanged. Used by `auto`'s
-    "logit" candidates; apply it to any new problem before `predict.fold_in_proba` with such a fit.
-    """
-    R = jnp.clip(problem.R, eps, 1.0 - eps)
-    transformed = 0.5 + 0.25 * (jnp.log(R) - jnp.log1p(-R))
-    return problem._replace(R=jnp.where(problem.observed, transformed, jnp.zeros_like(transformed)))
-
-
-class AutoCandidate(NamedTuple):
-    """One family `auto` chooses from: a method and formulation on R in a `space`
-    ("probability": R itself, "logit": `logit_space(R)`), with a rho grid; `full_rank` fits at
-    latent_dim = m (every classifier) instead of `auto_fit`'s latent_dim."""
-
-    space: str
-    method: str
-    formulation: str
-    rhos: tuple[float, ...] = (1.0,)
-    full_rank: bool = False
-
-    def label(self, latent_dim: int, rho: float | None = None) -> str:
-        rho_text = "" if rho is None or self.method in ("als", "two_stage") else f", rho={rho:g}"
-        form = "fold-in " if self.formulation == "fold_in" else ""
-        space = "R" if self.space == "probability" else "logit(R)"
-        return f"{space}: {form}{self.method}(d={latent_dim}{rho_text})"
-
-
-AUTO_DESCRIPTION = (
-    "cross-validated choice (3 folds of the labeled columns, PR-AUC) among als, two_stage and "
-    "joint with fold-in factors at rho in {0.1, 0.5, 0.9} (latent_dim 4) on R, and two_stage at "
-    "full rank (latent_dim m) on the base logits; the winner is refit on all labels"
-)
-
-#: The candidates `auto` chooses from, simplest first: a tie in cross-validated score goes to
-#: the earlier one. The first three (probabilities, latent_dim 4) were the whole of `auto`
-#: before issue 10; the fourth, two_stage at full rank on `logit_space(R)`, approaches logistic
-#: stacking on the base logits and wins where a linear rule on the logits is what the data want
-#: (the imbalanced synthetic presets). The study behind the choice: experiments/auto_candidates.py
-#: and docs/results/panel.md.
-AUTO_CANDIDATES: tuple[AutoCandidate, ...] = (
-    AutoCandidate("probability", "als", "free"),
-    AutoCandidate("probability", "two_stage", "free"),
-    AutoCandidate("probability", "joint", "fold_in", (0.1, 0.5, 0.9)),
-    AutoCandidate("logit", "two_stage", "free", full_rank=True),
-)
-
-SPACES = ("probability", "logit")
-
-#: The ridge of every `auto` candidate, fixed rather than taken from the registry: auto was
-#: designed and checked (splits 0-4 and fresh splits 5-9) with lam = 0.01 throughout. Moving its
-#: fold-in joint candidate to the registry's lam = 1 left the candidate itself no worse (pima
-#: +0.0019 paired, experiments/lambda_panel.py) but changed which candidate cross-validation
-#: picked on pima (auto -0.0086 against averaging there, 0/5): selection noise, not a better
-#: pipeline, so the validated configuration stays. docs/results/panel.md has both runs.
-AUTO_LAM = 0.01
-
-
-@dataclasses.dataclass(frozen=True)
-class AutoFit:
-    """What `auto_fit` chose and fitted: the refit result with its config and hparams, and `info`
-    (every candidate's cross-validated mean score, the winner). `space` is the representation
-    of R the winner was fitted on: new columns go through `transform` before any fold-in."""
-
-    result: FitResult
-    config: Config
-    hparams: Any
-    info: dict[str, Any]
-    space: str = "probability"
-
-    def transform(self, problem: data.Problem) -> data.Problem:
-        """`problem` in this fit's space (identity for "probability", `logit_space` for "logit")."""
-        return logit_space(problem) if self.space == "logit" else problem
-
-
-def score_candidates(
-    key: jax.Array,
-    problem: data.Problem,
-    candidates: Sequence[AutoCandidate] = AUTO_CANDIDATES,
-    latent_dim: int = 4,
-    max_iter: int = 200,
-    n_folds: int = 3,
-    metric: str = "pr_auc",
-    progress: bool = False,
-) -> list[tuple[str, float, AutoFit]]:
-    """Every candidate selected by `sweep.select` on folds of the labeled columns (one key, so the
-    folds are the same for all and their scores are paired) and refit on all labels.
-
-    Returns (label, cross-validated mean `metric` of its best grid point, refit) per candidate.
-    """
-    from cfjax import sweep
-
-    for c in candidates:
-        if c.space not in SPACES:
-            raise ValueError(f"candidates: unknown space {c.space!r}; choose from {list(SPACES)}")
-    m, n = problem.R.shape
-    problems = {"probability": problem}
-    if any(c.space == "logit" for c in candidates):
-        problems["logit"] = logit_space(problem)
-    out = []
-    for c in candidates:
-        entry = solvers.get(c.method)
-        d = min(m if c.full_rank else latent_dim, m, n)
-        config = Config(method=c.method, formulation=c.formulation, latent_dim=d, max_iter=max_iter)
-        fixed = {**dict(entry.defaults), "lam": AUTO_LAM}
-        grid = sweep.grid(rho=list(c.rhos), **{k: [v] for k, v in fixed.items()})
-        selection = sweep.select(key, problems[c.space], grid, config, n_folds=n_folds, metric=metric)
-        score = float(selection.mean[selection.index])
-        label = c.label(d, float(selection.hparams.rho))
-        out.append((label, score, AutoFit(selection.refit, config, selection.hparams, {}, c.space)))
-        if progress:
-            print(f"  auto: {label}: cross-validated {metric} {score:.4f}", flush=True)
-    return out
-
-
-def auto_fit(
-    key: jax.Array,
-    problem: data.Problem,
-    latent_dim: int = 4,
-    max_iter: int = 200,
-    n_folds: int = 3,
-    metric: str = "pr_auc",
-    progress: bool = False,
-    candidates: Sequence[AutoCandidate] = AUTO_CANDIDATES,
-) -> AutoFit:
-    """The default pipeline: each of `candidates` scored by `sweep.select` on folds of the labeled
-    columns (never the unlabeled ones), the best refit on all labels (`score_candidates`).
-
-    The fold assignment is the same for every candidate (one key), so their scores are paired;
-    a tie goes to the earlier candidate. The chosen fit's `space` says whether it factorized R
-    or `logit_space(R)`; its `predict.proba` are probabilities either way.
-    """
-    scored = score_candidates(key, problem, candidates, latent_dim, max_iter, n_folds, metric, progress)
-    signs = [s if metrics.higher_is_better(metric) else -s for _, s, _ in scored]
-    best = int(np.argmax(np.where(np.isnan(signs), -np.inf, signs)))
-    label, _, chosen = scored[best]
-    info = {"candidates": {lab: s for lab, s, _ in scored}, "chosen": chosen.config.method, "label": label,
-            "space": chosen.space, "formulation": chosen.config.formulation, "rho": float(chosen.hparams.rho),
-            "latent_dim": chosen.config.latent_dim, "metric": metric, "n_folds": n_folds}
-    return dataclasses.replace(chosen, info=info)
-
-
-def auto_pipeline(latent_dim: int = 4, candidates: Sequence[AutoCandidate] = AUTO_CANDIDATES,
-                  name: str = "auto") -> Pipeline:
-    def run(ens: data.Ensemble, key: jax.Array):
-        chosen = auto_fit(key, ens.problem, latent_dim=latent_dim, candidates=candidates)
-        return predict.proba(chosen.result.params, chosen.config), chosen.result
-
-    return Pipeline(name, run, False, AUTO_DESCRIPTION)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import sys
 import time
@@ -43,13 +42,12 @@ def _fail(message: str) -> int:
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from cfjax import solvers
-    from cfjax.benchmark import AUTO_DESCRIPTION
+    from cfjax import Config, solvers
 
     width = max(len(n) for n in solvers.METHODS)
     for name, method in solvers.METHODS.items():
-        print(f"{name:<{width}}  {method.description}")
-    print(f"{'auto':<{width}}  {AUTO_DESCRIPTION}")
+        default = "  (the default)" if name == Config().method else ""
+        print(f"{name:<{width}}  {method.description}{default}")
     return 0
 
 
@@ -104,63 +102,46 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     import jax
 
     import cfjax
-    from cfjax import predict, solvers, sweep
-    from cfjax.benchmark import auto_fit
+    from cfjax import io, predict, selection, sweep
+    from cfjax.api import prepare_inputs, settings
 
     R, labels = _read_input(args.input)
-    problem = cfjax.from_numpy(R, labels)
     rho = _parse_rho(args.rho)
+    hparams, config = settings(
+        args.method, rho=None if rho == "auto" else rho, lam=args.lam, lr=args.lr, latent_dim=args.latent_dim,
+        max_iter=args.max_iter, formulation=args.formulation,
+    )
+    method = cfjax.solvers.get(config.method)
+    problem = cfjax.from_numpy(R, labels, require_labels=method.uses_labels)
+    hparams, config = prepare_inputs(problem, hparams, config)
     key = jax.random.key(args.seed)
-    overrides = {name: value for name, value in (("lr", args.lr), ("lam", args.lam)) if value is not None}
-    if args.method == "auto":
-        if rho != "auto" and rho is not None:
-            raise UserError("--rho: the 'auto' method selects rho itself; leave --rho out")
-        if overrides:
-            raise UserError(f"--{next(iter(overrides))}: the 'auto' method uses each candidate's defaults; leave it out")
-        chosen = auto_fit(key, problem, progress=not args.quiet)
-        result, config, hparams, info = chosen.result, chosen.config, chosen.hparams, chosen.info
+    extra: dict[str, Any] = {}
+    if rho == "auto":
+        if method.fit is not None:
+            raise UserError(f"--rho auto: {config.method!r} chooses rho itself; leave --rho out")
+        grid = sweep.grid(rho=list(sweep.DEFAULT_RHOS), **{k: [float(getattr(hparams, k))]
+                                                             for k in ("lam", "lr") if k != "rho"}, method=config.method)
+        chosen = selection.select(key, problem, grid, config)
+        hparams, result = chosen.hparams, chosen.refit
+        extra.update(rho_grid=np.asarray(sweep.DEFAULT_RHOS), cv_pr_auc=chosen.mean)
     else:
-        method = solvers.get(args.method)
-        m, n = problem.R.shape
-        latent_dim = args.latent_dim if args.latent_dim is not None else min(4, m, n)
-        config = cfjax.Config(method=args.method, latent_dim=latent_dim, max_iter=args.max_iter,
-                              formulation=args.formulation)
-        info: dict[str, Any] = {}
-        if rho == "auto":
-            grid = sweep.grid(rho=list(sweep.DEFAULT_RHOS), **{k: [v] for k, v in overrides.items()})
-            selection = sweep.select(key, problem, grid, config)
-            hparams, result = selection.hparams, selection.refit
-            info = {"selected_rho": float(hparams.rho), "cv_pr_auc": selection.mean.tolist(),
-                    "rho_grid": list(sweep.DEFAULT_RHOS)}
-        else:
-            hparams = method.hparams(rho=0.5 if rho is None else rho, **overrides)
-            result = cfjax.fit(key, problem, hparams, config)
-    proba = np.asarray(predict.proba(result.params, config))
+        result = cfjax.fit(key, problem, hparams, config, progress=not args.quiet)
+    proba = np.asarray(predict.proba(result.params, config, problem))
     if not np.isfinite(proba).all():
         raise FloatingPointError("non-finite probabilities; please report this with your input")
-    out = {
-        "proba": proba,
-        "X": np.asarray(result.params.X),
-        "Y": np.asarray(result.params.Y),
-        "n_iter": np.asarray(result.n_iter),
-        "converged": np.asarray(result.converged),
-        "config": np.asarray(json.dumps(dataclasses.asdict(config))),
-        "hparams": np.asarray(json.dumps({k: float(v) for k, v in hparams._asdict().items()})),
-        "info": np.asarray(json.dumps(info)),
-    }
-    for field, value in zip(result.history._fields, result.history):
-        out[f"history_{field}"] = np.asarray(value)
-    theta = result.params.theta
-    for field in getattr(theta, "_fields", ()):
-        out[f"theta_{field}"] = np.asarray(getattr(theta, field))
     try:
-        np.savez(args.output, **out)
+        io.save(args.output, result, config, hparams, extra={"proba": proba, "seed": args.seed, **extra})
     except OSError as err:
         raise UserError(f"--output: cannot write {args.output} ({err.strerror or type(err).__name__})") from None
     labeled = int(np.asarray(problem.labeled).sum())
+    if method.fit is not None:
+        rows = cfjax.solvers.auto.describe(result, config, problem)
+        chosen_row = next(r for r in rows if r["chosen"])
+        what = f"chose {chosen_row['candidate']} (cross-validated PR-AUC {chosen_row['cv_mean']:.4f})"
+    else:
+        what = f"rho={float(hparams.rho):.3g}, {int(result.n_iter)} iterations"
     print(f"{config.method}: fitted {problem.R.shape[0]} classifiers x {problem.R.shape[1]} instances "
-          f"({labeled} labeled), rho={float(hparams.rho):.3g}, {int(result.n_iter)} iterations; "
-          f"wrote {args.output}")
+          f"({labeled} labeled); {what}; wrote {args.output}")
     return 0
 
 
@@ -171,14 +152,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     import jax
 
-    from cfjax import benchmark, datasets, solvers
+    from cfjax import Config, benchmark, datasets, solvers
 
     for name in args.datasets:
         if not name.startswith(benchmark.SYNTHETIC_PREFIX):
             datasets._check_name(name)
         elif name[len(benchmark.SYNTHETIC_PREFIX):] not in __import__("cfjax").data.PRESETS:
             raise UserError(f"--datasets: unknown synthetic preset {name!r}")
-    methods = [m for m in args.methods if m != "auto"]
+    methods = list(args.methods)
     for m in methods:
         solvers.get(m)
     if args.splits < 1:
@@ -192,9 +173,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     out = Path(args.out) / run_name
     out.mkdir(parents=True, exist_ok=True)
 
-    pipelines = benchmark.default_pipelines(methods)
-    if "auto" in args.methods:
-        pipelines.append(benchmark.auto_pipeline())
+    base = Config().replace(**{k: v for k, v in (("latent_dim", args.latent_dim), ("formulation", args.formulation))
+                                 if v is not None})
+    pipelines = benchmark.default_pipelines(methods, base=base)
     kept: dict[str, dict[str, Any]] = {}
 
     def keep(name, split, method, ens, proba, result):
@@ -328,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--datasets", nargs="+", default=None,
                        help="synthetic-<preset> or a real data set (see `cfjax datasets`); "
                             "default: synthetic-seed breast_cancer")
-    bench.add_argument("--methods", nargs="+", default=None, help="method names (default: all, and auto)")
+    bench.add_argument("--methods", nargs="+", default=None, help="method names (default: every registered method, auto included)")
     bench.add_argument("--splits", type=int, default=5, help="repeated splits per data set (default 5)")
     bench.add_argument("--labeled", nargs="+", default=None, metavar="FRACTION",
                        help="labeled fractions in (0, 1), each a panel of its own, e.g. 0.05 0.1 0.2 0.6 "
@@ -336,17 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "pairs with fewer than 5 labeled instances of a class are skipped and listed")
     bench.add_argument("--out", default="results", help="results root (default results/)")
     bench.add_argument("--run-name", default=None, help="folder name under --out (default: a timestamp)")
+    bench.add_argument("--latent-dim", type=int, default=None,
+                       help="d of every method (default: each ensemble's min(4, m, n))")
+    bench.add_argument("--formulation", default=None, choices=["free", "fold_in"], help="joint's (default fold_in)")
     bench.add_argument("--no-plots", action="store_true")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=_cmd_benchmark)
 
     fit = sub.add_parser("fit", help="fit your own ensemble from an .npz (R: m x n, labels: n)")
     fit.add_argument("input", metavar="INPUT.npz")
-    fit.add_argument("--method", default="auto", help="a method name or 'auto' (default)")
-    fit.add_argument("--rho", default=None, help="a value in [0, 1] or 'auto' (cross-validated)")
-    fit.add_argument("--latent-dim", type=int, default=None)
-    fit.add_argument("--formulation", default="fold_in", choices=["free", "fold_in"])
-    fit.add_argument("--max-iter", type=int, default=200)
+    fit.add_argument("--method", default=None, help="a method name (default: the default pipeline, auto)")
+    fit.add_argument("--rho", default=None,
+                     help="a value in [0, 1], or 'auto' (cross-validated); default: the method's (auto: its own choice)")
+    fit.add_argument("--latent-dim", type=int, default=None, help="d (default min(4, m, n); auto: its low-rank candidates')")
+    fit.add_argument("--formulation", default=None, choices=["free", "fold_in"], help="joint's (default fold_in)")
+    fit.add_argument("--max-iter", type=int, default=None, help="iterations (default 200; auto: its candidates')")
     fit.add_argument("--lr", type=float, default=None)
     fit.add_argument("--lam", type=float, default=None,
                      help="ridge lambda (default: the method's, 1 for joint and mm_als, else 0.01)")
@@ -370,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "methods", None) is None and args.command == "benchmark":
         from cfjax import solvers
 
-        args.methods = list(solvers.METHODS) + ["auto"]
+        args.methods = list(solvers.METHODS)
     try:
         return args.func(args)
     except (UserError, ValueError) as err:

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 Array = jax.Array
 
 __all__ = [
-    "METHOD_NAMES",
     "Config",
     "FitResult",
     "History",

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -54,14 +54,10 @@ from cfjax.validation import check_fit_inputs, resolve_config
 __all__ = [
     "DEFAULT_RHOS",
     "STRATEGIES",
-    "Selection",
-    "fold_problem",
     "grid",
     "grid_size",
     "resolve_strategy",
     "run",
-    "select",
-    "stratified_folds",
     "take",
 ]
 

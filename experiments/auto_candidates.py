@@ -1,10 +1,10 @@
 """Which candidates should `auto` choose from? Every candidate once, then any subset emulated.
 
 For each (data set, split) of the panel, every candidate of `POOL` is cross-validated on folds
-of the labeled columns and refit on all labels (`benchmark.score_candidates`, one key per split,
-so every candidate sees the same folds), and its refit is scored on the unlabeled columns. A
-pipeline "auto over subset S" picks the candidate of S with the best cross-validated score
-(ties: the earlier), exactly as `auto_fit` does, so its test score can be read off these records
+of the labeled columns and refit on all labels (`auto` with that single candidate, one key per
+split, so every candidate sees the same folds), and its refit is scored on the unlabeled
+columns. A pipeline "auto over subset S" picks the candidate of S with the best cross-validated
+score (ties: the earlier), exactly as `auto` does, so its test score can be read off these records
 for any S without refitting: selection uses only the cross-validated scores, never the test
 labels. Baselines (simple average, stacking on R, and stacking on logit(R) as an extra
 reference) are scored on the same splits.
@@ -32,30 +32,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import provenance, results_dir, write_json
 from panel import PANEL
 
-from cfjax import baselines, benchmark, datasets, predict
-from cfjax.benchmark import AutoCandidate
+import cfjax
+from cfjax import baselines, benchmark, data, datasets, predict
 from cfjax.logistic import fit_logistic
+from cfjax.solvers.auto import Candidate
 
 RHOS = (0.1, 0.5, 0.9)
-#: (latent_dim given to score_candidates, candidate). Keys are short names used by SUBSETS.
-POOL: dict[str, tuple[int, AutoCandidate]] = {
-    "R_als4": (4, AutoCandidate("probability", "als", "free")),
-    "R_two4": (4, AutoCandidate("probability", "two_stage", "free")),
-    "R_fi4": (4, AutoCandidate("probability", "joint", "fold_in", RHOS)),
-    "R_twoM": (4, AutoCandidate("probability", "two_stage", "free", full_rank=True)),
-    "L_als4": (4, AutoCandidate("logit", "als", "free")),
-    "L_two4": (4, AutoCandidate("logit", "two_stage", "free")),
-    "L_twoM": (4, AutoCandidate("logit", "two_stage", "free", full_rank=True)),
-    "L_fi4": (4, AutoCandidate("logit", "joint", "fold_in", RHOS)),
-    "L_two2": (2, AutoCandidate("logit", "two_stage", "free")),
-    "L_two8": (8, AutoCandidate("logit", "two_stage", "free")),
-    "R_two8": (8, AutoCandidate("probability", "two_stage", "free")),
+#: (latent_dim given to auto, candidate). Keys are short names used by SUBSETS.
+POOL: dict[str, tuple[int, Candidate]] = {
+    "R_als4": (4, Candidate("als", "probability", "free")),
+    "R_two4": (4, Candidate("two_stage", "probability", "free")),
+    "R_fi4": (4, Candidate("joint", "probability", "fold_in", RHOS)),
+    "R_twoM": (4, Candidate("two_stage", "probability", "free", full_rank=True)),
+    "L_als4": (4, Candidate("als", "logit", "free")),
+    "L_two4": (4, Candidate("two_stage", "logit", "free")),
+    "L_twoM": (4, Candidate("two_stage", "logit", "free", full_rank=True)),
+    "L_fi4": (4, Candidate("joint", "logit", "fold_in", RHOS)),
+    "L_two2": (2, Candidate("two_stage", "logit", "free")),
+    "L_two8": (8, Candidate("two_stage", "logit", "free")),
+    "R_two8": (8, Candidate("two_stage", "probability", "free")),
 }
 
 #: Pipelines emulated from the records: name -> candidates, in tie-breaking order.
 SUBSETS: dict[str, tuple[str, ...]] = {
     "auto_before": ("R_als4", "R_two4", "R_fi4"),
-    "auto_new": ("R_als4", "R_two4", "R_fi4", "L_twoM"),  # = benchmark.AUTO_CANDIDATES
+    "auto_new": ("R_als4", "R_two4", "R_fi4", "L_twoM"),  # = auto's candidates after issue 10
     "+L_two4,L_twoM,L_fi4": ("R_als4", "R_two4", "R_fi4", "L_two4", "L_twoM", "L_fi4"),
     "+R_twoM": ("R_als4", "R_two4", "R_fi4", "R_twoM"),
     "+L_fi4": ("R_als4", "R_two4", "R_fi4", "L_fi4"),
@@ -72,7 +73,7 @@ SUBSETS: dict[str, tuple[str, ...]] = {
 REFERENCES = ("simple_average", "stacking", "stacking_logit")
 
 
-def stacking_logit(problem, eps: float = benchmark.LOGIT_EPS) -> jax.Array:
+def stacking_logit(problem, eps: float = data.LOGIT_EPS) -> jax.Array:
     """Stacking (scikit-learn C = 1 equivalent) on logit(clip(R, eps)): an extra reference."""
     F = baselines._filled(problem)
     F = jnp.log(jnp.clip(F, eps, 1 - eps)) - jnp.log1p(-jnp.clip(F, eps, 1 - eps))
@@ -97,8 +98,12 @@ def collect(names, splits, keys, progress=True, first_split=0) -> list[dict]:
             for key in keys:
                 d, cand = POOL[key]
                 start = time.perf_counter()
-                [(label, cv, fit)] = benchmark.score_candidates(jax.random.key(split), ens.problem, [cand], d)
-                proba = jax.block_until_ready(predict.proba(fit.result.params, fit.config))
+                config = cfjax.Config(method="auto", latent_dim=min(d, *ens.problem.R.shape),
+                                      options=(("candidates", (cand,)),))
+                fit = cfjax.fit(jax.random.key(split), ens.problem, None, config)
+                cv = float(fit.info["cv_mean"][0])
+                label = cfjax.solvers.auto.describe(fit, config, ens.problem)[0]["candidate"]
+                proba = jax.block_until_ready(predict.proba(fit.params, config))
                 records.append({"dataset": name, "split": split, "candidate": key, "cv": cv, "pr_auc": score(proba),
                                 "seconds": time.perf_counter() - start, "label": label})
             if progress:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import provenance, results_dir, write_json
 
+import cfjax
 from cfjax import benchmark, datasets
 from cfjax.structs import Config
 
@@ -43,10 +44,11 @@ FEW_LABEL_PANEL = PANEL + ("phoneme", "spambase", "banana", "german", "mammograp
 def pipelines(latent_dim: int, methods: list[str] | None = None) -> list[benchmark.Pipeline]:
     """Every pipeline of the panel, or only those named in `methods` (in the panel's order)."""
     base = Config(latent_dim=latent_dim, max_iter=200, formulation="free")  # the "joint" row is free-Y
-    out = benchmark.default_pipelines(base=base)
+    iterative = [name for name, m in cfjax.solvers.METHODS.items() if m.fit is None]
+    out = benchmark.default_pipelines(iterative, base=base)
     out.append(benchmark.method_pipeline("joint", "joint_fold_in", Config(latent_dim=latent_dim, max_iter=200,
                                                                           formulation="fold_in")))
-    out.append(benchmark.auto_pipeline(latent_dim))
+    out.append(benchmark.method_pipeline("auto", base=Config(latent_dim=latent_dim)))
     if methods is not None:
         unknown = sorted(set(methods) - {p.name for p in out})
         if unknown:

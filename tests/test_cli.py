@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from cfjax import cli, data
+import cfjax
+from cfjax import cli, data, io
 
 
 @pytest.fixture(scope="module")
@@ -33,33 +34,71 @@ def test_methods_lists_every_method(capsys):
 
     code, out, _ = _run(["methods"], capsys)
     assert code == 0
-    for name in list(METHODS) + ["auto"]:
+    for name in METHODS:
         assert name in out
+    assert "auto" in next(line for line in out.splitlines() if "(the default)" in line)
 
 
 @pytest.mark.parametrize("method", ["joint", "als", "mm_als"])
-def test_fit_writes_probabilities_for_every_column(tiny_npz, tmp_path, capsys, method):
+def test_fit_writes_what_io_load_reads(tiny_npz, tmp_path, capsys, method):
     out = tmp_path / "out.npz"
     code, _, err = _run(["fit", tiny_npz, "--method", method, "--rho", "0.5", "--latent-dim", "2",
-                              "--max-iter", "20", "--output", out], capsys)
+                         "--max-iter", "20", "--output", out, "--quiet"], capsys)
     assert code == 0, err
-    with np.load(out) as result:
-        proba = result["proba"]
-        assert proba.shape == (60,) and np.isfinite(proba).all()
-        assert ((proba >= 0) & (proba <= 1)).all()
-        assert result["X"].shape == (2, 5) and result["Y"].shape == (2, 60)
-        assert result["history_total"].shape == (20,)
-        assert json.loads(str(result["config"]))["method"] == method
+    result, config, hparams = io.load(out)
+    proba = io.load_extra(out)["proba"]
+    assert proba.shape == (60,) and np.isfinite(proba).all() and ((proba >= 0) & (proba <= 1)).all()
+    np.testing.assert_allclose(proba, np.asarray(cfjax.proba(result.params, config)), rtol=1e-6)
+    assert result.params.X.shape == (2, 5) and result.params.Y.shape == (2, 60)
+    assert result.history.total.shape == (20,)
+    assert config.method == method and config.latent_dim == 2 and float(hparams.rho) == 0.5
 
 
 def test_fit_rho_auto_selects_by_cross_validation(tiny_npz, tmp_path, capsys):
     out = tmp_path / "out.npz"
     code, _, err = _run(["fit", tiny_npz, "--method", "joint", "--rho", "auto", "--latent-dim", "2",
-                         "--max-iter", "10", "--output", out], capsys)
+                         "--max-iter", "10", "--output", out, "--quiet"], capsys)
     assert code == 0, err
-    with np.load(out) as result:
-        info = json.loads(str(result["info"]))
-    assert 0 < info["selected_rho"] < 1
+    _, _, hparams = io.load(out)
+    extra = io.load_extra(out)
+    assert 0 < float(hparams.rho) < 1 and np.isclose(extra["rho_grid"], float(hparams.rho)).any()
+    assert extra["cv_pr_auc"].shape == extra["rho_grid"].shape
+
+
+def test_the_three_front_doors_agree(tiny_npz, tmp_path, capsys):
+    """`cfjax fit IN --output OUT`, `CFEnsembleClassifier()` and `cfjax.fit(key, problem)`, each
+    with nothing else given: one default pipeline, the same probabilities."""
+    from cfjax.sklearn import CFEnsembleClassifier
+
+    out = tmp_path / "default.npz"
+    code, stdout, err = _run(["fit", tiny_npz, "--output", out, "--quiet"], capsys)
+    assert code == 0, err and "auto: fitted" in stdout and "chose" in stdout
+    command = io.load_extra(out)["proba"]
+    with np.load(tiny_npz) as f:
+        R, labels = f["R"], f["labels"]
+    library = np.asarray(cfjax.proba(cfjax.fit(jax.random.key(0), cfjax.from_numpy(R, labels)).params, cfjax.Config()))
+    estimator = CFEnsembleClassifier().fit(R.T, labels).transductive_proba_
+    np.testing.assert_array_equal(command, library)
+    np.testing.assert_allclose(estimator, library, rtol=0, atol=0)
+
+
+def test_fit_flags_with_auto_are_honoured_or_refused(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "auto.npz"
+    code, _, err = _run(["fit", tiny_npz, "--latent-dim", "2", "--max-iter", "5", "--lam", "0.5",
+                         "--output", out, "--quiet"], capsys)
+    assert code == 0, err
+    result, config, hparams = io.load(out)
+    assert (config.method, config.latent_dim, config.max_iter) == ("auto", 2, 5)
+    assert float(hparams.lam) == 0.5 and result.history.total.shape == (5,)
+    for flag, value in (("--rho", "0.5"), ("--formulation", "free"), ("--rho", "auto")):
+        code, _, err = _run(["fit", tiny_npz, flag, value, "--output", out], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "chooses" in err, (flag, err)
+
+
+def test_fit_shows_progress_unless_quiet(tiny_npz, tmp_path, capsys):
+    code, _, err = _run(["fit", tiny_npz, "--method", "joint", "--latent-dim", "2", "--max-iter", "30",
+                         "--output", tmp_path / "o.npz"], capsys)
+    assert code == 0 and "joint" in err and "30/30" in err
 
 
 @pytest.mark.parametrize(
@@ -151,7 +190,9 @@ def test_benchmark_labeled_fractions_end_to_end(tmp_path, capsys):
     with open(folder / "results.csv") as f:
         results = list(csv.DictReader(f))
     assert {(r["dataset"], float(r["labeled_fraction"])) for r in results} == want
-    assert len(results) == len(want) * 2 * 4  # 3 baselines and als, 2 splits
+    from cfjax import baselines
+
+    assert len(results) == len(want) * 2 * (len(baselines.BASELINES) + 1)  # the baselines and als, 2 splits
     with open(folder / "summary.csv") as f:
         summary = list(csv.DictReader(f))
     assert {(r["dataset"], float(r["labeled_fraction"])) for r in summary} == want

@@ -19,12 +19,12 @@ NAMES = {"method": "als_refit", "aggregator": "softmax_average", "confidence": "
 @pytest.fixture(scope="module")
 def extended():
     """Runs every python block of the page in order, in one namespace; unregisters afterwards."""
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
     assert len(blocks) == 4
     namespace: dict = {}
     try:
         for block in blocks:
-            exec(compile(block, str(DOC), "exec"), namespace)
+            exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 (the page's own code, by design)
         yield namespace
     finally:
         solvers.METHODS.pop(NAMES["method"], None)

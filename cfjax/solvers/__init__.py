@@ -8,16 +8,11 @@ door. Importing this package registers the built-in methods; `register` adds you
 
 from __future__ import annotations
 
-from cfjax.solvers import (  # noqa: F401  (imported to register the built-in methods, in this order)
-    als,
-    alternating,
-    label_aware_als,
-    two_stage,
-    damped,
-    joint,
-    mm_als,
-)
+# isort: off
+# Importing a method's module registers it; this order is the registry's (and `cfjax methods`').
+from cfjax.solvers import als, alternating, label_aware_als, two_stage, damped, joint, mm_als  # noqa: F401
 from cfjax.solvers import auto, driver
+# isort: on
 from cfjax.solvers.base import METHODS, Method, get, initial_params, register
 from cfjax.solvers.driver import DriverState, fit_traced
 

@@ -171,7 +171,7 @@ def combine(runs: tuple[CandidateRun, ...], problem: Problem, hparams: Hparams, 
         fits.append(full._replace(params=_pad(full.params, d_max)))
     cv_mean = jnp.stack(cv_mean)
     chosen = jnp.argmax(jnp.where(jnp.isnan(cv_mean), -jnp.inf, cv_mean))
-    pick = lambda *xs: jnp.stack(xs)[chosen]  # noqa: E731
+    pick = lambda *xs: jnp.stack(xs)[chosen]
     result = jax.tree.map(pick, *fits)
     rhos = jnp.stack([jnp.asarray(c.rhos, problem.R.dtype)[r] for c, r in zip(cands, best_rho)])
     info = {

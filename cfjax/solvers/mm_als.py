@@ -66,10 +66,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cfjax import aggregators, losses
-from cfjax import ridge
+from cfjax import aggregators, losses, ridge
 from cfjax.solvers.base import Method, initial_params, register
-from cfjax.structs import Config, FitResult, Hparams, Params, Problem
+from cfjax.structs import Config, Hparams, Params, Problem
 
 __all__ = [
     "BOUND_CURVATURE",

@@ -1,0 +1,181 @@
+"""`auto`, the default pipeline: a method like any other, a cross-validated choice among candidates."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import cfjax
+from cfjax import aggregators, data, io, metrics, predict, selection, sweep
+from cfjax.solvers import auto
+from cfjax.solvers.auto import Candidate
+
+# Two cheap candidates keep compiles short; the default list is exercised by test_default_call.
+TWO = (Candidate("als"), Candidate("two_stage", space="logit", full_rank=True))
+
+
+def _config(**changes):
+    return cfjax.Config(method="auto", latent_dim=2, max_iter=6, options=(("candidates", TWO),), **changes)
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    return data.synthetic(jax.random.key(3), n_classifiers=5, n_instances=150, positive_rate=0.3,
+                          missing_rate=0.1)
+
+
+@pytest.fixture(scope="module")
+def fitted(ensemble):
+    return cfjax.fit(jax.random.key(0), ensemble.problem, None, _config())
+
+
+# ---------------------------------------------------------------------------------------------
+# the logit space of the logit candidates
+
+
+def test_logit_space_is_the_scaled_logit_on_observed_cells(ensemble):
+    problem = ensemble.problem
+    out = data.logit_space(problem, eps=1e-3)
+    R = np.clip(np.asarray(problem.R, np.float64), 1e-3, 1 - 1e-3)
+    want = np.where(np.asarray(problem.observed), 0.5 + 0.25 * np.log(R / (1 - R)), 0.0)
+    np.testing.assert_allclose(np.asarray(out.R), want, rtol=1e-5, atol=1e-5)
+    for field in ("C", "observed", "labels", "labeled", "validation"):
+        np.testing.assert_array_equal(np.asarray(getattr(out, field)), np.asarray(getattr(problem, field)))
+
+
+def test_weighted_init_on_logit_space_is_the_mean_base_logit(ensemble):
+    # The reason for the 1/2 + logit / 4 scaling: the weighted aggregator's first point ranks by
+    # (and equals) the mean of the base logits, instead of saturating.
+    problem = ensemble.problem._replace(observed=jnp.ones_like(ensemble.problem.observed))
+    out = data.logit_space(problem)
+    m = problem.R.shape[0]
+    theta = aggregators.weighted.init(jax.random.key(0), m, cfjax.Hparams.create(), out.R.dtype)
+    inputs = aggregators.Inputs(R_hat=out.R, X=jnp.eye(m), Y=out.R)
+    R = jnp.clip(problem.R, data.LOGIT_EPS, 1 - data.LOGIT_EPS)
+    np.testing.assert_allclose(aggregators.weighted.logits(theta, inputs),
+                               jnp.mean(jnp.log(R) - jnp.log1p(-R), axis=0), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# the folds and the choice
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_traced_folds_equal_the_host_folds(ensemble, seed):
+    key = jax.random.key(seed)
+    ids = np.asarray(auto.stratified_fold_ids(key, ensemble.problem.labels, ensemble.problem.labeled, 3))
+    host = selection.stratified_folds(key, ensemble.problem, 3)
+    np.testing.assert_array_equal(ids[None, :] == np.arange(3)[:, None], host)
+    assert (ids[~np.asarray(ensemble.problem.labeled)] == -1).all()
+
+
+def test_scores_are_the_folds_held_out_pr_auc(ensemble):
+    """A candidate's fold score, recomputed by hand: fit on the fold's training columns only."""
+    problem, config = ensemble.problem, cfjax.validation.resolve_config(_config(), ensemble.problem)
+    hp = cfjax.solvers.get("auto").hparams()
+    run = auto.run_candidate(jax.random.key(0), problem, hp, config, 1)
+    fold_key, fit_key = jax.random.split(jax.random.key(0))
+    held = auto.stratified_fold_ids(fold_key, problem.labels, problem.labeled, 3) == 0
+    cfg = auto.candidate_config(TWO[1], config, *problem.R.shape)
+    alone = cfjax.fit_jit(fit_key, problem._replace(labeled=problem.labeled & ~held), hp._replace(rho=jnp.asarray(1.0)),
+                          cfg)
+    want = metrics.average_precision(problem.labels, predict.logits(alone.params, cfg, problem), held)
+    np.testing.assert_allclose(float(run.scores[0, 0]), float(want), rtol=1e-5)
+
+
+def test_the_choice_is_the_best_cross_validated_mean(fitted, ensemble):
+    info = jax.tree.map(np.asarray, fitted.info)
+    assert info["cv_scores"].shape == (2, 3) and info["cv_mean"].shape == (2,)
+    np.testing.assert_allclose(info["cv_mean"], np.nanmean(info["cv_scores"], axis=1), rtol=1e-6)
+    assert int(info["candidate"]) == int(np.argmax(info["cv_mean"]))
+    assert int(info["space"]) == int(TWO[int(info["candidate"])].space == "logit")
+    assert int(info["latent_dim"]) == (2 if int(info["candidate"]) == 0 else 5)
+    # params padded to the largest rank: the reconstruction is the chosen candidate's
+    assert fitted.params.X.shape == (5, 5) and fitted.params.Y.shape == (5, 150)
+    rows = auto.describe(fitted, cfjax.validation.resolve_config(_config(), ensemble.problem), ensemble.problem)
+    assert [r["chosen"] for r in rows].count(True) == 1
+    assert rows[0]["candidate"] == "R: als(d=2)" and rows[1]["candidate"] == "logit(R): two_stage(d=5)"
+
+
+def test_ties_go_to_the_earlier_candidate(ensemble):
+    same = (Candidate("als"), Candidate("als"))
+    result = cfjax.fit(jax.random.key(0), ensemble.problem, None, _config().replace(options=(("candidates", same),)))
+    assert int(result.info["candidate"]) == 0
+
+
+def test_never_reads_a_hidden_label(ensemble, fitted):
+    p = ensemble.problem
+    scrambled = p._replace(labels=jnp.where(p.labeled, p.labels, 1.0 - p.labels))
+    again = cfjax.fit(jax.random.key(0), scrambled, None, _config())
+    for a, b in zip(jax.tree.leaves(fitted), jax.tree.leaves(again)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_fold_in_maps_new_columns_into_the_chosen_space(ensemble):
+    only_logit = _config().replace(options=(("candidates", (TWO[1],)),))
+    result = cfjax.fit(jax.random.key(0), ensemble.problem, None, only_logit)
+    hp = cfjax.solvers.get("auto").hparams()
+    # two_stage's Y is the ridge solve of its (logit) R: folding the training columns back in
+    # reproduces it only if the new columns are mapped into logit space first
+    Y = predict.fold_in(result, ensemble.problem, hp, only_logit)
+    np.testing.assert_allclose(np.asarray(Y), np.asarray(result.params.Y), rtol=1e-3, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# a method like any other
+
+
+def test_default_call_runs_the_default_pipeline_on_a_five_classifier_ensemble():
+    """What the README's first example does."""
+    R = np.random.default_rng(0).uniform(size=(5, 60))
+    labels = np.r_[np.zeros(8), np.ones(8), -np.ones(44)]
+    result = cfjax.fit(jax.random.key(0), cfjax.from_numpy(R, labels))
+    proba = np.asarray(cfjax.proba(result.params, cfjax.Config()))
+    assert proba.shape == (60,) and np.isfinite(proba).all()
+    assert np.asarray(result.info["cv_mean"]).shape == (len(auto.CANDIDATES),)
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_any_number_of_classifiers(m):
+    rng = np.random.default_rng(m)
+    y = np.r_[np.zeros(20), np.ones(20)]
+    R = np.clip(0.5 + 0.3 * (y - 0.5)[None, :] + 0.2 * rng.normal(size=(m, 40)), 0, 1)
+    labels = np.where(np.arange(40) % 2 == 0, y, -1)
+    result = cfjax.fit(jax.random.key(0), cfjax.from_numpy(R, labels), None, _config().replace(latent_dim=None))
+    assert np.isfinite(np.asarray(cfjax.proba(result.params, _config()))).all()
+
+
+def test_progress_gives_the_same_result(ensemble, fitted, capsys):
+    shown = cfjax.fit(jax.random.key(0), ensemble.problem, None, _config(), progress=True)
+    for a, b in zip(jax.tree.leaves(fitted), jax.tree.leaves(shown)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert "2/2" in capsys.readouterr().err
+
+
+def test_in_a_sweep(ensemble, fitted):
+    grid = sweep.grid(lam=[0.01, 0.5], method="auto")
+    result = sweep.run(jax.random.key(0)[None], ensemble.problem, grid, _config())  # the fixture's key
+    assert np.asarray(result.info["candidate"]).shape == (2, 1)
+    np.testing.assert_allclose(np.asarray(result.info["cv_mean"][0, 0]), np.asarray(fitted.info["cv_mean"]),
+                               rtol=1e-5)
+
+
+def test_save_and_load_keep_the_choice(fitted, tmp_path):
+    config = _config()
+    hp = cfjax.solvers.get("auto").hparams()
+    io.save(tmp_path / "auto", fitted, config, hp)
+    loaded, config2, _ = io.load(tmp_path / "auto.npz")
+    assert config2 == config and config2.option("candidates") == TWO
+    for name in ("candidate", "cv_mean", "cv_scores", "space", "rho", "lam", "latent_dim"):
+        np.testing.assert_array_equal(np.asarray(loaded.info[name]), np.asarray(fitted.info[name]))
+
+
+def test_what_auto_refuses(ensemble):
+    for options, match in (((("folds", 1),), "folds"), ((("candidates", ()),), "candidates"),
+                           ((("candidates", (Candidate("auto"),)),), "iterative"),
+                           ((("candidates", (Candidate("als", rhos=(2.0,)),)),), "rhos")):
+        with pytest.raises(ValueError, match=match):
+            cfjax.fit(jax.random.key(0), ensemble.problem, None, cfjax.Config(method="auto", options=options))
+    with pytest.raises(ValueError, match="init: method 'auto' has no state"):
+        cfjax.fit(jax.random.key(0), ensemble.problem, None, _config(),
+                  init=cfjax.Params(X=jnp.zeros((2, 5)), Y=jnp.zeros((2, 150)), theta=()))
