@@ -30,19 +30,22 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cfjax.logistic import fit_logistic
+from cfjax.logistic import fit_logistic, fit_logistic_prior
 
 __all__ = [
     "AGGREGATORS",
     "Aggregator",
     "Inputs",
     "Linear",
+    "PriorTheta",
     "WeightedTheta",
+    "discriminant_direction",
     "fit_on_fixed_inputs",
     "get",
     "inputs",
     "logits",
     "mean",
+    "prior",
     "register",
     "weighted",
 ]
@@ -66,10 +69,12 @@ class Inputs(NamedTuple):
 
 
 class Linear(NamedTuple):
-    """theta <-> (w, b) for an aggregator whose logit is exactly w^T r_hat + b."""
+    """theta <-> (w, b) for an aggregator whose logit is exactly w^T r_hat + b, and its penalty
+    as the quadratic form penalty(theta) = w^T Q w (`penalty_matrix(theta) -> Q`, (m, m))."""
 
     weights: Callable[[Any], tuple[jax.Array, jax.Array]]
     with_weights: Callable[[Any, jax.Array, jax.Array], Any]
+    penalty_matrix: Callable[[Any], jax.Array]
 
 
 class Aggregator(NamedTuple):
@@ -189,7 +194,8 @@ weighted = register(
         logits=lambda theta, x: theta.w @ x.R_hat + theta.b,
         penalty=lambda theta: jnp.sum(theta.w**2),
         exact_fit=_weighted_exact_fit,
-        linear=Linear(weights=lambda t: (t.w, t.b), with_weights=lambda t, w, b: WeightedTheta(w=w, b=b)),
+        linear=Linear(weights=lambda t: (t.w, t.b), with_weights=lambda t, w, b: WeightedTheta(w=w, b=b),
+                      penalty_matrix=lambda t: jnp.eye(t.w.shape[-1], dtype=t.w.dtype)),
         description="sigmoid(w^T r + b), w and b learned",
     )
 )
@@ -211,5 +217,86 @@ mean = register(
         logits=_mean_logits,
         exact_fit=lambda theta, fixed, labels, omega, hparams: theta,
         description="mean of the reconstructed probabilities, clipped into (0, 1); nothing learned",
+    )
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# prior: sigmoid(w^T r_hat + b) with a Gaussian prior that pulls w towards a direction
+
+
+class PriorTheta(NamedTuple):
+    """Parameters of the prior aggregator: logit_i = w^T r_i + b, and the prior's direction.
+
+    `center` is not learned by gradient (the penalty stops its gradient): it starts as the
+    averaging direction and `exact_fit` sets it from the labeled columns.
+    """
+
+    w: jax.Array  # (m,)
+    b: jax.Array  # ()
+    center: jax.Array  # (m,)
+
+
+def discriminant_direction(R_hat: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
+    """Diagonal discriminant weights on the `mask` columns, negative parts set to 0 (m,).
+
+    d_u = (mean of r_u on positives - mean on negatives) / pooled within-class variance of r_u:
+    the linear discriminant that treats the classifiers as independent given the class (a
+    Gaussian naive Bayes with shared variances). It reads one mean difference and one variance
+    per classifier, never inverts their (nearly singular) covariance, and so stays stable with
+    a few dozen labels; a classifier that does worse than chance on the labeled columns gets 0.
+    All zero (no classifier better than chance) falls back to equal weights.
+    """
+    dtype = R_hat.dtype
+    pos = (mask & (labels > 0.5)).astype(dtype)
+    neg = (mask & (labels <= 0.5)).astype(dtype)
+    n_pos, n_neg = jnp.maximum(pos.sum(), 1.0), jnp.maximum(neg.sum(), 1.0)
+    mu_pos = R_hat @ pos / n_pos
+    mu_neg = R_hat @ neg / n_neg
+    scatter = ((R_hat - mu_pos[:, None]) ** 2) @ pos + ((R_hat - mu_neg[:, None]) ** 2) @ neg
+    var = scatter / jnp.maximum(n_pos + n_neg - 2.0, 1.0)
+    d = jnp.maximum((mu_pos - mu_neg) / jnp.maximum(var, 1e-12), 0.0)
+    return jnp.where(jnp.any(d > 0), d, jnp.ones_like(d))
+
+
+def _off_center(theta: PriorTheta) -> jax.Array:
+    """Q = I - c c^T for the unit prior direction c (no gradient through c)."""
+    c = jax.lax.stop_gradient(theta.center)
+    c = c / jnp.maximum(jnp.linalg.norm(c), 1e-30)
+    return jnp.eye(c.shape[-1], dtype=c.dtype) - jnp.outer(c, c)
+
+
+def _prior_init(key: jax.Array, m: int, hparams: Any, dtype: Any) -> PriorTheta:
+    base = _weighted_init(key, m, hparams, dtype)
+    return PriorTheta(w=base.w, b=base.b, center=jnp.ones((m,), dtype))
+
+
+def _prior_exact_fit(theta: PriorTheta, fixed: Inputs, labels, omega, hparams) -> PriorTheta:
+    labeled = omega > 0
+    center = discriminant_direction(fixed.R_hat, labels, labeled)
+    Q = _off_center(theta._replace(center=center))
+    c = center / jnp.linalg.norm(center)
+    # the prior: deviations from the direction have standard deviation tau = agg_prior; the
+    # scale along it is (nearly) free, so a strong prior still learns how confident to be
+    precision = Q / hparams.agg_prior + 1e-4 * jnp.outer(c, c)
+    w, b = fit_logistic_prior(fixed.R_hat, labels, labeled.astype(fixed.R_hat.dtype), precision,
+                              theta.w, theta.b)
+    return PriorTheta(w=w, b=b, center=center)
+
+
+prior = register(
+    Aggregator(
+        name="prior",
+        init=_prior_init,
+        logits=lambda theta, x: theta.w @ x.R_hat + theta.b,
+        penalty=lambda theta: theta.w @ _off_center(theta) @ theta.w,
+        exact_fit=_prior_exact_fit,
+        linear=Linear(weights=lambda t: (t.w, t.b), with_weights=lambda t, w, b: t._replace(w=w, b=b),
+                      penalty_matrix=_off_center),
+        description=(
+            "sigmoid(w^T r + b) under a Gaussian prior centred on a direction: the diagonal "
+            "discriminant of the labeled columns when fitted exactly (two_stage), averaging "
+            "otherwise; scale Hparams.agg_prior, on the summed log-likelihood"
+        ),
     )
 )

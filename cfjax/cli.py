@@ -356,6 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cfjax import solvers
 
         args.methods = list(solvers.METHODS)
+    if args.command in ("fit", "benchmark"):
+        from cfjax.api import enable_compilation_cache
+
+        enable_compilation_cache()
     try:
         return args.func(args)
     except (UserError, ValueError) as err:

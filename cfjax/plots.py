@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from cfjax import losses
-from cfjax.aggregators import WeightedTheta
+from cfjax import aggregators, losses
 from cfjax.predict import proba
-from cfjax.structs import Config, History, Params, Problem
+from cfjax.structs import Config, FitResult, History, Hparams, Params, Problem
 
 __all__ = [
     "aggregator_weights",
+    "auto_choice",
     "heatmaps",
     "latent_scatter",
     "loss_curves",
@@ -195,9 +195,18 @@ def roc_curves(
 
 
 def _aggregator_of(params: Params, config: Config | None) -> Config:
+    """`config`, or a Config naming the registered aggregator whose parameters have the
+    structure of `params.theta` (the first registered, in registry order)."""
     if config is not None:
         return config
-    return Config(aggregator="weighted" if isinstance(params.theta, WeightedTheta) else "mean")
+    import jax
+
+    m = np.shape(params.X)[-1]
+    target = jax.tree.structure(params.theta)
+    for name, agg in aggregators.AGGREGATORS.items():
+        if jax.tree.structure(agg.init(jax.random.key(0), m, Hparams.create(), np.float32)) == target:
+            return Config(aggregator=name)
+    raise ValueError("params: theta matches no registered aggregator; pass config")
 
 
 def heatmaps(
@@ -328,16 +337,22 @@ def aggregator_weights(
     names: Sequence[str] | None = None,
     ax: Any = None,
     path: str | os.PathLike | None = None,
+    config: Config | None = None,
 ):
-    """The weighted aggregator's weights w per classifier as bars (the bias b in the title).
+    """A logit-linear aggregator's weights w per classifier as bars (the bias b in the title).
+
+    Args:
+      config: names the aggregator (default: inferred from the structure of `params.theta`).
 
     Raises:
-      ValueError: if `params.theta` is not the weighted aggregator's (the mean one has none).
+      ValueError: if the aggregator is not logit-linear (`Aggregator.linear`: "mean" has no
+        weights).
     """
-    theta = params.theta
-    if not isinstance(theta, WeightedTheta):
-        raise ValueError("params: theta has no weights (only the 'weighted' aggregator learns any)")
-    w = np.asarray(theta.w, np.float64)
+    agg = aggregators.get(_aggregator_of(params, config).aggregator)
+    if agg.linear is None:
+        raise ValueError(f"params: the {agg.name!r} aggregator has no weights (it is not logit-linear)")
+    w, b = agg.linear.weights(params.theta)
+    w = np.asarray(w, np.float64)
     if w.ndim != 1:
         raise ValueError(f"params: expected one fit's weights (m,), got {w.shape}")
     names = [f"{u}" for u in range(w.size)] if names is None else [str(n) for n in names]
@@ -356,5 +371,42 @@ def aggregator_weights(
     )
     ax.set_xlabel("classifier")
     ax.set_ylabel("weight w")
-    ax.set_title(f"aggregator weights (b = {float(np.asarray(theta.b)):.3g})")
+    ax.set_title(f"aggregator weights (b = {float(np.asarray(b)):.3g})")
+    return _finish(fig, path)
+
+
+def auto_choice(
+    result: FitResult,
+    config: Config,
+    problem: Problem,
+    ax: Any = None,
+    path: str | os.PathLike | None = None,
+):
+    """What `auto` chose: each option's cross-validated PR-AUC (mean over the folds, a bar per
+    option, simplest at the top) with the corrected standard error of its gap to the best, the
+    one-standard-error threshold, and the chosen option highlighted.
+
+    Args:
+      result: the `FitResult` of an `auto` fit (one fit, no sweep axes).
+      config: its config (its options name the candidates); problem: the problem it fitted.
+    """
+    from cfjax.solvers.auto import describe
+
+    rows = describe(result, config, problem)
+    mean = np.array([r["cv_mean"] for r in rows])
+    se = np.array([r["cv_se"] for r in rows])
+    y = np.arange(len(rows))[::-1]
+    fig, ax = _figure_and_ax(ax, (8, 0.45 * len(rows) + 1.6))
+    colors = ["C3" if r["chosen"] else "C0" for r in rows]
+    ax.barh(y, mean, xerr=se, color=colors, alpha=0.8, error_kw={"ecolor": "black", "capsize": 3})
+    best = int(np.argmax(mean))
+    threshold = mean[best] - config.option("z", 1.0) * se
+    for yi, t in zip(y, threshold):
+        ax.plot([t, t], [yi - 0.4, yi + 0.4], color="black", linestyle=":", linewidth=1)
+    ax.set_yticks(y, [r["option"] for r in rows], fontsize=8)
+    ax.set_ylabel("option (simplest at the top)")
+    low = float(np.nanmin(mean - se)) if np.isfinite(mean - se).any() else 0.0
+    ax.set_xlim(max(0.0, low - 0.02), min(1.0, float(np.nanmax(mean)) + 0.02))
+    ax.set_xlabel("cross-validated PR-AUC (mean over folds; bars: SE of the gap to the best)")
+    ax.set_title("auto's options: chosen in red,\ndotted: the best option's mean minus z SE")
     return _finish(fig, path)

@@ -18,6 +18,8 @@ Two ways to predict, as in the library (`cfjax.predict`):
 
 Each fit runs the jitted `cfjax.fit` once; a new (n, m) shape or a new static setting
 (method, latent_dim, max_iter, ...) compiles again, new values of rho, lam or lr do not.
+Compiled programs are kept on disk between processes (`cfjax.api.enable_compilation_cache`;
+`CFJAX_COMPILATION_CACHE=off` switches that off).
 Needs scikit-learn >= 1.6 (the tags API).
 """
 
@@ -46,8 +48,8 @@ except ImportError as err:  # pragma: no cover
     ) from None
 
 from cfjax import solvers
+from cfjax.api import enable_compilation_cache, prepare_inputs
 from cfjax.api import fit as cf_fit
-from cfjax.api import prepare_inputs
 from cfjax.api import settings as cf_settings
 from cfjax.data import from_numpy
 from cfjax.predict import fold_in_proba, proba
@@ -236,6 +238,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         Raises:
           ValueError: naming X, y or the parameter at fault.
         """
+        enable_compilation_cache()
         X = validate_data(
             self, X, ensure_all_finite="allow-nan", ensure_min_samples=2, dtype=np.float64
         )

@@ -88,6 +88,9 @@ class Hparams(NamedTuple):
         label_aware_als and damped).
       focal_gamma: focal exponent of the supervised loss; 0 is plain cross-entropy.
       agg_l2: L2 penalty on the aggregator weights (not the bias), added to L_sup.
+      agg_prior: scale tau of the "prior" aggregator's prior: the standard deviation of its
+        weights' departure from the prior direction, on the summed log-likelihood of the
+        labeled columns (so the prior counts for less as labels are added).
       certainty_floor: floor of the "certainty" confidence strategy.
     """
 
@@ -97,6 +100,7 @@ class Hparams(NamedTuple):
     lr: Array
     focal_gamma: Array
     agg_l2: Array
+    agg_prior: Array
     certainty_floor: Array
 
     @classmethod
@@ -108,6 +112,7 @@ class Hparams(NamedTuple):
         lr: float = 0.01,
         focal_gamma: float = 0.0,
         agg_l2: float = 1e-3,
+        agg_prior: float = 0.3,
         certainty_floor: float = 0.05,
         dtype: Any = None,
     ) -> Hparams:
@@ -118,7 +123,7 @@ class Hparams(NamedTuple):
         """
         dtype = dtype or jnp.result_type(float)
         values = dict(
-            rho=rho, lam=lam, alpha=alpha, lr=lr, focal_gamma=focal_gamma, agg_l2=agg_l2,
+            rho=rho, lam=lam, alpha=alpha, lr=lr, focal_gamma=focal_gamma, agg_l2=agg_l2, agg_prior=agg_prior,
             certainty_floor=certainty_floor,
         )
         return cls(**{k: jnp.asarray(v, dtype=dtype) for k, v in values.items()})

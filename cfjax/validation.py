@@ -36,6 +36,7 @@ _RANGES = {
     "lr": (0.0, np.inf, False, False),
     "focal_gamma": (0.0, np.inf, True, False),
     "agg_l2": (0.0, np.inf, True, False),
+    "agg_prior": (0.0, np.inf, False, False),
     "certainty_floor": (0.0, np.inf, True, False),
 }
 

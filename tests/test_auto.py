@@ -11,11 +11,13 @@ from cfjax.solvers import auto
 from cfjax.solvers.auto import Candidate
 
 # Two cheap candidates keep compiles short; the default list is exercised by test_default_call.
-TWO = (Candidate("als"), Candidate("two_stage", space="logit", full_rank=True))
+TWO = (Candidate("als"), Candidate("two_stage", space="logit", full_rank=True, aggregator="prior",
+                                   grid=(("agg_prior", (0.3, 3.0)),)))
+OPTIONS = (("candidates", TWO), ("folds", 3), ("repeats", 2))
 
 
 def _config(**changes):
-    return cfjax.Config(method="auto", latent_dim=2, max_iter=6, options=(("candidates", TWO),), **changes)
+    return cfjax.Config(method="auto", latent_dim=2, max_iter=6, options=OPTIONS, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -74,33 +76,70 @@ def test_scores_are_the_folds_held_out_pr_auc(ensemble):
     problem, config = ensemble.problem, cfjax.validation.resolve_config(_config(), ensemble.problem)
     hp = cfjax.solvers.get("auto").hparams()
     run = auto.run_candidate(jax.random.key(0), problem, hp, config, 1)
+    assert run.scores.shape == (6, 2)  # 3 folds x 2 repeats, 2 grid points
     fold_key, fit_key = jax.random.split(jax.random.key(0))
-    held = auto.stratified_fold_ids(fold_key, problem.labels, problem.labeled, 3) == 0
+    second_repeat = jax.random.split(fold_key, 2)[1]
+    held = auto.stratified_fold_ids(second_repeat, problem.labels, problem.labeled, 3) == 2
     cfg = auto.candidate_config(TWO[1], config, *problem.R.shape)
-    alone = cfjax.fit_jit(fit_key, problem._replace(labeled=problem.labeled & ~held), hp._replace(rho=jnp.asarray(1.0)),
-                          cfg)
+    alone = cfjax.fit_jit(fit_key, problem._replace(labeled=problem.labeled & ~held),
+                          hp._replace(agg_prior=jnp.asarray(3.0)), cfg)
     want = metrics.average_precision(problem.labels, predict.logits(alone.params, cfg, problem), held)
-    np.testing.assert_allclose(float(run.scores[0, 0]), float(want), rtol=1e-5)
+    np.testing.assert_allclose(float(run.scores[5, 1]), float(want), rtol=1e-5)
 
 
-def test_the_choice_is_the_best_cross_validated_mean(fitted, ensemble):
+def test_the_choice_follows_the_rule(fitted, ensemble):
     info = jax.tree.map(np.asarray, fitted.info)
-    assert info["cv_scores"].shape == (2, 3) and info["cv_mean"].shape == (2,)
+    assert info["cv_scores"].shape == (3, 6) and info["cv_mean"].shape == (3,)  # options: als, prior 0.3, prior 3
     np.testing.assert_allclose(info["cv_mean"], np.nanmean(info["cv_scores"], axis=1), rtol=1e-6)
-    assert int(info["candidate"]) == int(np.argmax(info["cv_mean"]))
-    assert int(info["space"]) == int(TWO[int(info["candidate"])].space == "logit")
-    assert int(info["latent_dim"]) == (2 if int(info["candidate"]) == 0 else 5)
-    # params padded to the largest rank: the reconstruction is the chosen candidate's
+    best = int(np.argmax(info["cv_mean"]))
+    # one_se: the first option within one corrected standard error of the best
+    d = info["cv_scores"][best][None, :] - info["cv_scores"]
+    se = np.sqrt((1 / 6 + 1 / 2) * d.var(axis=1, ddof=1))
+    np.testing.assert_allclose(info["cv_se"], se, rtol=1e-4, atol=1e-7)
+    first = int(np.flatnonzero(info["cv_mean"] >= info["cv_mean"][best] - se)[0])
+    assert int(info["option"]) == first
+    assert int(info["candidate"]) == (0 if first == 0 else 1)
+    assert int(info["space"]) == (0 if first == 0 else 1)
+    assert int(info["latent_dim"]) == (2 if first == 0 else 5)
+    # params padded to the largest rank, theta written in the config's aggregator
     assert fitted.params.X.shape == (5, 5) and fitted.params.Y.shape == (5, 150)
+    assert isinstance(fitted.params.theta, aggregators.WeightedTheta)
     rows = auto.describe(fitted, cfjax.validation.resolve_config(_config(), ensemble.problem), ensemble.problem)
     assert [r["chosen"] for r in rows].count(True) == 1
-    assert rows[0]["candidate"] == "R: als(d=2)" and rows[1]["candidate"] == "logit(R): two_stage(d=5)"
+    assert rows[0]["option"] == "R: als(d=2)" and rows[2]["option"] == "logit(R): two_stage(d=5, agg_prior=3) [prior]"
+
+
+def test_the_best_rule_takes_the_highest_mean(ensemble):
+    result = cfjax.fit(jax.random.key(0), ensemble.problem, None,
+                       _config().replace(options=(*OPTIONS, ("rule", "best"))))
+    assert int(result.info["option"]) == int(np.argmax(np.asarray(result.info["cv_mean"])))
+
+
+def test_the_rule_against_a_numpy_twin():
+    """`choose` equals its definition written out in NumPy, NaN folds included."""
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        S = rng.uniform(0.5, 1.0, size=(5, 6))
+        S[rng.uniform(size=S.shape) < 0.1] = np.nan
+        z = float(rng.choice([0.0, 0.5, 1.0, 2.0]))
+        chosen, mean, se = auto.choose(jnp.asarray(S), "one_se", z, 3)
+        m = np.array([np.nanmean(r) for r in S])
+        np.testing.assert_allclose(np.asarray(mean), m, rtol=1e-6)
+        b = int(np.nanargmax(m))
+        want_se = []
+        for o in range(5):
+            ok = np.isfinite(S[b]) & np.isfinite(S[o])
+            d = (S[b] - S[o])[ok]
+            want_se.append(0.0 if o == b else np.sqrt((1 / d.size + 1 / 2) * d.var(ddof=1)))
+        np.testing.assert_allclose(np.asarray(se), want_se, rtol=1e-5, atol=1e-7)
+        assert int(chosen) == int(np.flatnonzero(m >= m[b] - z * np.asarray(want_se))[0]), trial
 
 
 def test_ties_go_to_the_earlier_candidate(ensemble):
     same = (Candidate("als"), Candidate("als"))
-    result = cfjax.fit(jax.random.key(0), ensemble.problem, None, _config().replace(options=(("candidates", same),)))
-    assert int(result.info["candidate"]) == 0
+    for rule in ("best", "one_se"):
+        config = _config().replace(options=(("candidates", same), ("folds", 3), ("rule", rule)))
+        assert int(cfjax.fit(jax.random.key(0), ensemble.problem, None, config).info["candidate"]) == 0
 
 
 def test_never_reads_a_hidden_label(ensemble, fitted):
@@ -112,7 +151,7 @@ def test_never_reads_a_hidden_label(ensemble, fitted):
 
 
 def test_fold_in_maps_new_columns_into_the_chosen_space(ensemble):
-    only_logit = _config().replace(options=(("candidates", (TWO[1],)),))
+    only_logit = _config().replace(options=(("candidates", (TWO[1],)), ("folds", 3)))
     result = cfjax.fit(jax.random.key(0), ensemble.problem, None, only_logit)
     hp = cfjax.solvers.get("auto").hparams()
     # two_stage's Y is the ridge solve of its (logit) R: folding the training columns back in
@@ -132,7 +171,7 @@ def test_default_call_runs_the_default_pipeline_on_a_five_classifier_ensemble():
     result = cfjax.fit(jax.random.key(0), cfjax.from_numpy(R, labels))
     proba = np.asarray(cfjax.proba(result.params, cfjax.Config()))
     assert proba.shape == (60,) and np.isfinite(proba).all()
-    assert np.asarray(result.info["cv_mean"]).shape == (len(auto.CANDIDATES),)
+    assert np.asarray(result.info["cv_mean"]).shape == (len(auto.options(cfjax.Config())),)
 
 
 @pytest.mark.parametrize("m", [1, 2])
@@ -149,7 +188,7 @@ def test_progress_gives_the_same_result(ensemble, fitted, capsys):
     shown = cfjax.fit(jax.random.key(0), ensemble.problem, None, _config(), progress=True)
     for a, b in zip(jax.tree.leaves(fitted), jax.tree.leaves(shown)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    assert "2/2" in capsys.readouterr().err
+    assert "2/2" in capsys.readouterr().err  # one step per candidate
 
 
 def test_in_a_sweep(ensemble, fitted):
@@ -166,14 +205,20 @@ def test_save_and_load_keep_the_choice(fitted, tmp_path):
     io.save(tmp_path / "auto", fitted, config, hp)
     loaded, config2, _ = io.load(tmp_path / "auto.npz")
     assert config2 == config and config2.option("candidates") == TWO
-    for name in ("candidate", "cv_mean", "cv_scores", "space", "rho", "lam", "latent_dim"):
+    for name in ("option", "candidate", "cv_mean", "cv_se", "cv_scores", "space", "lam", "latent_dim"):
         np.testing.assert_array_equal(np.asarray(loaded.info[name]), np.asarray(fitted.info[name]))
+    np.testing.assert_array_equal(np.asarray(loaded.info["hparams"]["agg_prior"]),
+                                  np.asarray(fitted.info["hparams"]["agg_prior"]))
 
 
 def test_what_auto_refuses(ensemble):
-    for options, match in (((("folds", 1),), "folds"), ((("candidates", ()),), "candidates"),
+    for options, match in (((("folds", 1),), "folds"), ((("repeats", 0),), "repeats"),
+                           ((("rule", "worst"),), "rule"), ((("z", -1.0),), "'z'"),
+                           ((("candidates", ()),), "candidates"),
                            ((("candidates", (Candidate("auto"),)),), "iterative"),
-                           ((("candidates", (Candidate("als", rhos=(2.0,)),)),), "rhos")):
+                           ((("candidates", (Candidate("als", grid=(("rho", (2.0,)),)),)),), "rho values"),
+                           ((("candidates", (Candidate("als", grid=(("nope", (1.0,)),)),)),), "not an Hparams field"),
+                           ((("candidates", (Candidate("als", aggregator="mean"),)),), "not logit-linear")):
         with pytest.raises(ValueError, match=match):
             cfjax.fit(jax.random.key(0), ensemble.problem, None, cfjax.Config(method="auto", options=options))
     with pytest.raises(ValueError, match="init: method 'auto' has no state"):

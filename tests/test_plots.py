@@ -23,9 +23,16 @@ from cfjax.structs import Config, Hparams
 @pytest.fixture(scope="module")
 def fitted():
     ens = cfjax.data.synthetic(jax.random.key(1), n_classifiers=4, n_instances=30, missing_rate=0.1)
-    config = Config(latent_dim=2, max_iter=8)
+    config = Config(method="joint", latent_dim=2, max_iter=8)
     result = cfjax.fit(jax.random.key(0), ens.problem, Hparams.create(rho=0.5), config)
     return ens, result, config
+
+
+@pytest.fixture(scope="module")
+def auto_fitted():
+    ens = cfjax.data.synthetic(jax.random.key(2), n_classifiers=4, n_instances=60)
+    config = cfjax.validation.resolve_config(Config(max_iter=5, options=(("folds", 3), ("repeats", 1))), ens.problem)
+    return ens, cfjax.fit(jax.random.key(0), ens.problem, None, config), config
 
 
 @pytest.fixture(autouse=True)
@@ -228,6 +235,15 @@ def _every_plots_figure(ens, result, config):
             many, names=[f"RandomForest_{u}" for u in range(30)]
         ),
     }
+
+
+def test_auto_choice(auto_fitted, tmp_path):
+    ens, result, config = auto_fitted
+    fig = plots.auto_choice(result, config, ens.problem, path=tmp_path / "auto.png")
+    _saved(fig, tmp_path / "auto.png")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == len(cfjax.solvers.auto.options(config))
+    assert layout_problems(fig) == []
 
 
 def test_every_plots_figure_fits_its_canvas(fitted):

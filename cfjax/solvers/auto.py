@@ -1,83 +1,107 @@
-"""`auto`: the default pipeline, a cross-validated choice among candidate fits.
+r"""`auto`: the default pipeline, a cross-validated choice among candidate fits.
 
-Each candidate is a method with its formulation, the space it factorizes R in, a rank (the
-config's latent_dim, or full rank min(m, n)) and a grid of rho values. `auto`:
+A candidate (`Candidate`) is a method with its formulation, the space it factorizes R in, a
+rank (the config's latent_dim, or full rank min(m, n)), an aggregator, and a small grid of
+hyperparameters (e.g. rho, or the prior scale `agg_prior`). Its grid points are *options*; the
+options of all candidates form one list, ordered from the simplest (most regularised) to the
+most flexible. `auto`:
 
-1. deals the labeled columns into K stratified folds (`Config.option("folds", 3)`; keyed, the
-   same folds for every candidate, so their scores are paired);
-2. fits every candidate at every rho on every fold's training columns *and* on all labeled
-   columns, as one vmapped batch per candidate (K + 1 problems x the rho grid: one compiled
-   program per candidate, whatever K and the grid);
-3. scores each fold fit by PR-AUC on the fold's held-out columns (which are neither trained on
-   nor monitored: they are transductive targets of that fit, exactly as the unlabeled columns
-   are of the final fit);
-4. keeps, per candidate, the rho with the best mean score, and across candidates the best mean
-   (ties, and NaN scores, go to the earlier candidate: the list runs simplest first);
-5. returns the chosen candidate's fit on all labeled columns.
+1. deals the labeled columns into K stratified folds, R times with independent shuffles
+   (`Config.option("folds", 5)`, `option("repeats", 2)`; keyed, the same folds for every
+   option, so their scores are paired);
+2. fits every option on every fold's training columns *and* on all labeled columns, as one
+   vmapped batch per candidate (K R + 1 problems x its grid: one compiled program per
+   candidate);
+3. scores each fold fit by PR-AUC on the fold's held-out columns (neither trained on nor
+   monitored: transductive targets of that fit, as the unlabeled columns are of the final fit);
+4. chooses an option by `option("rule", "one_se")`: "best" takes the highest mean score;
+   "one_se" takes the *first* option whose mean is within z (`option("z", 1.0)`) standard errors
+   of the best one's, the standard error being that of the paired differences over the J = K R
+   fold scores with Nadeau and Bengio's correction for the overlap of cross-validation training
+   sets, sqrt((1/J + 1/(K - 1)) s^2). With few labels the fold scores are noisy and the rule
+   keeps the simple option unless a flexible one is better by more than the noise; with many it
+   finds the flexible one. (NaN fold scores, from a fold without both classes, are left out.)
+5. returns the chosen option's fit on all labeled columns, with its theta written in the
+   config's aggregator (every aggregator involved must be logit-linear: same logit w^T r + b).
 
 Never reads a label outside `problem.labeled`. All traced: `auto` runs under jit, vmap and
-`cfjax.sweep.run` like any method (its candidates take auto's hparams except rho). Its params
-are the chosen candidate's, with X and Y zero-padded to the largest candidate rank (the
-reconstruction X^T Y is unchanged), and `FitResult.info` says what was chosen: "candidate"
-(index into `candidates(config)`), "space" (0: R, 1: logit), "rho", "lam", "latent_dim", and
-"cv_mean" (C,), "cv_scores" (C, K) of every candidate at its best rho. `describe(result,
-config, problem)` turns that into readable rows; `cfjax.plots.auto_choice` draws them.
+`cfjax.sweep.run` like any method (options take auto's hparams except their grid's fields). Its
+params are the chosen option's, X and Y zero-padded to the largest rank (the reconstruction
+X^T Y is unchanged), and `FitResult.info` says what was chosen: "option" (flat index),
+"candidate", "space" (0: R, 1: logit), "latent_dim", "hparams" (every Hparams field of the
+chosen option), and "cv_mean" (O,), "cv_se" (O,) (the corrected standard error of each
+option's difference from the best) and "cv_scores" (O, J). `describe` turns that into rows;
+`cfjax.plots.auto_choice` draws them. The study behind the default candidates:
+`experiments/scarce_labels.py`, docs/results/scarce_labels.md.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cfjax import metrics
+from cfjax import aggregators, metrics
 from cfjax.aggregators import logits as aggregator_logits
 from cfjax.solvers import driver
-from cfjax.solvers.base import Method, register
+from cfjax.solvers.base import Method, get, register
 from cfjax.structs import Config, FitResult, Hparams, Params, Problem
 
 __all__ = [
     "CANDIDATES",
     "METHOD",
+    "RULES",
     "Candidate",
     "CandidateRun",
     "candidate_config",
     "candidates",
+    "choose",
     "combine",
     "describe",
+    "options",
     "run_candidate",
     "stratified_fold_ids",
 ]
 
-DEFAULT_FOLDS = 3
+DEFAULT_FOLDS = 5
+DEFAULT_REPEATS = 2
+RULES = ("one_se", "best")
 
 
 class Candidate(NamedTuple):
     """One family `auto` chooses from: `method` (with `formulation`) on R in `space`
-    ("probability" or "logit"), at the config's latent_dim or at `full_rank` (min(m, n)),
-    over the grid `rhos`."""
+    ("probability" or "logit"), at the config's latent_dim or at `full_rank` (min(m, n)), with
+    `aggregator` (None: the config's), over `grid`: ((Hparams field, values), ...), the
+    cartesian product, last axis fastest; list the most regularised values first."""
 
     method: str
     space: str = "probability"
     formulation: str = "fold_in"
-    rhos: tuple[float, ...] = (1.0,)
+    grid: tuple = ()
     full_rank: bool = False
+    aggregator: str | None = None
 
-    def label(self, latent_dim: int, rho: float | None = None) -> str:
-        rho_text = "" if rho is None or len(self.rhos) == 1 else f", rho={rho:g}"
+    def points(self) -> list[dict[str, float]]:
+        """The grid's points as field -> value dicts ([{}] for no grid)."""
+        names = [name for name, _ in self.grid]
+        return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in self.grid))]
+
+    def label(self, latent_dim: int, point: dict[str, float] | None = None) -> str:
+        shown = ", ".join(f"{k}={v:g}" for k, v in (point or {}).items())
         form = "fold-in " if self.formulation == "fold_in" and self.method == "joint" else ""
         space = "R" if self.space == "probability" else "logit(R)"
-        return f"{space}: {form}{self.method}(d={latent_dim}{rho_text})"
+        agg = f" [{self.aggregator}]" if self.aggregator else ""
+        return f"{space}: {form}{self.method}(d={latent_dim}{', ' + shown if shown else ''}){agg}"
 
 
-#: The candidates, simplest first (a tie in cross-validated score goes to the earlier one).
+#: The default candidates, simplest first (see the module docstring and docs/results/scarce_labels.md).
 CANDIDATES: tuple[Candidate, ...] = (
-    Candidate("als"),
-    Candidate("two_stage"),
-    Candidate("joint", formulation="fold_in", rhos=(0.1, 0.5, 0.9)),
-    Candidate("two_stage", space="logit", full_rank=True),
+    Candidate("two_stage", full_rank=True, aggregator="prior", grid=(("agg_prior", (0.3, 1.0, 3.0)),)),
+    Candidate("two_stage", space="logit", full_rank=True, aggregator="prior", grid=(("agg_prior", (0.3, 3.0)),)),
+    Candidate("joint", formulation="fold_in", grid=(("rho", (0.1, 0.5, 0.9)),)),
 )
 
 
@@ -86,12 +110,17 @@ def candidates(config: Config) -> tuple[Candidate, ...]:
     return tuple(config.option("candidates", CANDIDATES))
 
 
+def options(config: Config) -> list[tuple[int, dict[str, float]]]:
+    """Every option as (candidate index, grid point), in the order the rule reads them."""
+    return [(i, point) for i, c in enumerate(candidates(config)) for point in c.points()]
+
+
 def candidate_config(candidate: Candidate, config: Config, m: int, n: int) -> Config:
     """The static config a candidate is fitted with: auto's config with the candidate's method,
-    formulation, space and rank (and no auto options)."""
+    formulation, space, rank and aggregator (and no auto options)."""
     d = min(m, n) if candidate.full_rank else min(config.latent_dim, m, n)
     return config.replace(method=candidate.method, formulation=candidate.formulation, space=candidate.space,
-                          latent_dim=d, options=())
+                          latent_dim=d, aggregator=candidate.aggregator or config.aggregator, options=())
 
 
 def stratified_fold_ids(key: jax.Array, labels: jax.Array, labeled: jax.Array, n_folds: int) -> jax.Array:
@@ -111,35 +140,42 @@ def stratified_fold_ids(key: jax.Array, labels: jax.Array, labeled: jax.Array, n
     return fold
 
 
+def _held_out(key: jax.Array, problem: Problem, config: Config) -> jax.Array:
+    """(J, n) held-out masks: K folds for each of R repeats (independent keys)."""
+    n_folds = config.option("folds", DEFAULT_FOLDS)
+    keys = jax.random.split(key, config.option("repeats", DEFAULT_REPEATS))
+    ids = jax.vmap(lambda k: stratified_fold_ids(k, problem.labels, problem.labeled, n_folds))(keys)
+    return (ids[:, None, :] == jnp.arange(n_folds)[None, :, None]).reshape(-1, problem.n_instances)
+
+
 class CandidateRun(NamedTuple):
-    """One candidate's fits: `scores` (K, R) PR-AUC on each fold's held-out columns per rho,
-    and `full` (R,) the FitResults on all labeled columns per rho."""
+    """One candidate's fits: `scores` (J, P) PR-AUC on each held-out fold per grid point, and
+    `full` (P,) the FitResults on all labeled columns per grid point."""
 
     scores: jax.Array
     full: FitResult
 
 
-def _folds(key: jax.Array, problem: Problem, config: Config) -> jax.Array:
-    n_folds = config.option("folds", DEFAULT_FOLDS)
-    ids = stratified_fold_ids(key, problem.labels, problem.labeled, n_folds)
-    return ids[None, :] == jnp.arange(n_folds)[:, None]  # (K, n) held-out masks
-
-
 def run_candidate(key: jax.Array, problem: Problem, hparams: Hparams, config: Config, index: int) -> CandidateRun:
-    """Candidate `index` fitted on every fold (and on all labels) at every rho of its grid."""
+    """Candidate `index` fitted on every fold (and on all labels) at every point of its grid."""
     fold_key, fit_key = jax.random.split(key)
-    held = _folds(fold_key, problem, config)
+    held = _held_out(fold_key, problem, config)
     m, n = problem.R.shape
     candidate = candidates(config)[index]
     cfg = candidate_config(candidate, config, m, n)
-    rhos = jnp.asarray(candidate.rhos, problem.R.dtype)
-    grid = jax.tree.map(lambda v: jnp.broadcast_to(v, rhos.shape), hparams)._replace(rho=rhos)
+    points = candidate.points()
+    dtype = problem.R.dtype
+
+    def at(point: dict[str, float]) -> Hparams:
+        return hparams._replace(**{k: jnp.asarray(v, dtype) for k, v in point.items()})
+
+    grid = jax.tree.map(lambda *xs: jnp.stack(xs), *[at(p) for p in points])
     labeled = jnp.concatenate([problem.labeled[None, :] & ~held, problem.labeled[None, :]], axis=0)
 
     def one(train: jax.Array, h: Hparams) -> FitResult:
         return driver.fit_traced(fit_key, problem._replace(labeled=train), h, cfg)._replace(state=None)
 
-    results = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(labeled, grid)  # (K+1, R)
+    results = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(labeled, grid)  # (J+1, P)
 
     def score(params: Params, mask: jax.Array) -> jax.Array:
         return metrics.average_precision(problem.labels, aggregator_logits(params, cfg, problem.observed), mask)
@@ -149,41 +185,76 @@ def run_candidate(key: jax.Array, problem: Problem, hparams: Hparams, config: Co
     return CandidateRun(scores=scores, full=jax.tree.map(lambda x: x[-1], results))
 
 
-def _pad(params: Params, d: int) -> Params:
-    extra = d - params.X.shape[0]
-    return params._replace(X=jnp.pad(params.X, ((0, extra), (0, 0))), Y=jnp.pad(params.Y, ((0, extra), (0, 0))))
+def choose(scores: jax.Array, rule: str, z: float, n_folds: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(chosen option, mean (O,), se (O,)) from fold scores (O, J) by `rule` (module docstring).
+
+    se[o] is the corrected standard error of the paired difference (best - o); 0 for the best.
+    Ties go to the earlier option; an option whose scores are all NaN is never chosen.
+    """
+    valid = jnp.isfinite(scores)
+    count = jnp.maximum(valid.sum(axis=1), 1)
+    mean = jnp.where(valid, scores, 0.0).sum(axis=1) / count
+    mean = jnp.where(valid.any(axis=1), mean, -jnp.inf)
+    best = jnp.argmax(mean)
+    diff = scores[best][None, :] - scores  # (O, J), paired by fold
+    both = valid & valid[best][None, :]
+    j = jnp.maximum(both.sum(axis=1), 2)
+    d_mean = jnp.where(both, diff, 0.0).sum(axis=1) / j
+    s2 = jnp.where(both, (diff - d_mean[:, None]) ** 2, 0.0).sum(axis=1) / (j - 1)
+    se = jnp.sqrt((1.0 / j + 1.0 / max(n_folds - 1, 1)) * s2)
+    if rule == "best":
+        return best, mean, se
+    close = (mean >= mean[best] - z * se) & jnp.isfinite(mean)
+    return jnp.argmax(close), mean, se  # the first option within z SE of the best
+
+
+def _as_config_theta(theta: Any, source: str, target: str, m: int, hparams: Hparams, dtype: Any) -> Any:
+    """A logit-linear theta of aggregator `source` rewritten as one of `target` (same logit)."""
+    if source == target:
+        return theta
+    w, b = aggregators.get(source).linear.weights(theta)
+    template = aggregators.get(target).init(jax.random.key(0), m, hparams, dtype)
+    return aggregators.get(target).linear.with_weights(template, w, b)
 
 
 def combine(runs: tuple[CandidateRun, ...], problem: Problem, hparams: Hparams, config: Config) -> FitResult:
     """The choice among the candidates' runs (see the module docstring) as a FitResult."""
     m, n = problem.R.shape
+    dtype = problem.R.dtype
     cands = candidates(config)
-    ranks = [candidate_config(c, config, m, n).latent_dim for c in cands]
-    d_max = max(ranks)
-    best_rho, cv_mean, cv_scores, fits = [], [], [], []
-    for run in runs:
-        mean = jnp.nanmean(run.scores, axis=0)  # (R,)
-        r = jnp.argmax(jnp.where(jnp.isnan(mean), -jnp.inf, mean))
-        best_rho.append(r)
-        cv_mean.append(mean[r])
-        cv_scores.append(run.scores[:, r])
-        full = jax.tree.map(lambda x, r=r: x[r], run.full)
-        fits.append(full._replace(params=_pad(full.params, d_max)))
-    cv_mean = jnp.stack(cv_mean)
-    chosen = jnp.argmax(jnp.where(jnp.isnan(cv_mean), -jnp.inf, cv_mean))
-    pick = lambda *xs: jnp.stack(xs)[chosen]
-    result = jax.tree.map(pick, *fits)
-    rhos = jnp.stack([jnp.asarray(c.rhos, problem.R.dtype)[r] for c, r in zip(cands, best_rho)])
+    cfgs = [candidate_config(c, config, m, n) for c in cands]
+    d_max = max(c.latent_dim for c in cfgs)
+    fits = []
+    for cand, cfg, run in zip(cands, cfgs, runs):
+        for p in range(len(cand.points())):
+            full = jax.tree.map(lambda x, p=p: x[p], run.full)
+            params = full.params._replace(
+                X=jnp.pad(full.params.X, ((0, d_max - cfg.latent_dim), (0, 0))),
+                Y=jnp.pad(full.params.Y, ((0, d_max - cfg.latent_dim), (0, 0))),
+                theta=_as_config_theta(full.params.theta, cfg.aggregator, config.aggregator, m, hparams, dtype),
+            )
+            fits.append(full._replace(params=params))
+    scores = jnp.concatenate([run.scores.T for run in runs], axis=0)  # (O, J)
+    chosen, mean, se = choose(scores, config.option("rule", "one_se"), config.option("z", 1.0),
+                              config.option("folds", DEFAULT_FOLDS))
+    result = jax.tree.map(lambda *xs: jnp.stack(xs)[chosen], *fits)
+    flat = options(config)
+    per_option = {
+        "candidate": jnp.asarray([i for i, _ in flat], jnp.int32),
+        "space": jnp.asarray([cands[i].space == "logit" for i, _ in flat], jnp.int32),
+        "latent_dim": jnp.asarray([cfgs[i].latent_dim for i, _ in flat], jnp.int32),
+    }
+    point_hparams = [hparams._replace(**{k: jnp.asarray(v, dtype) for k, v in point.items()}) for _, point in flat]
+    chosen_hparams = jax.tree.map(lambda *xs: jnp.stack(xs)[chosen], *point_hparams)
     info = {
         "confidence": result.info["confidence"],
-        "candidate": chosen.astype(jnp.int32),
-        "space": jnp.asarray([c.space == "logit" for c in cands], jnp.int32)[chosen],
-        "rho": rhos[chosen],
-        "lam": jnp.asarray(hparams.lam),
-        "latent_dim": jnp.asarray(ranks, jnp.int32)[chosen],
-        "cv_mean": cv_mean,
-        "cv_scores": jnp.stack(cv_scores),
-        "candidate_rho": rhos,
+        "option": chosen.astype(jnp.int32),
+        **{name: values[chosen] for name, values in per_option.items()},
+        "hparams": chosen_hparams._asdict(),
+        "lam": chosen_hparams.lam,
+        "cv_mean": mean,
+        "cv_se": se,
+        "cv_scores": scores,
     }
     return result._replace(state=None, info=info)
 
@@ -216,41 +287,59 @@ def fit_with_progress(key: jax.Array, problem: Problem, hparams: Hparams, config
 
 
 def describe(result: FitResult, config: Config, problem: Problem) -> list[dict[str, Any]]:
-    """One row per candidate: its label (at its chosen rho), cross-validated mean and fold
-    scores, and whether it was chosen. Host-side; for one fit (no sweep axes)."""
+    """One row per option: its label, cross-validated mean, corrected standard error of its gap
+    to the best, fold scores, and whether it was chosen. Host-side; one fit (no sweep axes)."""
     m, n = problem.R.shape
     info = jax.tree.map(np.asarray, result.info)
+    cands = candidates(config)
     rows = []
-    for i, c in enumerate(candidates(config)):
-        d = candidate_config(c, config, m, n).latent_dim
+    for o, (i, point) in enumerate(options(config)):
+        d = candidate_config(cands[i], config, m, n).latent_dim
         rows.append({
-            "candidate": c.label(d, float(info["candidate_rho"][i])),
-            "cv_mean": float(info["cv_mean"][i]),
-            "cv_scores": info["cv_scores"][i].tolist(),
-            "chosen": bool(int(info["candidate"]) == i),
+            "option": cands[i].label(d, point),
+            "cv_mean": float(info["cv_mean"][o]),
+            "cv_se": float(info["cv_se"][o]),
+            "cv_scores": info["cv_scores"][o].tolist(),
+            "chosen": bool(int(info["option"]) == o),
         })
     return rows
 
 
 def _check_config(config: Config) -> None:
-    folds = config.option("folds", DEFAULT_FOLDS)
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
-        raise ValueError(f"options: auto's 'folds' must be an int >= 2, got {folds!r}")
+    for name, default, low in (("folds", DEFAULT_FOLDS, 2), ("repeats", DEFAULT_REPEATS, 1)):
+        value = config.option(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"options: auto's {name!r} must be an int >= {low}, got {value!r}")
+    rule, z = config.option("rule", "one_se"), config.option("z", 1.0)
+    if rule not in RULES:
+        raise ValueError(f"options: auto's 'rule' must be one of {RULES}, got {rule!r}")
+    if not isinstance(z, (int, float)) or isinstance(z, bool) or not np.isfinite(z) or z < 0:
+        raise ValueError(f"options: auto's 'z' must be a finite number >= 0, got {z!r}")
     cands = candidates(config)
     if not cands or not all(isinstance(c, Candidate) for c in cands):
         raise ValueError("options: auto's 'candidates' must be a non-empty tuple of cfjax.solvers.auto.Candidate")
-    from cfjax.solvers.base import get
-
+    if aggregators.get(config.aggregator).linear is None:
+        raise ValueError(f"aggregator: auto writes its result in a logit-linear aggregator; {config.aggregator!r} is not")
+    fields = set(Hparams._fields)
     for c in cands:
         method = get(c.method)
         if method.fit is not None:
             raise ValueError(f"options: auto's candidate {c.method!r} must be an iterative method")
         if c.space not in ("probability", "logit"):
             raise ValueError(f"options: auto's candidate space must be 'probability' or 'logit', got {c.space!r}")
-        if not c.rhos or not all(0.0 <= r <= 1.0 for r in c.rhos):
-            raise ValueError(f"options: auto's candidate rhos must be a non-empty tuple in [0, 1], got {c.rhos!r}")
+        agg = aggregators.get(c.aggregator or config.aggregator)
+        if agg.linear is None:
+            raise ValueError(f"options: auto's candidate aggregator {agg.name!r} is not logit-linear")
+        for name, values in c.grid:
+            if name not in fields:
+                raise ValueError(f"options: auto's candidate grid names {name!r}, not an Hparams field")
+            if not isinstance(values, tuple) or not values:
+                raise ValueError(f"options: auto's candidate grid for {name!r} must be a non-empty tuple")
+        if any(not 0.0 <= p.get("rho", 0.5) <= 1.0 for p in c.points()):
+            raise ValueError(f"options: auto's candidate rho values must lie in [0, 1], got {c.grid!r}")
         if method.check_config is not None:
-            method.check_config(config.replace(method=c.method, formulation=c.formulation, space=c.space))
+            method.check_config(config.replace(method=c.method, formulation=c.formulation, space=c.space,
+                                               aggregator=c.aggregator or config.aggregator))
 
 
 METHOD = register(
@@ -260,11 +349,10 @@ METHOD = register(
         fit_with_progress=fit_with_progress,
         check_config=_check_config,
         description=(
-            "the default pipeline: cross-validated choice (stratified folds of the labeled columns, "
-            "PR-AUC) among als, two_stage and fold-in joint (rho 0.1/0.5/0.9) at latent_dim on R, and "
-            "two_stage at full rank on the base logits; the winner's fit on all labels"
+            "the default pipeline: repeated stratified K-fold choice on the labeled columns (PR-AUC, "
+            "one-standard-error rule towards the simplest) among two_stage at full rank with the prior "
+            "aggregator on R and on the base logits, and fold-in joint at latent_dim"
         ),
-        # the candidates were designed and validated at lam = 0.01 (docs/results/panel.md)
         defaults=(("lam", 0.01),),
     )
 )

@@ -49,9 +49,10 @@ else the "sharp" bound step is taken, so "exact" is monotone too, and the fastes
 
 Scope and caveats:
 
-* The aggregator must be logit-linear (its `Aggregator.linear` reads theta as (w, b), and its
-  penalty is ||w||^2: "weighted"); the host refuses others (this method's `check_config`) and
-  the steps refuse them again at trace time.
+* The aggregator must be logit-linear: its `Aggregator.linear` reads theta as (w, b) and gives
+  its penalty as a quadratic form w^T Q w ("weighted": Q = I; "prior": the projection off its
+  prior direction). The host refuses others (this method's `check_config`) and the steps refuse
+  them again at trace time.
 * The bound holds for plain cross-entropy only. MM-ALS optimises the omega-weighted CE with
   focal_gamma = 0 whatever `Hparams.focal_gamma` says, and its history reports that objective.
 * The steps divide by a = rho / S_C; rho is floored at 1e-6 inside the steps (rho = 0 leaves the
@@ -258,13 +259,15 @@ def theta_step(params: Params, problem: Problem, hparams: Hparams, config: Confi
     s = w @ F + b
     total_omega = jnp.maximum(jnp.sum(omega), 1e-30)
     Fa = jnp.concatenate([F, jnp.ones((1, F.shape[1]), dtype)], axis=0)
-    penalty = jnp.concatenate([jnp.full((m,), 2.0, dtype) * hparams.agg_l2, jnp.zeros((1,), dtype)])
+    # the aggregator's penalty is the quadratic form w^T Q w (Q = I for "weighted")
+    Q = _linear(config).penalty_matrix(params.theta)
+    penalty = jnp.zeros((m + 1, m + 1), dtype).at[:m, :m].set(2.0 * hparams.agg_l2 * Q)
     grad = jnp.matmul(Fa, omega * (jax.nn.sigmoid(s) - problem.labels), precision=_HIGHEST) / total_omega
-    grad = grad + penalty * jnp.concatenate([w, jnp.zeros((1,), dtype)])
+    grad = grad + penalty @ jnp.concatenate([w, jnp.zeros((1,), dtype)])
     curv = omega * curvature(s, mode) / total_omega
-    H = jnp.matmul(Fa * curv[None, :], Fa.T, precision=_HIGHEST) + jnp.diag(penalty)
-    ridge = jnp.sqrt(jnp.finfo(dtype).eps) * jnp.maximum(jnp.mean(jnp.diag(H)), 1e-30)
-    delta = jnp.linalg.solve(H + ridge * jnp.eye(m + 1, dtype=dtype), grad)
+    H = jnp.matmul(Fa * curv[None, :], Fa.T, precision=_HIGHEST) + penalty
+    jitter = jnp.sqrt(jnp.finfo(dtype).eps) * jnp.maximum(jnp.mean(jnp.diag(H)), 1e-30)
+    delta = jnp.linalg.solve(H + jitter * jnp.eye(m + 1, dtype=dtype), grad)
     return params._replace(theta=_linear(config).with_weights(params.theta, w - delta[:m], b - delta[m]))
 
 
