@@ -396,7 +396,7 @@ def auto_choice(
     mean = np.array([r["cv_mean"] for r in rows])
     se = np.array([r["cv_se"] for r in rows])
     y = np.arange(len(rows))[::-1]
-    fig, ax = _figure_and_ax(ax, (8, 0.45 * len(rows) + 1.6))
+    fig, ax = _figure_and_ax(ax, (10, 0.45 * len(rows) + 1.8))
     colors = ["C3" if r["chosen"] else "C0" for r in rows]
     ax.barh(y, mean, xerr=se, color=colors, alpha=0.8, error_kw={"ecolor": "black", "capsize": 3})
     best = int(np.argmax(mean))
@@ -407,6 +407,6 @@ def auto_choice(
     ax.set_ylabel("option (simplest at the top)")
     low = float(np.nanmin(mean - se)) if np.isfinite(mean - se).any() else 0.0
     ax.set_xlim(max(0.0, low - 0.02), min(1.0, float(np.nanmax(mean)) + 0.02))
-    ax.set_xlabel("cross-validated PR-AUC (mean over folds; bars: SE of the gap to the best)")
+    ax.set_xlabel("cross-validated PR-AUC (bars: SE of the gap to the best)")
     ax.set_title("auto's options: chosen in red,\ndotted: the best option's mean minus z SE")
     return _finish(fig, path)
