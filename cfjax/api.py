@@ -99,26 +99,27 @@ def settings(
     formulation: str | None = None,
     aggregator: str | None = None,
     confidence: str | None = None,
+    space: str | None = None,
 ) -> tuple[Hparams, Config]:
     """(hparams, config) from the plain settings a user gives the command or the estimator.
 
     The one place their defaults come from: `Config()`'s fields and the method's registry
     hyperparameters (`cfjax.solvers.get(method).hparams()`) for everything left None. A setting
     is either honoured or refused, never ignored: `auto` chooses rho itself and fits each
-    candidate in its own formulation, so giving it `rho` or `formulation` is a `ValueError`
-    naming the setting; its `latent_dim`, `max_iter`, `lam`, `lr`, `aggregator` and
-    `confidence` are its candidates'.
+    candidate in its own formulation and space, so giving it `rho`, `formulation` or `space` is
+    a `ValueError` naming the setting; its `latent_dim`, `max_iter`, `lam`, `lr`, `aggregator`
+    (the one its result is written in) and `confidence` are its candidates'.
     """
     method = Config().method if method is None else method
     entry = solvers.get(method)
     if entry.fit is not None:
-        for name, value in (("rho", rho), ("formulation", formulation)):
+        for name, value in (("rho", rho), ("formulation", formulation), ("space", space)):
             if value is not None:
                 raise ValueError(f"{name}: {method!r} chooses it for each candidate itself; leave it unset")
     given = {k: v for k, v in dict(rho=rho, lam=lam, lr=lr).items() if v is not None}
     hparams = entry.hparams(**given)
     fields = dict(latent_dim=latent_dim, max_iter=max_iter, formulation=formulation, aggregator=aggregator,
-                  confidence=confidence)
+                  confidence=confidence, space=space)
     config = Config(method=method, **{k: v for k, v in fields.items() if v is not None})
     return hparams, config
 

@@ -109,7 +109,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     rho = _parse_rho(args.rho)
     hparams, config = settings(
         args.method, rho=None if rho == "auto" else rho, lam=args.lam, lr=args.lr, latent_dim=args.latent_dim,
-        max_iter=args.max_iter, formulation=args.formulation,
+        max_iter=args.max_iter, formulation=args.formulation, aggregator=args.aggregator,
+        confidence=args.confidence, space=args.space,
     )
     method = cfjax.solvers.get(config.method)
     problem = cfjax.from_numpy(R, labels, require_labels=method.uses_labels)
@@ -332,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--latent-dim", type=int, default=None, help="d (default min(4, m, n); auto: its low-rank candidates')")
     fit.add_argument("--formulation", default=None, choices=["free", "fold_in"], help="joint's (default fold_in)")
     fit.add_argument("--max-iter", type=int, default=None, help="iterations (default 200; auto: its candidates')")
+    fit.add_argument("--aggregator", default=None, help="an aggregator name (default weighted; see cfjax.aggregators)")
+    fit.add_argument("--confidence", default=None, help="a confidence strategy (default uniform)")
+    fit.add_argument("--space", default=None, choices=["probability", "logit"],
+                     help="factorize R or its logits (default probability; auto chooses)")
     fit.add_argument("--lr", type=float, default=None)
     fit.add_argument("--lam", type=float, default=None,
                      help="ridge lambda (default: the method's, 1 for joint and mm_als, else 0.01)")

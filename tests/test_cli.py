@@ -90,7 +90,7 @@ def test_fit_flags_with_auto_are_honoured_or_refused(tiny_npz, tmp_path, capsys)
     result, config, hparams = io.load(out)
     assert (config.method, config.latent_dim, config.max_iter) == ("auto", 2, 5)
     assert float(hparams.lam) == 0.5 and result.history.total.shape == (5,)
-    for flag, value in (("--rho", "0.5"), ("--formulation", "free"), ("--rho", "auto")):
+    for flag, value in (("--rho", "0.5"), ("--formulation", "free"), ("--space", "logit"), ("--rho", "auto")):
         code, _, err = _run(["fit", tiny_npz, flag, value, "--output", out], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "chooses" in err, (flag, err)
 

@@ -7,10 +7,11 @@ function (jit it, vmap it, shard it):
    learned statistics go into `FitResult.info["confidence"]`;
 2. `start`: the method's `init` (or a warm start from `Params`, or the exact continuation of an
    earlier fit from its `DriverState`) and the loss of the starting point;
-3. `advance`: `length` steps of the method under `lax.scan`, recording the `History`. Once the
-   relative change of the total loss falls strictly below `Config.tol` (for methods that
-   `converge`) or the method's `stop` says so, the state is frozen and the history repeats its
-   last values, so shapes stay fixed and fits vmap like any other array program;
+3. `advance`: up to `length` steps of the method under `lax.while_loop`, recording the
+   `History`. Once the relative change of the total loss falls strictly below `Config.tol` (for
+   methods that `converge`) or the method's `stop` says so, the loop ends and the rest of the
+   history repeats the last values, so shapes stay fixed and fits vmap like any other array
+   program;
 4. `finish`: the returned params (the method's `finalize`, else the current iterate); the last
    history entry always describes the returned params.
 
@@ -107,15 +108,18 @@ def start(
 def advance(
     method: Method, state: DriverState, problem: Problem, hparams: Hparams, config: Config, length: int
 ) -> tuple[DriverState, History]:
-    """`length` steps under `lax.scan` (static length), returning the state and their History.
+    """Up to `length` steps (static), returning the state and the History of `length` entries.
 
-    A step is accepted only while the fit has not stopped; after that the state is frozen and
-    each history entry repeats the last accepted values. With tol = 0 the loop never stops on
-    the tolerance (a change of exactly 0 in one program may be 1 ulp in a batched twin).
+    A `lax.while_loop` that stops as soon as the fit has stopped (converged or early-stopped):
+    the entries after that repeat the last accepted values, exactly what a scan over all
+    `length` steps of a frozen state records, without paying for those steps. Under `vmap`
+    (sweeps, `auto`'s folds) the loop runs until every fit has stopped, each fit frozen from its
+    own stop. With tol = 0 the loop never stops on the tolerance (a change of exactly 0 in one
+    program may be 1 ulp in a batched twin).
     """
     check_convergence = method.converges(config)
 
-    def body(state: DriverState, _):
+    def step(state: DriverState) -> tuple[DriverState, History]:
         new_inner = method.step(state.inner, problem, hparams, config)
         last, score = evaluate(method.params(new_inner), problem, hparams, config)
         prev = state.last.total
@@ -124,7 +128,7 @@ def advance(
         stop = converged
         if method.stop is not None:
             stop = stop | method.stop(new_inner, config)
-        keep = state.stopped
+        keep = state.stopped  # only a continued fit that had stopped already
 
         def pick(old, new):
             return jax.tree.map(lambda o, n: jnp.where(keep, o, n), old, new)
@@ -136,9 +140,27 @@ def advance(
             converged=state.converged | (converged & ~keep),
             n_iter=state.n_iter + jnp.where(keep, 0, 1).astype(jnp.int32),
         )
-        return state, History(total=last.total, recon=last.recon, sup=last.sup, valid_pr_auc=score)
+        return state, _record(state)
 
-    return jax.lax.scan(body, state, None, length=length)
+    def running(carry):
+        i, state, _ = carry
+        return (i < length) & ~state.stopped
+
+    def body(carry):
+        i, state, history = carry
+        state, record = step(state)
+        return i + 1, state, jax.tree.map(lambda h, v: h.at[i].set(v), history, record)
+
+    empty = jax.tree.map(lambda v: jnp.zeros((length,), v.dtype), _record(state))
+    done, state, history = jax.lax.while_loop(running, body, (jnp.zeros((), jnp.int32), state, empty))
+    recorded = jnp.arange(length) < done
+    history = jax.tree.map(lambda h, v: jnp.where(recorded, h, v), history, _record(state))
+    return state, history
+
+
+def _record(state: DriverState) -> History:
+    """The history entry of the latest accepted iterate."""
+    return History(total=state.last.total, recon=state.last.recon, sup=state.last.sup, valid_pr_auc=state.score)
 
 
 def finish(
