@@ -46,7 +46,9 @@ __all__ = [
     "logits",
     "mean",
     "prior",
+    "prior_direction",
     "register",
+    "unsupervised_direction",
     "weighted",
 ]
 
@@ -229,7 +231,10 @@ class PriorTheta(NamedTuple):
     """Parameters of the prior aggregator: logit_i = w^T r_i + b, and the prior's direction.
 
     `center` is not learned by gradient (the penalty stops its gradient): it starts as the
-    averaging direction and `exact_fit` sets it from the labeled columns.
+    averaging direction and `exact_fit` sets it (`prior_direction`): half from every column
+    without labels (the spectral meta-learner's reliabilities), half from the labeled columns
+    (the diagonal discriminant), by default. The study behind it:
+    docs/results/scarce_labels.md.
     """
 
     w: jax.Array  # (m,)
@@ -271,9 +276,34 @@ def _prior_init(key: jax.Array, m: int, hparams: Any, dtype: Any) -> PriorTheta:
     return PriorTheta(w=base.w, b=base.b, center=jnp.ones((m,), dtype))
 
 
+def unsupervised_direction(fixed: Inputs) -> jax.Array:
+    """The spectral meta-learner's reliability direction of the reconstruction (m,), unit norm:
+    the leading eigenvector of the rank-one fit of its classifiers' off-diagonal covariance over
+    every column (`cfjax.baselines.sml_weights`); no label is read."""
+    from cfjax.baselines import sml_weights  # a peer method's estimator, reused as a prior
+    from cfjax.structs import Problem
+
+    R = fixed.R_hat
+    observed = jnp.ones(R.shape, bool) if fixed.observed is None else fixed.observed
+    n = R.shape[1]
+    none = jnp.zeros((n,), bool)
+    v, _ = sml_weights(Problem(R=R, C=observed.astype(R.dtype), observed=observed, labels=jnp.zeros((n,), R.dtype),
+                               labeled=none, validation=none))
+    return v
+
+
+def prior_direction(fixed: Inputs, labels: jax.Array, labeled: jax.Array, weight_sml: jax.Array) -> jax.Array:
+    """The prior's direction: (1 - a) d / |d| + a v / |v| for the diagonal discriminant d of the
+    labeled columns (`discriminant_direction`) and the unsupervised direction v
+    (`unsupervised_direction`), a = `weight_sml` (traced)."""
+    d = discriminant_direction(fixed.R_hat, labels, labeled)
+    v = unsupervised_direction(fixed)
+    return (1.0 - weight_sml) * d / jnp.linalg.norm(d) + weight_sml * v
+
+
 def _prior_exact_fit(theta: PriorTheta, fixed: Inputs, labels, omega, hparams) -> PriorTheta:
     labeled = omega > 0
-    center = discriminant_direction(fixed.R_hat, labels, labeled)
+    center = prior_direction(fixed, labels, labeled, hparams.agg_prior_sml)
     Q = _off_center(theta._replace(center=center))
     c = center / jnp.linalg.norm(center)
     # the prior: deviations from the direction have standard deviation tau = agg_prior; the
@@ -294,8 +324,9 @@ prior = register(
         linear=Linear(weights=lambda t: (t.w, t.b), with_weights=lambda t, w, b: t._replace(w=w, b=b),
                       penalty_matrix=_off_center),
         description=(
-            "sigmoid(w^T r + b) under a Gaussian prior centred on a direction: the diagonal "
-            "discriminant of the labeled columns when fitted exactly (two_stage), averaging "
+            "sigmoid(w^T r + b) under a Gaussian prior centred on a direction: when fitted exactly "
+            "(two_stage), the spectral meta-learner's reliabilities of every column blended with the "
+            "diagonal discriminant of the labeled columns (Hparams.agg_prior_sml), averaging "
             "otherwise; scale Hparams.agg_prior, on the summed log-likelihood"
         ),
     )

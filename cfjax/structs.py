@@ -91,6 +91,9 @@ class Hparams(NamedTuple):
       agg_prior: scale tau of the "prior" aggregator's prior: the standard deviation of its
         weights' departure from the prior direction, on the summed log-likelihood of the
         labeled columns (so the prior counts for less as labels are added).
+      agg_prior_sml: weight in [0, 1] of the unsupervised direction (the spectral meta-learner's
+        reliabilities, from every column) in the "prior" aggregator's prior direction; the rest
+        is the diagonal discriminant of the labeled columns.
       certainty_floor: floor of the "certainty" confidence strategy.
     """
 
@@ -101,6 +104,7 @@ class Hparams(NamedTuple):
     focal_gamma: Array
     agg_l2: Array
     agg_prior: Array
+    agg_prior_sml: Array
     certainty_floor: Array
 
     @classmethod
@@ -113,6 +117,7 @@ class Hparams(NamedTuple):
         focal_gamma: float = 0.0,
         agg_l2: float = 1e-3,
         agg_prior: float = 0.3,
+        agg_prior_sml: float = 0.5,
         certainty_floor: float = 0.05,
         dtype: Any = None,
     ) -> Hparams:
@@ -124,6 +129,7 @@ class Hparams(NamedTuple):
         dtype = dtype or jnp.result_type(float)
         values = dict(
             rho=rho, lam=lam, alpha=alpha, lr=lr, focal_gamma=focal_gamma, agg_l2=agg_l2, agg_prior=agg_prior,
+            agg_prior_sml=agg_prior_sml,
             certainty_floor=certainty_floor,
         )
         return cls(**{k: jnp.asarray(v, dtype=dtype) for k, v in values.items()})

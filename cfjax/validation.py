@@ -37,6 +37,7 @@ _RANGES = {
     "focal_gamma": (0.0, np.inf, True, False),
     "agg_l2": (0.0, np.inf, True, False),
     "agg_prior": (0.0, np.inf, False, False),
+    "agg_prior_sml": (0.0, 1.0, True, True),
     "certainty_floor": (0.0, np.inf, True, False),
 }
 
