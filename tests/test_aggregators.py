@@ -1,0 +1,153 @@
+"""Aggregators: the protocol's helpers, and the prior aggregator against its definition."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import cfjax
+from cfjax import aggregators, baselines, data, losses
+from cfjax.logistic import fit_logistic_prior
+from cfjax.structs import Hparams
+
+
+def _problem(seed=0, n=200, m=6, missing=0.0):
+    return data.synthetic(jax.random.key(seed), n_classifiers=m, n_instances=n, missing_rate=missing,
+                          labeled_fraction=0.3).problem
+
+
+def _discriminant_loop(R, y, mask):
+    """The diagonal discriminant written out per classifier."""
+    out = []
+    for r in R:
+        pos, neg = r[mask & (y > 0.5)], r[mask & (y <= 0.5)]
+        scatter = ((pos - pos.mean()) ** 2).sum() + ((neg - neg.mean()) ** 2).sum()
+        var = scatter / max(pos.size + neg.size - 2, 1)
+        out.append(max((pos.mean() - neg.mean()) / max(var, 1e-12), 0.0))
+    out = np.array(out)
+    return out if (out > 0).any() else np.ones_like(out)
+
+
+def test_discriminant_direction_equals_a_loop():
+    with jax.enable_x64(True):
+        p = _problem()
+        R, y, lab = np.array(p.R), np.asarray(p.labels), np.asarray(p.labeled)
+        R[2] = 1.0 - R[2]  # a classifier worse than chance gets weight 0
+        got = aggregators.discriminant_direction(jnp.asarray(R), jnp.asarray(y), jnp.asarray(lab))
+        want = _discriminant_loop(R, y, lab)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10)
+        assert float(got[2]) == 0.0
+
+
+def test_no_classifier_better_than_chance_falls_back_to_equal_weights():
+    R = jnp.asarray([[0.9, 0.1, 0.8, 0.2], [0.7, 0.3, 0.6, 0.4]])
+    y = jnp.asarray([0.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(aggregators.discriminant_direction(R, y, jnp.ones(4, bool)), [1.0, 1.0])
+
+
+def test_prior_direction_blends_the_unsupervised_and_supervised_directions():
+    with jax.enable_x64(True):
+        p = _problem(1)
+        fixed = aggregators.Inputs(R_hat=p.R, X=jnp.eye(6), Y=p.R)
+        v, _ = baselines.sml_weights(p._replace(labeled=jnp.zeros_like(p.labeled)))
+        d = _discriminant_loop(np.asarray(p.R), np.asarray(p.labels), np.asarray(p.labeled))
+        for a in (0.0, 0.5, 1.0):
+            got = aggregators.prior_direction(fixed, p.labels, p.labeled, jnp.asarray(a))
+            np.testing.assert_allclose(np.asarray(got), (1 - a) * d / np.linalg.norm(d) + a * np.asarray(v),
+                                       rtol=1e-8, atol=1e-12)
+
+
+def _map_objective(w, b, F, y, mask, precision, eps):
+    s = w @ F + b
+    ce = np.logaddexp(0.0, np.where(y > 0.5, -s, s))
+    return (mask * ce).sum() + 0.5 * w @ precision @ w + 0.5 * eps * b * b
+
+
+def test_prior_exact_fit_is_the_map_of_its_objective():
+    """The fitted (w, b) is stationary for the MAP objective written out in NumPy, and no
+    perturbation lowers it."""
+    with jax.enable_x64(True):
+        p = _problem(2)
+        fixed = aggregators.Inputs(R_hat=p.R, X=jnp.eye(6), Y=p.R)
+        hp = Hparams.create(agg_prior=0.3)
+        theta0 = aggregators.prior.init(jax.random.key(0), 6, hp, jnp.float64)
+        theta = aggregators.prior.exact_fit(theta0, fixed, p.labels, p.labeled.astype(jnp.float64), hp)
+        c = np.asarray(theta.center) / np.linalg.norm(np.asarray(theta.center))
+        precision = (np.eye(6) - np.outer(c, c)) / 0.3 + 1e-4 * np.outer(c, c)
+        F, y, mask = np.asarray(p.R), np.asarray(p.labels), np.asarray(p.labeled, float)
+        w, b = np.asarray(theta.w), float(theta.b)
+        grad = jax.grad(lambda t: _map_objective_jnp(t, F, y, mask, precision))(jnp.concatenate([theta.w, theta.b[None]]))
+        assert float(jnp.max(jnp.abs(grad))) < 1e-8
+        base = _map_objective(w, b, F, y, mask, precision, 1e-8)
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            dw, db = 1e-3 * rng.normal(size=6), 1e-3 * rng.normal()
+            assert _map_objective(w + dw, b + db, F, y, mask, precision, 1e-8) >= base - 1e-12
+
+
+def _map_objective_jnp(t, F, y, mask, precision):
+    w, b = t[:-1], t[-1]
+    s = w @ F + b
+    ce = jnp.logaddexp(0.0, jnp.where(y > 0.5, -s, s))
+    return (mask * ce).sum() + 0.5 * w @ precision @ w + 0.5 * 1e-8 * b * b
+
+
+def test_a_strong_prior_ranks_like_its_direction_a_weak_one_like_logistic_regression():
+    with jax.enable_x64(True):
+        p = _problem(3, n=400)
+        fixed = aggregators.Inputs(R_hat=p.R, X=jnp.eye(6), Y=p.R)
+        theta0 = aggregators.prior.init(jax.random.key(0), 6, Hparams.create(), jnp.float64)
+        strong = aggregators.prior.exact_fit(theta0, fixed, p.labels, p.labeled.astype(jnp.float64),
+                                             Hparams.create(agg_prior=1e-6))
+        cos = float(strong.w @ strong.center / (jnp.linalg.norm(strong.w) * jnp.linalg.norm(strong.center)))
+        assert cos > 0.9999
+        weak = aggregators.prior.exact_fit(theta0, fixed, p.labels, p.labeled.astype(jnp.float64),
+                                           Hparams.create(agg_prior=1e6))
+        w_lr, _ = fit_logistic_prior(p.R, p.labels, p.labeled.astype(jnp.float64), 1e-12 * jnp.eye(6))
+        np.testing.assert_allclose(np.asarray(weak.w), np.asarray(w_lr), rtol=1e-3, atol=1e-3)
+
+
+def test_prior_penalty_is_its_quadratic_form_and_has_no_gradient_through_the_center():
+    theta = aggregators.PriorTheta(w=jnp.asarray([1.0, 2.0, 3.0]), b=jnp.asarray(0.0),
+                                   center=jnp.asarray([1.0, 1.0, 0.0]))
+    Q = aggregators.prior.linear.penalty_matrix(theta)
+    np.testing.assert_allclose(float(aggregators.prior.penalty(theta)), float(theta.w @ Q @ theta.w), rtol=1e-6)
+    grad = jax.grad(aggregators.prior.penalty)(theta)
+    assert float(jnp.abs(grad.center).max()) == 0.0
+    # the direction itself costs nothing: only the departure from it is penalised
+    assert float(aggregators.prior.penalty(theta._replace(w=jnp.asarray([2.0, 2.0, 0.0])))) < 1e-5  # float32
+
+
+@pytest.mark.parametrize("method", ["two_stage", "joint", "mm_als"])
+def test_every_method_trains_the_prior_aggregator(method):
+    ens = data.preset(jax.random.key(0), "seed", n_instances=200, n_classifiers=6, labeled_fraction=0.2)
+    config = cfjax.Config(method=method, aggregator="prior", latent_dim=3, max_iter=15)
+    result = cfjax.fit(jax.random.key(0), ens.problem, None, config)
+    assert isinstance(result.params.theta, aggregators.PriorTheta)
+    proba = np.asarray(cfjax.proba(result.params, config))
+    assert np.isfinite(proba).all() and ((proba >= 0) & (proba <= 1)).all()
+    if method == "mm_als":  # its quadratic penalty keeps MM-ALS's descent guarantee
+        total = np.asarray(result.history.total)
+        assert (np.diff(total) <= 1e-6 * np.abs(total[:-1])).all()
+
+
+def test_logits_and_penalty_of_every_registered_aggregator_are_finite():
+    p = _problem(4, missing=0.2)
+    params = cfjax.solvers.initial_params(jax.random.key(0), p, Hparams.create(), cfjax.Config(latent_dim=3))
+    for name, agg in aggregators.AGGREGATORS.items():
+        theta = agg.init(jax.random.key(0), 6, Hparams.create(), jnp.float32)
+        config = cfjax.Config(aggregator=name, latent_dim=3)
+        logits = aggregators.logits(params._replace(theta=theta), config, p.observed)
+        assert logits.shape == (200,) and bool(jnp.all(jnp.isfinite(logits))), name
+        assert bool(jnp.isfinite(aggregators.penalty(agg, theta))), name
+        sup, _ = losses.supervised_parts(params._replace(theta=theta), p, Hparams.create(), config)
+        assert bool(jnp.isfinite(sup)), name
+
+
+def test_unsupervised_direction_is_a_finite_unit_vector_on_degenerate_columns():
+    # identical rows: a covariance of rank one everywhere, the classic degenerate case
+    R = jnp.tile(jnp.linspace(0.1, 0.9, 7), (3, 1))
+    v = aggregators.unsupervised_direction(aggregators.Inputs(R_hat=R, X=jnp.eye(3), Y=R))
+    assert bool(jnp.all(jnp.isfinite(v)))
+    np.testing.assert_allclose(float(jnp.linalg.norm(v)), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(v), np.full(3, 1 / np.sqrt(3)), rtol=1e-4)
