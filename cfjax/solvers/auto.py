@@ -99,9 +99,7 @@ class Candidate(NamedTuple):
 
 #: The default candidates, simplest first (see the module docstring and docs/results/scarce_labels.md).
 CANDIDATES: tuple[Candidate, ...] = (
-    Candidate("two_stage", full_rank=True, aggregator="prior", grid=(("agg_prior", (0.3, 1.0, 3.0)),)),
-    Candidate("two_stage", space="logit", full_rank=True, aggregator="prior", grid=(("agg_prior", (0.3, 3.0)),)),
-    Candidate("joint", formulation="fold_in", grid=(("rho", (0.1, 0.5, 0.9)),)),
+    Candidate("two_stage", full_rank=True, aggregator="prior", grid=(("agg_prior", (0.1, 0.3, 1.0, 3.0)),)),
 )
 
 
