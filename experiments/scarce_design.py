@@ -1,0 +1,214 @@
+"""How the default pipeline was chosen for scarce labels (issue 17): the diagnosis and the ablations.
+
+Part 1, diagnosis. Why does a supervised combiner lose to averaging with few labels? Per
+(data set, labeled fraction, split) of the few-label panel: how well the labeled columns rank
+the classifiers (Spearman correlation between each classifier's ROC-AUC on the labeled columns,
+which hold out-of-fold predictions, and on the unlabeled test columns), and how far apart the
+classifiers really are (the spread of their test ROC-AUCs).
+
+Part 2, ablations, from the library's own `auto` machinery. For each cell, every candidate of
+`POOL` is run by `cfjax.solvers.auto.run_candidate` (repeated stratified folds of the labeled
+columns, 5 x 2, and the fit on all labels, at every point of its grid), keeping its fold scores
+and the test PR-AUC of each point. Any `auto` (a list of options and a rule) is then emulated
+exactly from these records, since the rule reads fold scores only; `SPECS` are the variants the
+design compared. Printed per labeled fraction: panel mean, paired difference against averaging
+and against the best baseline (averaging, stacking, Caruana, SML) with 95 % t intervals, and the
+worst data set against averaging.
+
+Writes results/scarce_design/ (records.jsonl, diagnosis.md, ablations.md, config.json).
+
+    python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import provenance, results_dir, write_json
+from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
+
+import cfjax
+from cfjax import baselines, benchmark, datasets, predict, validation
+from cfjax.benchmark import t_interval
+from cfjax.solvers import auto
+from cfjax.solvers.auto import Candidate
+
+SCALES = (0.03, 0.1, 0.3, 1.0, 3.0)
+#: The candidates compared: name -> Candidate (two_stage at full rank unless the name says d=4).
+POOL = {
+    "prior(mix)": Candidate("two_stage", full_rank=True, aggregator="prior", grid=(("agg_prior", SCALES),)),
+    "prior(discriminant)": Candidate("two_stage", full_rank=True, aggregator="prior",
+                                     grid=(("agg_prior_sml", (0.0,)), ("agg_prior", SCALES))),
+    "prior(sml)": Candidate("two_stage", full_rank=True, aggregator="prior",
+                            grid=(("agg_prior_sml", (1.0,)), ("agg_prior", SCALES))),
+    "prior(mix), logit": Candidate("two_stage", space="logit", full_rank=True, aggregator="prior",
+                                   grid=(("agg_prior", SCALES),)),
+    "prior(mix), d=4": Candidate("two_stage", aggregator="prior", grid=(("agg_prior", SCALES),)),
+    "weighted": Candidate("two_stage", full_rank=True, aggregator="weighted"),
+    "weighted, logit": Candidate("two_stage", space="logit", full_rank=True, aggregator="weighted"),
+}
+ALL = list(range(len(SCALES)))
+#: The emulated pipelines: name -> ([(pool name, grid points), ...], rule).
+SPECS = {
+    "prior(mix), agg_prior 0.3": ([("prior(mix)", [2])], "best"),
+    "prior(discriminant), agg_prior 0.3": ([("prior(discriminant)", [2])], "best"),
+    "prior(sml), agg_prior 0.3": ([("prior(sml)", [2])], "best"),
+    "prior(mix), d=4, agg_prior 0.3": ([("prior(mix), d=4", [2])], "best"),
+    "weighted (two_stage at full rank)": ([("weighted", [0])], "best"),
+    "prior(mix) 0.1-3, best": ([("prior(mix)", [1, 2, 3, 4])], "best"),
+    "default: prior(mix) 0.1-3, one_se": ([("prior(mix)", [1, 2, 3, 4])], "one_se"),
+    "prior(mix) 0.03-3, one_se": ([("prior(mix)", ALL)], "one_se"),
+    "+ logit, one_se": ([("prior(mix)", [1, 2, 3, 4]), ("prior(mix), logit", [2, 4])], "one_se"),
+    "+ weighted, one_se": ([("prior(mix)", [1, 2, 3, 4]), ("weighted", [0]), ("weighted, logit", [0])], "one_se"),
+}
+GOAL_BASELINES = ("simple_average", "stacking", "caruana", "spectral_meta_learner")
+_run = jax.jit(auto.run_candidate, static_argnames=("config", "index"))
+
+
+def diagnose(ens) -> dict:
+    R = np.asarray(ens.problem.R)
+    lab = np.asarray(ens.problem.labeled)
+    y = ens.y_true
+    test = np.asarray(ens.test)
+
+    def auc(r, mask):
+        return roc_auc_score(y[mask], r[mask]) if np.ptp(r[mask]) > 0 else 0.5
+
+    a_lab = np.array([auc(r, lab) for r in R])
+    a_test = np.array([auc(r, test) for r in R])
+    rho = spearmanr(a_lab, a_test).statistic if np.ptp(a_lab) > 0 and np.ptp(a_test) > 0 else np.nan
+    return {"rank_corr": float(rho), "test_auc_spread": float(a_test.max() - np.median(a_test)),
+            "n_labeled": int(lab.sum()), "n_pos_labeled": int(y[lab].sum())}
+
+
+def collect(names, fractions, splits, out_path: Path) -> list[dict]:
+    records = []
+    if out_path.exists():
+        records = [json.loads(line) for line in out_path.read_text().splitlines()]
+    done = {(r["dataset"], r["labeled_fraction"], r["split"]) for r in records}
+    pairs, _ = benchmark.panel_pairs(names, fractions, splits)
+    hp = cfjax.solvers.get("auto").hparams()
+    with open(out_path, "a") as fh:
+        for name, fraction in pairs:
+            for split in range(splits):
+                if (name, fraction, split) in done:
+                    continue
+                ens = benchmark.load_ensemble(name, split, labeled_fraction=fraction)
+                rec = {"dataset": name, "labeled_fraction": fraction, "split": split, "diagnosis": diagnose(ens),
+                       "baselines": {b: benchmark.score_test_columns(ens.y_true, fn(ens.problem), ens.test)["pr_auc"]
+                                     for b, fn in baselines.BASELINES.items()}, "pool": {}}
+                for pname, cand in POOL.items():
+                    config = validation.resolve_config(
+                        cfjax.Config(aggregator=cand.aggregator or "weighted", options=(("candidates", (cand,)),)),
+                        ens.problem)
+                    run = jax.block_until_ready(_run(jax.random.key(split), ens.problem, hp, config, 0))
+                    cfg = auto.candidate_config(cand, config, *ens.problem.R.shape)
+                    test = [benchmark.score_test_columns(ens.y_true, predict.proba(
+                        jax.tree.map(lambda x, p=p: x[p], run.full.params), cfg, ens.problem), ens.test)["pr_auc"]
+                        for p in range(len(cand.points()))]
+                    rec["pool"][pname] = {"scores": np.asarray(run.scores).tolist(), "test": test}
+                fh.write(json.dumps(rec) + "\n")
+                fh.flush()
+                records.append(rec)
+                print(f"{name} @ {fraction:g} split {split}", flush=True)
+    return records
+
+
+def emulate(rec: dict, spec: list, rule: str) -> float:
+    scores, tests = [], []
+    for pname, points in spec:
+        S = np.asarray(rec["pool"][pname]["scores"], float)
+        for p in points:
+            scores.append(S[:, p])
+            tests.append(rec["pool"][pname]["test"][p])
+    chosen, _, _ = auto.choose(jax.numpy.asarray(np.stack(scores)), rule, 1.0, auto.DEFAULT_FOLDS)
+    return tests[int(chosen)]
+
+
+def _paired(rows: dict, a: str, b: str, cells: list) -> tuple[float, float, float]:
+    """Mean over data sets per split of a - b, then the t interval over splits."""
+    by_split: dict[int, list[float]] = {}
+    for (name, _, split) in cells:
+        by_split.setdefault(split, []).append(rows[a][(name, split)] - rows[b][(name, split)])
+    full = max(len(v) for v in by_split.values())
+    return t_interval([np.mean(v) for v in by_split.values() if len(v) == full])
+
+
+def ablation_tables(records: list[dict]) -> str:
+    lines = []
+    for fraction in sorted({r["labeled_fraction"] for r in records}):
+        recs = [r for r in records if r["labeled_fraction"] == fraction]
+        cells = [(r["dataset"], fraction, r["split"]) for r in recs]
+        rows = {b: {(r["dataset"], r["split"]): r["baselines"][b] for r in recs} for b in baselines.BASELINES}
+        for name, (spec, rule) in SPECS.items():
+            rows[name] = {(r["dataset"], r["split"]): emulate(r, spec, rule) for r in recs}
+        sets = sorted({c[0] for c in cells})
+
+        def panel(m, rows=rows, sets=sets):
+            return np.mean([np.mean([v for (d, _), v in rows[m].items() if d == s]) for s in sets])
+
+        best = max(GOAL_BASELINES, key=panel)
+        lines += [(f"\n**{100 * fraction:g} % labeled** ({len(sets)} data sets x {len(recs) // len(sets)} splits; "
+                  f"best baseline {best})\n"),
+                  "| pipeline | panel mean | − averaging [95 % CI] | − best baseline [95 % CI] | worst data set − averaging |",
+                  "|---|---|---|---|---|"]
+        for m, scores in rows.items():
+            d1 = _paired(rows, m, "simple_average", cells)
+            d2 = _paired(rows, m, best, cells)
+            worst = min((np.mean([scores[(s, k)] - rows["simple_average"][(s, k)] for (d, k) in scores if d == s]), s)
+                        for s in sets)
+            lines.append(f"| {m} | {panel(m):.4f} | {d1[0]:+.4f} [{d1[1]:+.4f}, {d1[2]:+.4f}] | "
+                         f"{d2[0]:+.4f} [{d2[1]:+.4f}, {d2[2]:+.4f}] | {worst[0]:+.4f} ({worst[1]}) |")
+    return "\n".join(lines)
+
+
+def diagnosis_table(records: list[dict]) -> str:
+    lines = [("| labeled | labeled columns (median) | positives labeled (median) | rank correlation of "
+             "classifier AUCs, labeled vs test (median) | best minus median classifier test AUC (median) |"),
+             "|---|---|---|---|---|"]
+    for fraction in sorted({r["labeled_fraction"] for r in records}):
+        d = [r["diagnosis"] for r in records if r["labeled_fraction"] == fraction]
+        lines.append(f"| {100 * fraction:g} % | {np.median([x['n_labeled'] for x in d]):.0f} | "
+                     f"{np.median([x['n_pos_labeled'] for x in d]):.0f} | "
+                     f"{np.nanmedian([x['rank_corr'] for x in d]):.2f} | "
+                     f"{np.median([x['test_auc_spread'] for x in d]):.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--splits", type=int, default=10)
+    parser.add_argument("--labeled", nargs="+", type=float, default=list(FEW_LABEL_FRACTIONS))
+    parser.add_argument("--datasets", nargs="+", default=None)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
+    if args.smoke:
+        names, args.splits, args.labeled = ["synthetic-seed", "synthetic-imbalanced_10"], 2, [0.1]
+    out = results_dir("scarce_design", args.out)
+    start = time.perf_counter()
+    records = collect(names, args.labeled, args.splits, out / "records.jsonl")
+    elapsed = time.perf_counter() - start
+    diag, abl = diagnosis_table(records), ablation_tables(records)
+    print("Diagnosis\n\n" + diag + "\n\nAblations (test PR-AUC on the unlabeled columns)\n" + abl)
+    (out / "diagnosis.md").write_text(diag + "\n")
+    (out / "ablations.md").write_text(abl + "\n")
+    write_json(out / "config.json", provenance(datasets=names, labeled_fractions=args.labeled, splits=args.splits,
+                                               seconds=elapsed, pool={k: c._asdict() for k, c in POOL.items()},
+                                               specs={k: [list(s), r] for k, (s, r) in SPECS.items()}))
+
+
+if __name__ == "__main__":
+    main()
