@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
 from cfjax.logistic import fit_logistic, fit_logistic_prior
 
@@ -91,13 +92,22 @@ class Aggregator(NamedTuple):
     description: str = ""
 
 
-def inputs(params: Any, observed: jax.Array | None = None, R_hat: jax.Array | None = None) -> Inputs:
+def inputs(
+    params: Any,
+    observed: Bool[ArrayLike, "m n"] | None = None,
+    R_hat: Float[Array, "m n"] | None = None,
+) -> Inputs:
     """`Inputs` of fitted `Params` (R_hat = X^T Y unless the caller already has it)."""
     R_hat = params.X.T @ params.Y if R_hat is None else R_hat
     return Inputs(R_hat=R_hat, X=params.X, Y=params.Y, observed=observed)
 
 
-def logits(params: Any, config: Any, observed: jax.Array | None = None, R_hat: jax.Array | None = None) -> jax.Array:
+def logits(
+    params: Any,
+    config: Any,
+    observed: Bool[ArrayLike, "m n"] | None = None,
+    R_hat: Float[Array, "m n"] | None = None,
+) -> Float[Array, " n"]:
     """The aggregator's logits (n,) for every column of a fit: the one place they are formed."""
     agg = get(config.aggregator)
     return agg.logits(params.theta, inputs(params, observed, R_hat))
@@ -114,8 +124,8 @@ def fit_on_fixed_inputs(
     aggregator: Aggregator,
     theta: Any,
     fixed: Inputs,
-    labels: jax.Array,
-    omega: jax.Array,
+    labels: Real[ArrayLike, " n"],
+    omega: Real[ArrayLike, " n"],
     hparams: Any,
     n_steps: int = 200,
 ) -> Any:

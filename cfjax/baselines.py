@@ -25,6 +25,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int, Real
 
 from cfjax import metrics
 from cfjax.logistic import fit_logistic
@@ -54,7 +55,7 @@ def _observed_mean(problem: Problem) -> jax.Array:
     return jnp.sum(w * problem.R, axis=0) / jnp.maximum(jnp.sum(w, axis=0), 1.0)
 
 
-def simple_average(problem: Problem) -> jax.Array:
+def simple_average(problem: Problem) -> Float[Array, " n"]:
     """Mean of the observed predictions in each column."""
     return _observed_mean(problem)
 
@@ -64,7 +65,7 @@ def _filled(problem: Problem) -> jax.Array:
     return jnp.where(problem.observed, problem.R, _observed_mean(problem)[None, :])
 
 
-def best_single(problem: Problem, metric: str = "pr_auc") -> jax.Array:
+def best_single(problem: Problem, metric: str = "pr_auc") -> Float[Array, " n"]:
     """The classifier with the best `metric` on the training columns where it is observed.
 
     Its unobserved cells are filled with the column mean of the other classifiers.
@@ -77,7 +78,7 @@ def best_single(problem: Problem, metric: str = "pr_auc") -> jax.Array:
     return _filled(problem)[jnp.argmax(values)]
 
 
-def stacking_l2(n_labeled: jax.Array, C: float = 1.0) -> jax.Array:
+def stacking_l2(n_labeled: Real[ArrayLike, ""], C: float = 1.0) -> Float[ArrayLike, ""]:
     """The l2 of `fit_logistic` equal to scikit-learn's LogisticRegression(C) on n_labeled rows.
 
     scikit-learn minimises 0.5 ||w||^2 + C sum CE; dividing by C n gives mean CE + ||w||^2 / (2 C n).
@@ -85,7 +86,7 @@ def stacking_l2(n_labeled: jax.Array, C: float = 1.0) -> jax.Array:
     return 0.5 / (C * n_labeled)
 
 
-def stacking(problem: Problem, C: float = 1.0) -> jax.Array:
+def stacking(problem: Problem, C: float = 1.0) -> Float[Array, " n"]:
     """L2 logistic regression on the training columns of R (unobserved cells: column mean).
 
     Matches scikit-learn's `LogisticRegression(C=C)` fitted on R[:, labeled].T with labels.
@@ -101,7 +102,7 @@ def stacking(problem: Problem, C: float = 1.0) -> jax.Array:
 
 def caruana_weights(
     problem: Problem, n_steps: int = 50, n_init: int = 0, metric: str = "log_loss"
-) -> jax.Array:
+) -> Float[Array, " m"]:
     """The weights (m,) of Caruana ensemble selection, summing to 1.
 
     Forward stepwise selection with replacement (Caruana, Niculescu-Mizil, Crew, Ksikes, ICML
@@ -174,7 +175,9 @@ def caruana_weights(
     return jnp.where(jnp.isfinite(path_losses[best]), counts / jnp.sum(counts), uniform)
 
 
-def caruana(problem: Problem, n_steps: int = 50, n_init: int = 0, metric: str = "log_loss") -> jax.Array:
+def caruana(
+    problem: Problem, n_steps: int = 50, n_init: int = 0, metric: str = "log_loss"
+) -> Float[Array, " n"]:
     """Ensemble selection with replacement (Caruana et al. 2004), log-loss on the labeled columns.
 
     proba = w @ F with w = `caruana_weights(problem, n_steps, n_init, metric)` and F = R with
@@ -209,7 +212,7 @@ def _leading_eigenpair(M: jax.Array) -> tuple[jax.Array, jax.Array]:
     return values[-1], vectors[:, -1]
 
 
-def sml_weights(problem: Problem, n_iter: int = 100) -> tuple[jax.Array, jax.Array]:
+def sml_weights(problem: Problem, n_iter: int = 100) -> tuple[Float[Array, " m"], Float[Array, ""]]:
     """The SML eigenvector v (m,) (unit norm, sign fixed) and its eigenvalue lambda.
 
     Under conditional independence of the classifiers given the class, the covariance of their
@@ -247,7 +250,7 @@ def sml_weights(problem: Problem, n_iter: int = 100) -> tuple[jax.Array, jax.Arr
     return jnp.where(flip, -v, v), jnp.maximum(lam, 0.0)
 
 
-def spectral_meta_learner(problem: Problem, n_iter: int = 100) -> jax.Array:
+def spectral_meta_learner(problem: Problem, n_iter: int = 100) -> Float[Array, " n"]:
     """SML on soft scores (Parisi et al. 2014): unsupervised, every column, no label read.
 
     With v from `sml_weights` and mu_u classifier u's observed mean, each column gets the score
@@ -284,7 +287,7 @@ COMPETENCES = ("accuracy", "likelihood")
 
 def local_competence(
     problem: Problem, k: int = 15, competence: str = "accuracy", chunk_size: int = 1024
-) -> jax.Array:
+) -> Float[Array, " n"]:
     """Dynamic weighting by local accuracy (Woods, Kegelmeyer, Bowyer 1997; DES, e.g. KNORA).
 
     F is R with unobserved cells filled by the column's observed mean. For each column i, its
@@ -367,7 +370,7 @@ def _require(module: str, package: str):
         ) from err
 
 
-def hard_votes(problem: Problem) -> np.ndarray:
+def hard_votes(problem: Problem) -> Int[np.ndarray, "n m"]:
     """(n, m) int votes for the label models: 1 where R > 0.5, 0 where R <= 0.5, -1 unobserved."""
     R = np.asarray(problem.R)
     observed = np.asarray(problem.observed)
@@ -379,7 +382,7 @@ def _labeled_classes(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     return labeled, np.asarray(problem.labels)[labeled].astype(np.int64)
 
 
-def dawid_skene(problem: Problem, n_iter: int = 100, tol: float = 1e-5) -> np.ndarray:
+def dawid_skene(problem: Problem, n_iter: int = 100, tol: float = 1e-5) -> Float[np.ndarray, " n"]:
     """Dawid-Skene (crowd-kit's `DawidSkene`) on hard votes; P(class 1) for every column.
 
     Each classifier is a worker, each column a task, its vote `R > 0.5` a label; unobserved
@@ -403,7 +406,9 @@ def dawid_skene(problem: Problem, n_iter: int = 100, tol: float = 1e-5) -> np.nd
     return np.asarray(probas.get(1, pd.Series(0.0, index=probas.index)).fillna(0.0), np.float64)
 
 
-def snorkel_label_model(problem: Problem, n_epochs: int = 500, seed: int = 0) -> np.ndarray:
+def snorkel_label_model(
+    problem: Problem, n_epochs: int = 500, seed: int = 0
+) -> Float[np.ndarray, " n"]:
     """Snorkel's `LabelModel` (Ratner et al.) on hard votes; P(class 1) for every column.
 
     The label matrix is `hard_votes(problem)` (abstain = -1 on unobserved cells). The model is

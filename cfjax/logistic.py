@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, Real
 
 __all__ = ["fit_logistic", "fit_logistic_prior", "logistic_loss"]
 
 _STEP_SIZES = (1.0, 0.5, 0.25, 0.125, 0.0)
 
 
-def logistic_loss(w: jax.Array, b: jax.Array, F: jax.Array, y: jax.Array, omega: jax.Array, l2: jax.Array) -> jax.Array:
+def logistic_loss(
+    w: Float[ArrayLike, " p"],
+    b: Float[ArrayLike, ""],
+    F: Float[ArrayLike, "p n"],
+    y: Real[ArrayLike, " n"],
+    omega: Real[ArrayLike, " n"],
+    l2: Real[ArrayLike, ""],
+) -> Float[Array, ""]:
     """The objective above. F: (p, n) features, y, omega: (n,)."""
     s = w @ F + b
     ce = -jax.nn.log_sigmoid(jnp.where(y > 0.5, s, -s))
@@ -41,14 +49,14 @@ def _guarded_newton(objective, grad_and_hessian, theta: jax.Array, n_steps: int)
 
 
 def fit_logistic(
-    F: jax.Array,
-    y: jax.Array,
-    omega: jax.Array,
-    l2: jax.Array,
-    w0: jax.Array | None = None,
-    b0: jax.Array | None = None,
+    F: Float[ArrayLike, "p n"],
+    y: Real[ArrayLike, " n"],
+    omega: Real[ArrayLike, " n"],
+    l2: Real[ArrayLike, ""],
+    w0: Float[ArrayLike, " p"] | None = None,
+    b0: Float[ArrayLike, ""] | None = None,
     n_steps: int = 30,
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[Float[Array, " p"], Float[Array, ""]]:
     """Fits (w, b). F: (p, n); y, omega: (n,) with omega = 0 on columns to ignore; l2 traced.
 
     Returns w: (p,), b: (). A tiny ridge (1e-8 relative) on the bias keeps the Newton system

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
 from cfjax import aggregators
 from cfjax.structs import Config, Hparams, LossParts, Params, Problem
@@ -45,12 +46,12 @@ __all__ = [
 ]
 
 
-def reconstruct(params: Params) -> jax.Array:
+def reconstruct(params: Params) -> Float[Array, "m n"]:
     """R_hat = X^T Y, shape (m, n)."""
     return params.X.T @ params.Y
 
 
-def class_weights(problem: Problem, mask: jax.Array) -> jax.Array:
+def class_weights(problem: Problem, mask: Bool[ArrayLike, " n"]) -> Float[Array, " n"]:
     """Inverse class-frequency weights omega (n,) over `mask`, 0 outside it.
 
     omega_i = |L| / (2 |L_{y_i}|), so each class carries half of the total weight.
@@ -65,7 +66,9 @@ def class_weights(problem: Problem, mask: jax.Array) -> jax.Array:
     return maskf * jnp.where(problem.labels > 0.5, w_pos, w_neg)
 
 
-def supervised_weights(problem: Problem, config: Config, mask: jax.Array | None = None) -> jax.Array:
+def supervised_weights(
+    problem: Problem, config: Config, mask: Bool[ArrayLike, " n"] | None = None
+) -> Float[Array, " n"]:
     """The omega of L_sup over `mask` (default: the training columns)."""
     mask = problem.labeled if mask is None else mask
     if config.class_weight:
@@ -73,7 +76,11 @@ def supervised_weights(problem: Problem, config: Config, mask: jax.Array | None 
     return mask.astype(problem.R.dtype)
 
 
-def cross_entropy(labels: jax.Array, logits: jax.Array, focal_gamma: jax.Array) -> jax.Array:
+def cross_entropy(
+    labels: Real[ArrayLike, "*shape"],
+    logits: Float[ArrayLike, "*shape"],
+    focal_gamma: Real[ArrayLike, ""],
+) -> Float[Array, "*shape"]:
     """Element-wise (focal) binary cross-entropy from logits; finite for every finite logit.
 
     The focal factor (1 - p_t)^gamma is computed as exp(gamma * log_sigmoid(-s_t)), which has
@@ -85,8 +92,8 @@ def cross_entropy(labels: jax.Array, logits: jax.Array, focal_gamma: jax.Array) 
 
 
 def reconstruction_parts(
-    params: Params, problem: Problem, hparams: Hparams, R_hat: jax.Array | None = None
-) -> tuple[jax.Array, jax.Array]:
+    params: Params, problem: Problem, hparams: Hparams, R_hat: Float[Array, "m n"] | None = None
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """(normalised L_recon, un-normalised sum) for the problem's (effective) confidence C.
 
     `R_hat`: X^T Y if the caller already has it (it must equal `reconstruct(params)`).
@@ -102,9 +109,9 @@ def supervised_parts(
     problem: Problem,
     hparams: Hparams,
     config: Config,
-    mask: jax.Array | None = None,
-    R_hat: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array]:
+    mask: Bool[ArrayLike, " n"] | None = None,
+    R_hat: Float[Array, "m n"] | None = None,
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """(normalised L_sup incl. the aggregator penalty, weighted cross-entropy sum) over `mask`.
 
     `R_hat`: as in `reconstruction_parts`.
@@ -128,6 +135,6 @@ def loss_parts(params: Params, problem: Problem, hparams: Hparams, config: Confi
     return LossParts(total=total, recon=recon, sup=sup, recon_sum=recon_sum, sup_sum=sup_sum)
 
 
-def loss(params: Params, problem: Problem, hparams: Hparams, config: Config) -> jax.Array:
+def loss(params: Params, problem: Problem, hparams: Hparams, config: Config) -> Float[Array, ""]:
     """The scalar L = rho * L_recon + (1 - rho) * L_sup, differentiable in params and hparams."""
     return loss_parts(params, problem, hparams, config).total

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
 __all__ = [
     "METRICS",
@@ -40,6 +41,10 @@ __all__ = [
     "log_loss",
     "roc_auc",
 ]
+
+# Labels may be float, int or bool (positive where > 0.5); masks are bool.
+_Labels = Bool[ArrayLike, " n"] | Real[ArrayLike, " n"]
+_Mask = Bool[ArrayLike, " n"] | None
 
 
 def _prepare(y_true, score, mask, score_name: str):
@@ -99,8 +104,8 @@ def _tie_group_counts(pos, score, mask):
 
 
 def average_precision(
-    y_true: jax.Array, score: jax.Array, mask: jax.Array | None = None
-) -> jax.Array:
+    y_true: _Labels, score: Real[ArrayLike, " n"], mask: _Mask = None
+) -> Float[Array, ""]:
     r"""Average precision (PR-AUC), exactly as `sklearn.metrics.average_precision_score`.
 
     .. math::
@@ -131,7 +136,7 @@ def average_precision(
     return jnp.where(n_pos > 0, ap, jnp.nan)
 
 
-def roc_auc(y_true: jax.Array, score: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+def roc_auc(y_true: _Labels, score: Real[ArrayLike, " n"], mask: _Mask = None) -> Float[Array, ""]:
     r"""Area under the ROC curve, equal to `sklearn.metrics.roc_auc_score` (ties count 1/2).
 
     The Mann-Whitney form of the trapezoidal area:
@@ -167,7 +172,7 @@ def _masked_mean(values, mask):
     return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
 
 
-def brier(y_true: jax.Array, proba: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+def brier(y_true: _Labels, proba: Real[ArrayLike, " n"], mask: _Mask = None) -> Float[Array, ""]:
     r"""Brier score :math:`\frac{1}{|M|} \sum_{i \in M} (p_i - y_i)^2`, as `sklearn.metrics.brier_score_loss`.
 
     Args:
@@ -184,11 +189,11 @@ def brier(y_true: jax.Array, proba: jax.Array, mask: jax.Array | None = None) ->
 
 
 def log_loss(
-    y_true: jax.Array,
-    proba: jax.Array,
-    mask: jax.Array | None = None,
-    eps: float | jax.Array | None = None,
-) -> jax.Array:
+    y_true: _Labels,
+    proba: Real[ArrayLike, " n"],
+    mask: _Mask = None,
+    eps: Real[ArrayLike, ""] | None = None,
+) -> Float[Array, ""]:
     r"""Mean binary cross-entropy, as `sklearn.metrics.log_loss` (sklearn >= 1.5 clipping).
 
     .. math::

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from cfjax import aggregators, confidence, data, ridge
 from cfjax.structs import Config, FitResult, Hparams, Params, Problem
@@ -24,12 +25,12 @@ from cfjax.structs import Config, FitResult, Hparams, Params, Problem
 __all__ = ["fold_in", "fold_in_proba", "logits", "proba"]
 
 
-def logits(params: Params, config: Config, problem: Problem | None = None) -> jax.Array:
+def logits(params: Params, config: Config, problem: Problem | None = None) -> Float[Array, " n"]:
     """Aggregator logits for every column of the fit, (n,); `problem` gives the observed mask."""
     return aggregators.logits(params, config, None if problem is None else problem.observed)
 
 
-def proba(params: Params, config: Config, problem: Problem | None = None) -> jax.Array:
+def proba(params: Params, config: Config, problem: Problem | None = None) -> Float[Array, " n"]:
     """Transductive probabilities for every column of the fit, (n,)."""
     return jax.nn.sigmoid(logits(params, config, problem))
 
@@ -47,7 +48,9 @@ def _fitted_system(fitted: FitResult | Params, config: Config) -> tuple[Params, 
     raise ValueError(f"fitted: expected a cfjax.FitResult (or Params), got {type(fitted).__name__}")
 
 
-def fold_in(fitted: FitResult | Params, problem: Problem, hparams: Hparams, config: Config) -> jax.Array:
+def fold_in(
+    fitted: FitResult | Params, problem: Problem, hparams: Hparams, config: Config
+) -> Float[Array, "d n"]:
     """Instance factors (d, n_new) for the columns of `problem`, with X fixed.
 
     Args:
@@ -67,7 +70,9 @@ def fold_in(fitted: FitResult | Params, problem: Problem, hparams: Hparams, conf
     return ridge.update_Y(params.X, problem.R, problem.C, lam, chunk_size=config.chunk_size)
 
 
-def fold_in_proba(fitted: FitResult | Params, problem: Problem, hparams: Hparams, config: Config) -> jax.Array:
+def fold_in_proba(
+    fitted: FitResult | Params, problem: Problem, hparams: Hparams, config: Config
+) -> Float[Array, " n"]:
     """Inductive probabilities for the columns of `problem` (n_new,)."""
     params, _ = _fitted_system(fitted, config)
     Y = fold_in(fitted, problem, hparams, config)

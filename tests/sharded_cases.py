@@ -103,11 +103,14 @@ def layout_case() -> dict:
 
 
 def main() -> None:
+    """Every row; with the argument ``layout``, the layout row only (a few seconds)."""
     import jax
 
     if jax.device_count() != N_DEVICES:
         raise SystemExit(f"expected {N_DEVICES} devices (set XLA_FLAGS), got {jax.device_count()}")
     print(json.dumps(layout_case()), flush=True)
+    if sys.argv[1:] == ["layout"]:
+        return
     for dtype_name, axis_type in SETTINGS:
         with jax.enable_x64(dtype_name == "float64"):
             for case in CASES:

@@ -10,6 +10,8 @@ from cfjax import aggregators, data, io, metrics, predict, selection, sweep
 from cfjax.solvers import auto
 from cfjax.solvers.auto import Candidate
 
+from . import tiers
+
 # Two cheap candidates keep compiles short; the default list is exercised by test_default_call.
 TWO = (Candidate("als"), Candidate("two_stage", space="logit", full_rank=True, aggregator="prior",
                                    grid=(("agg_prior", (0.3, 3.0)),)))
@@ -174,7 +176,7 @@ def test_default_call_runs_the_default_pipeline_on_a_five_classifier_ensemble():
     assert np.asarray(result.info["cv_mean"]).shape == (len(auto.options(cfjax.Config())),)
 
 
-@pytest.mark.parametrize("m", [1, 2])
+@tiers.parametrize("m", [1, 2], only_fast=0)
 def test_any_number_of_classifiers(m):
     rng = np.random.default_rng(m)
     y = np.r_[np.zeros(20), np.ones(20)]
@@ -184,6 +186,7 @@ def test_any_number_of_classifiers(m):
     assert np.isfinite(np.asarray(cfjax.proba(result.params, _config()))).all()
 
 
+@pytest.mark.slow  # auto again, in chunks
 def test_progress_gives_the_same_result(ensemble, fitted, capsys):
     shown = cfjax.fit(jax.random.key(0), ensemble.problem, None, _config(), progress=True)
     for a, b in zip(jax.tree.leaves(fitted), jax.tree.leaves(shown)):
@@ -191,6 +194,7 @@ def test_progress_gives_the_same_result(ensemble, fitted, capsys):
     assert "2/2" in capsys.readouterr().err  # one step per candidate
 
 
+@pytest.mark.slow  # auto under a sweep: every candidate, fold and rho, per grid point
 def test_in_a_sweep(ensemble, fitted):
     grid = sweep.grid(lam=[0.01, 0.5], method="auto")
     result = sweep.run(jax.random.key(0)[None], ensemble.problem, grid, _config())  # the fixture's key

@@ -169,6 +169,7 @@ def test_python_dash_m_entry_point():
     assert proc.returncode == 0 and "joint" in proc.stdout
 
 
+@pytest.mark.slow  # a benchmark run with its figures (their layout: test_plots)
 def test_benchmark_writes_plots(tmp_path, capsys):
     code, _, err = _run(["benchmark", "--datasets", "synthetic-seed", "--methods", "als", "--splits", "1",
                          "--out", tmp_path, "--run-name", "p", "--quiet"], capsys)

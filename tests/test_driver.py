@@ -15,6 +15,8 @@ import cfjax
 from cfjax import data, predict, sweep
 from cfjax.solvers import driver
 
+from . import tiers
+
 ITERATIVE = tuple(name for name, m in cfjax.solvers.METHODS.items() if m.fit is None)
 
 
@@ -31,7 +33,8 @@ def _assert_close(a, b, rtol=1e-5, atol=1e-6):
         np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("method", ITERATIVE)
+# fast tier: a closed-form method and one whose state carries an optimizer; all: slow
+@tiers.parametrize("method", ITERATIVE, only_fast=lambda m: m in ("als", "alternating"))
 def test_continuing_a_fit_equals_one_longer_fit(small, method):
     """k steps, then l more from `result.state`, equal one fit of k + l steps."""
     hp = cfjax.solvers.get(method).hparams()
@@ -80,7 +83,7 @@ def test_bad_init_is_refused_on_the_host(small, bad, match):
         cfjax.fit(jax.random.key(0), small.problem, None, config, init=init)
 
 
-@pytest.mark.parametrize("method", ["joint", "mm_als", "two_stage"])
+@tiers.parametrize("method", ["joint", "mm_als", "two_stage"], only_fast=1)
 def test_chunks_equal_one_scan(small, method):
     """The host loop over chunks of steps (progress, checkpoints) gives the one-scan result."""
     config = cfjax.Config(method=method, latent_dim=3, max_iter=23, tol=0.0)
@@ -107,6 +110,7 @@ def test_progress_bar_shows_steps(small, capsys):
     assert "joint" in err and "10/10" in err
 
 
+@pytest.mark.slow  # a chunked sweep of every grid point; the single fit in chunks stays fast
 def test_sweep_in_chunks_equals_the_sweep(small, capsys):
     config = cfjax.Config(method="joint", latent_dim=3, max_iter=12, tol=0.0)
     grid = sweep.grid(rho=[0.2, 0.7], method="joint")
@@ -152,6 +156,7 @@ _RESUMABLE_SWEEP = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # three subprocesses, one killed mid-sweep
 def test_an_interrupted_sweep_resumes_to_the_same_result(tmp_path):
     """A sweep killed between checkpoints, run again with the same folder, ends where an
     uninterrupted sweep ends."""

@@ -6,6 +6,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
@@ -53,6 +55,7 @@ def test_missing_data_smoke(tmp_path, monkeypatch, capsys):
     assert not docs.exists()  # smoke runs never touch docs/results
 
 
+@pytest.mark.slow
 def test_lambda_panel_smoke(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
     docs = tmp_path / "docs"

@@ -96,6 +96,7 @@ def test_through_the_estimator(extended, ens):
     assert clf.predict_proba(R.T[:7]).shape == (7, 2)
 
 
+@pytest.mark.slow  # a cross-validated auto over the extension
 def test_as_a_candidate_of_auto(extended, ens):
     config = cfjax.Config(method="auto", latent_dim=3, max_iter=8, aggregator=NAMES["aggregator"],
                           options=(("candidates", (Candidate(NAMES["method"]), Candidate("two_stage"))),))

@@ -267,6 +267,7 @@ def test_registry():
         metrics.get("f1")
 
 
+@pytest.mark.usefixtures("without_type_checks")
 def test_shape_validation():
     y, s = jnp.zeros(4), jnp.zeros(4)
     with pytest.raises(ValueError, match="y_true"):

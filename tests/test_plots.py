@@ -261,6 +261,7 @@ def test_rho_sweep_legend_is_beside_the_axes():
     assert legend.x0 >= ax.bbox.x1  # entirely right of the plotting area
 
 
+@pytest.mark.slow  # five fits and the rho sweep of cli._plots
 def test_benchmark_figures_fit_their_canvas(tmp_path, monkeypatch):
     """The figures `cfjax benchmark` writes (cli._plots), captured as they are saved."""
     from cfjax import cli

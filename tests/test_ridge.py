@@ -473,6 +473,7 @@ def test_gram_packed_matches_dense():
         ({"method": "qr"}, "method"),
     ],
 )
+@pytest.mark.usefixtures("without_type_checks")
 def test_validation_names_the_argument(kwargs, name):
     args = {"F": np.ones((2, 5)), "R": np.zeros((3, 5)), "C": np.ones((3, 5)), "lam": 0.1}
     args.update(kwargs)

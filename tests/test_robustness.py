@@ -24,7 +24,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -535,7 +535,6 @@ def hostile_problems(draw) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
-@settings(max_examples=12, deadline=None)
 @given(arrays=hostile_problems(), rho=st.floats(1e-3, 1.0), log_lam=st.floats(-8.0, 3.0),
        seed=st.integers(0, 2**31 - 1))
 def test_random_problems_give_finite_deterministic_fits(method, arrays, rho, log_lam, seed):
@@ -606,7 +605,6 @@ def _signs(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("method", PERM_METHODS)
-@settings(max_examples=10, deadline=None)
 @given(arrays=generic_problems(), order=st.permutations(range(M)), rho=st.floats(0.05, 1.0),
        lam=st.floats(1e-3, 1.0))
 def test_permuting_classifiers_permutes_X_and_keeps_probabilities(method, arrays, order, rho, lam):
@@ -625,7 +623,6 @@ def test_permuting_classifiers_permutes_X_and_keeps_probabilities(method, arrays
 
 
 @pytest.mark.parametrize("method", PERM_METHODS)
-@settings(max_examples=10, deadline=None)
 @given(arrays=generic_problems(), order=st.permutations(range(N)), rho=st.floats(0.05, 1.0),
        lam=st.floats(1e-3, 1.0))
 def test_permuting_instances_permutes_probabilities_and_Y(method, arrays, order, rho, lam):

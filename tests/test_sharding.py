@@ -32,12 +32,11 @@ F64_TOL = 1e-10
 F32_TOL = {"als": 5e-6, "mm_als": 5e-5, "joint": 1e-6, "joint_fold_in": 1e-6, "sweep_joint_fold_in": 2e-6}
 
 
-@pytest.fixture(scope="module")
-def sharded_results() -> dict:
+def _run_sharded_cases(*args: str) -> dict:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={sharded_cases.N_DEVICES}"}
     script = Path(sharded_cases.__file__)
     proc = subprocess.run(
-        [sys.executable, str(script)], check=False, env=env, capture_output=True, text=True, timeout=1800,
+        [sys.executable, str(script), *args], check=False, env=env, capture_output=True, text=True, timeout=1800,
         cwd=script.parent.parent,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -45,6 +44,18 @@ def sharded_results() -> dict:
     return {(r["case"], r.get("dtype"), r.get("axis_type")): r for r in rows}
 
 
+@pytest.fixture(scope="module")
+def sharded_results() -> dict:
+    return _run_sharded_cases()
+
+
+@pytest.fixture(scope="module")
+def sharded_layout() -> dict:
+    """The layout row alone (the fast tier's multi-device check; the slow tier runs them all)."""
+    return _run_sharded_cases("layout")
+
+
+@pytest.mark.slow  # one subprocess with 8 simulated devices fits every case (~2 min on 2 cores)
 @pytest.mark.parametrize("dtype,axis_type", sharded_cases.SETTINGS)
 @pytest.mark.parametrize("case", [c[0] for c in sharded_cases.CASES])
 def test_sharded_fit_equals_unsharded(sharded_results, case, dtype, axis_type):
@@ -58,8 +69,8 @@ def test_sharded_fit_equals_unsharded(sharded_results, case, dtype, axis_type):
         assert row["total"] <= 1e-6, row
 
 
-def test_sharded_layout_keeps_instances_split(sharded_results):
-    row = sharded_results[("layout", None, None)]
+def test_sharded_layout_keeps_instances_split(sharded_layout):
+    row = sharded_layout[("layout", None, None)]
     for axis_type in ("auto", "explicit"):
         layout = row[axis_type]
         assert layout["Y"] == "P(None, 'n')" and layout["Y_devices"] == sharded_cases.N_DEVICES, layout

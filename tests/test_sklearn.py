@@ -36,6 +36,7 @@ def data():
     return X, y, y_semi
 
 
+@pytest.mark.slow  # auto again; the fast tier checks the same equality in test_cli's three front doors
 def test_default_is_the_library_default_pipeline(data):
     """CFEnsembleClassifier() and cfjax.fit(key, problem) with nothing else: the same fit."""
     X, _, y_semi = data

@@ -9,6 +9,8 @@ import cfjax
 from cfjax import baselines, data, losses, metrics, predict
 from cfjax.solvers import METHODS
 
+from . import tiers
+
 #: The iterative methods (auto, a choice among them, has tests of its own: test_auto.py).
 METHOD_NAMES = tuple(name for name, method in METHODS.items() if method.fit is None)
 
@@ -30,7 +32,7 @@ def test_registry_lists_every_method():
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
-@pytest.mark.parametrize("init", ["svd", "random"])
+@tiers.parametrize("init", ["svd", "random"], only_fast=0)  # every method, svd init; random: slow
 def test_every_method_runs_with_the_same_call(small, method, init):
     cfg = cfjax.Config(method=method, latent_dim=3, max_iter=15, init=init, damped_every=3)
     result = cfjax.fit(jax.random.key(1), small.problem, cfjax.Hparams.create(rho=0.5), cfg)
@@ -44,7 +46,7 @@ def test_every_method_runs_with_the_same_call(small, method, init):
     assert proba.shape == (200,) and ((proba >= 0) & (proba <= 1)).all()
 
 
-@pytest.mark.parametrize("method", METHOD_NAMES)
+@tiers.parametrize("method", METHOD_NAMES, only_fast=lambda m: m in ("joint", "mm_als"))
 def test_same_key_gives_identical_results(small, method):
     cfg = cfjax.Config(method=method, latent_dim=3, max_iter=10, init="random")
     a = cfjax.fit(jax.random.key(5), small.problem, cfjax.Hparams.create(), cfg)
@@ -60,6 +62,7 @@ def test_als_reconstruction_is_non_increasing(small):
     assert (np.diff(recon) <= 1e-6 * recon[:-1]).all()
 
 
+@pytest.mark.slow  # 3000 float64 Adam steps
 def test_joint_decreases_the_loss_to_a_small_gradient():
     with jax.enable_x64(True):
         ens = data.preset(jax.random.key(0), "seed", n_instances=60, n_classifiers=4)
@@ -73,6 +76,7 @@ def test_joint_decreases_the_loss_to_a_small_gradient():
         assert norm < 1e-3
 
 
+@pytest.mark.slow  # 20 steps op by op without jit
 def test_joint_jit_and_no_jit_agree(small):
     cfg = cfjax.Config(method="joint", latent_dim=3, max_iter=20)
     hp = cfjax.Hparams.create()

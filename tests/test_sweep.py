@@ -13,6 +13,8 @@ import cfjax
 from cfjax import data, solvers, sweep
 from cfjax.structs import Config, Hparams
 
+from . import tiers
+
 # Tolerance of "entry [g, s] equals the single fit": float32, 12 iterations; batched kernels
 # may round differently from unbatched ones.
 RTOL = ATOL = 1e-5
@@ -89,7 +91,8 @@ def test_default_rhos_avoid_zero():
 # every sweep entry is the single fit it stands for
 
 
-@pytest.mark.parametrize("method", sorted(solvers.METHODS))
+# fast tier: the ALS family under the CPU strategy ("map"; joint: test_strategies_agree)
+@tiers.parametrize("method", sorted(solvers.METHODS), only_fast=lambda m: m in ("als", "mm_als"))
 def test_entry_equals_single_fit(method, ensemble):
     problem = ensemble.problem
     config = _config(method)

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from cfjax.ridge.cholesky import METHODS, jitter, packed_index, pairs, solve_packed
 
@@ -128,7 +129,9 @@ def _reduce_over_instances(F, W, chunk_size, contributions):
     return acc
 
 
-def gram_packed(F: jax.Array, C: jax.Array, chunk_size: int = 0) -> jax.Array:
+def gram_packed(
+    F: Float[ArrayLike, "d k"], C: Float[ArrayLike, "rows k"], chunk_size: int = 0
+) -> Float[Array, "pairs rows"]:
     """Packed lower triangles of F diag(C_j) F^T for all rows j, by GEMMs.
 
     Args:
@@ -250,17 +253,17 @@ def _as_dtype(F, R, C, lam, scale, vec, erhs):
 
 
 def solve_rows(
-    F: jax.Array,
-    R: jax.Array,
-    C: jax.Array,
-    lam: jax.Array | float,
+    F: Real[ArrayLike, "d k"],
+    R: Real[ArrayLike, "rows k"],
+    C: Real[ArrayLike, "rows k"],
+    lam: Real[ArrayLike, ""],
     *,
-    extra_gram_scale: jax.Array | None = None,
-    extra_gram_vec: jax.Array | None = None,
-    extra_rhs: jax.Array | None = None,
+    extra_gram_scale: Real[ArrayLike, " rows"] | None = None,
+    extra_gram_vec: Real[ArrayLike, " d"] | None = None,
+    extra_rhs: Real[ArrayLike, "d rows"] | None = None,
     chunk_size: int = 0,
     method: str = "auto",
-) -> jax.Array:
+) -> Float[Array, "d rows"]:
     r"""Solve every row's weighted ridge normal equations at once.
 
     For each row j:
@@ -298,17 +301,17 @@ def solve_rows(
 
 
 def update_X(
-    Y: jax.Array,
-    R: jax.Array,
-    C: jax.Array,
-    lam: jax.Array | float,
+    Y: Real[ArrayLike, "d n"],
+    R: Real[ArrayLike, "m n"],
+    C: Real[ArrayLike, "m n"],
+    lam: Real[ArrayLike, ""],
     *,
-    extra_gram_scale: jax.Array | None = None,
-    extra_gram_vec: jax.Array | None = None,
-    extra_rhs: jax.Array | None = None,
+    extra_gram_scale: Real[ArrayLike, " m"] | None = None,
+    extra_gram_vec: Real[ArrayLike, " d"] | None = None,
+    extra_rhs: Real[ArrayLike, "d m"] | None = None,
     chunk_size: int = 0,
     method: str = "auto",
-) -> jax.Array:
+) -> Float[Array, "d m"]:
     """Classifier factors X (d, m): per classifier u, (Y C_u Y^T + lam I) x_u = Y C_u r_u.
 
     The Grams Y C_u Y^T (packed) and right-hand sides are sums over the n instances, taken
@@ -345,17 +348,17 @@ def update_X(
 
 
 def update_Y(
-    X: jax.Array,
-    R: jax.Array,
-    C: jax.Array,
-    lam: jax.Array | float,
+    X: Real[ArrayLike, "d m"],
+    R: Real[ArrayLike, "m n"],
+    C: Real[ArrayLike, "m n"],
+    lam: Real[ArrayLike, ""],
     *,
-    extra_gram_scale: jax.Array | None = None,
-    extra_gram_vec: jax.Array | None = None,
-    extra_rhs: jax.Array | None = None,
+    extra_gram_scale: Real[ArrayLike, " n"] | None = None,
+    extra_gram_vec: Real[ArrayLike, " d"] | None = None,
+    extra_rhs: Real[ArrayLike, "d n"] | None = None,
     chunk_size: int = 0,
     method: str = "auto",
-) -> jax.Array:
+) -> Float[Array, "d n"]:
     """Instance factors Y (d, n): per instance i, (X C_i X^T + lam I) y_i = X C_i r_i.
 
     Args:
@@ -390,14 +393,14 @@ def update_Y(
 
 
 def als_sweep(
-    X: jax.Array,
-    Y: jax.Array,
-    R: jax.Array,
-    C: jax.Array,
-    lam: jax.Array | float,
+    X: Real[ArrayLike, "d m"],
+    Y: Real[ArrayLike, "d n"],
+    R: Real[ArrayLike, "m n"],
+    C: Real[ArrayLike, "m n"],
+    lam: Real[ArrayLike, ""],
     chunk_size: int = 0,
     method: str = "auto",
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[Float[Array, "d m"], Float[Array, "d n"]]:
     """One ALS sweep: X given Y, then Y given the new X. Never increases `objective`.
 
     Args:
@@ -420,8 +423,12 @@ def als_sweep(
 
 
 def objective(
-    X: jax.Array, Y: jax.Array, R: jax.Array, C: jax.Array, lam: jax.Array | float
-) -> jax.Array:
+    X: Real[ArrayLike, "d m"],
+    Y: Real[ArrayLike, "d n"],
+    R: Real[ArrayLike, "m n"],
+    C: Real[ArrayLike, "m n"],
+    lam: Real[ArrayLike, ""],
+) -> Float[Array, ""]:
     """sum_ui c_ui (r_ui - x_u^T y_i)^2 + lam (||X||^2 + ||Y||^2): what the updates minimise.
 
     Equals `cfjax.losses.reconstruction_parts(...)[1]` (the un-normalised sum).
