@@ -138,7 +138,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if method.fit is not None:
         rows = cfjax.solvers.auto.describe(result, config, problem)
         chosen_row = next(r for r in rows if r["chosen"])
-        what = f"chose {chosen_row['candidate']} (cross-validated PR-AUC {chosen_row['cv_mean']:.4f})"
+        what = f"chose {chosen_row['option']} (cross-validated PR-AUC {chosen_row['cv_mean']:.4f})"
     else:
         what = f"rho={float(hparams.rho):.3g}, {int(result.n_iter)} iterations"
     print(f"{config.method}: fitted {problem.R.shape[0]} classifiers x {problem.R.shape[1]} instances "

@@ -222,7 +222,7 @@ def test_what_auto_refuses(ensemble):
                            ((("candidates", (Candidate("auto"),)),), "iterative"),
                            ((("candidates", (Candidate("als", grid=(("rho", (2.0,)),)),)),), "rho values"),
                            ((("candidates", (Candidate("als", grid=(("nope", (1.0,)),)),)),), "not an Hparams field"),
-                           ((("candidates", (Candidate("als", aggregator="mean"),)),), "not logit-linear")):
+                           ((("candidates", (Candidate("als", aggregator="mean"),)),), "both must be logit-linear; .mean. is not")):
         with pytest.raises(ValueError, match=match):
             cfjax.fit(jax.random.key(0), ensemble.problem, None, cfjax.Config(method="auto", options=options))
     with pytest.raises(ValueError, match="init: method 'auto' has no state"):

@@ -22,7 +22,8 @@ most flexible. `auto`:
    keeps the simple option unless a flexible one is better by more than the noise; with many it
    finds the flexible one. (NaN fold scores, from a fold without both classes, are left out.)
 5. returns the chosen option's fit on all labeled columns, with its theta written in the
-   config's aggregator (every aggregator involved must be logit-linear: same logit w^T r + b).
+   config's aggregator (a candidate with another aggregator needs both logit-linear: same logit
+   w^T r + b; any aggregator serves when the candidates use the config's).
 
 Never reads a label outside `problem.labeled`. All traced: `auto` runs under jit, vmap and
 `cfjax.sweep.run` like any method (options take auto's hparams except their grid's fields). Its
@@ -316,8 +317,6 @@ def _check_config(config: Config) -> None:
     cands = candidates(config)
     if not cands or not all(isinstance(c, Candidate) for c in cands):
         raise ValueError("options: auto's 'candidates' must be a non-empty tuple of cfjax.solvers.auto.Candidate")
-    if aggregators.get(config.aggregator).linear is None:
-        raise ValueError(f"aggregator: auto writes its result in a logit-linear aggregator; {config.aggregator!r} is not")
     fields = set(Hparams._fields)
     for c in cands:
         method = get(c.method)
@@ -325,9 +324,15 @@ def _check_config(config: Config) -> None:
             raise ValueError(f"options: auto's candidate {c.method!r} must be an iterative method")
         if c.space not in ("probability", "logit"):
             raise ValueError(f"options: auto's candidate space must be 'probability' or 'logit', got {c.space!r}")
-        agg = aggregators.get(c.aggregator or config.aggregator)
-        if agg.linear is None:
-            raise ValueError(f"options: auto's candidate aggregator {agg.name!r} is not logit-linear")
+        source = c.aggregator or config.aggregator
+        # Another aggregator's theta is rewritten in the config's through the shared logit.
+        if source != config.aggregator:
+            for name in (source, config.aggregator):
+                if aggregators.get(name).linear is None:
+                    raise ValueError(
+                        f"options: auto's candidate aggregator {source!r} differs from the config's "
+                        f"{config.aggregator!r}, so both must be logit-linear; {name!r} is not"
+                    )
         for name, values in c.grid:
             if name not in fields:
                 raise ValueError(f"options: auto's candidate grid names {name!r}, not an Hparams field")
