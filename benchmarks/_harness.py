@@ -105,11 +105,11 @@ def load_average() -> list[float]:
 
 
 def provenance() -> dict[str, Any]:
-    """Where and when: `cfjax.benchmark.provenance` (date, versions, device, git commit) plus the
+    """Where and when: `cfjax.io.provenance` (date, versions, device, git commit) plus the
     CPU model, platform, XLA flags and the load average now."""
     import jaxlib
 
-    from cfjax.benchmark import provenance as library_provenance
+    from cfjax.io import provenance as library_provenance
 
     return library_provenance(
         jaxlib=jaxlib.__version__,

@@ -1,4 +1,4 @@
-"""One ALS sweep (`cfjax.als.als_sweep`) against a NumPy loop of per-row np.linalg.solve.
+"""One ALS sweep (`cfjax.ridge.als_sweep`) against a NumPy loop of per-row np.linalg.solve.
 
 For each (m, n, d) in `--sizes` (default (10, 1e4, 8) and (50, 1e5, 16)), on a random
 problem with 30% of the cells unobserved (C = 0):
@@ -10,11 +10,12 @@ problem with 30% of the cells unobserved (C = 0):
   F diag(c) F^T + lam I and calling np.linalg.solve. All m classifier rows are timed; the
   instance rows are timed on a subset of `--numpy-rows` and scaled to n.
 
-`--solvers` adds the micro-benchmark behind `cfjax.als`'s choice of method: the batched SPD
+`--solvers` adds the micro-benchmark behind `cfjax.ridge`'s choice of method: the batched SPD
 solve alone (Grams given) for d in {4, 8, 16, 32} and rows in {1e4, 1e5}, comparing the
 unrolled and the looped batch-last Cholesky, batched `jnp.linalg.cholesky` + `triangular_solve`, and
 batched `jnp.linalg.solve` (jax issue 36927). The unrolled one is skipped above
-`--unrolled-max-d` (default 16) because its compile time grows as d^3.
+`--unrolled-max-d` (default 16) because its compile time grows as d^3. `--smoke` shrinks both
+parts to a few seconds (sweeps at (5, 300, 4); solvers at 300 rows, d in {4, 8}).
 
 Prints markdown tables and writes benchmarks/results/als.json. Not part of the tests.
 
@@ -33,9 +34,11 @@ import numpy as np
 from _problem import numpy_rows
 from jax import lax
 
-from cfjax import als
+from cfjax import ridge
 
 LAM = 0.1
+SOLVER_ROWS = (10_000, 100_000)  # the solver micro-benchmark's batch sizes and latent dims
+SOLVER_DIMS = (4, 8, 16, 32)
 
 
 def random_problem(m: int, n: int, d: int, seed: int = 0):
@@ -62,7 +65,7 @@ def numpy_sweep_time(X, Y, R, C, lam, n_sub: int) -> tuple[float, float, float]:
 
 
 def bench_sweeps(args) -> list[dict]:
-    sweep = jax.jit(als.als_sweep, static_argnames=("chunk_size", "method"))
+    sweep = jax.jit(ridge.als_sweep, static_argnames=("chunk_size", "method"))
     rows = []
     for m, n, d in args.sizes:
         X, Y, R, C = random_problem(m, n, d)
@@ -127,7 +130,7 @@ def _spd_batch(d: int, rows: int, dtype, seed: int = 0):
     rng = np.random.default_rng(seed)
     F = rng.normal(size=(d, 20))
     C = rng.uniform(size=(rows, 20))
-    G = np.array(als.gram_packed(jnp.asarray(F, dtype), jnp.asarray(C, dtype)))
+    G = np.array(ridge.gram_packed(jnp.asarray(F, dtype), jnp.asarray(C, dtype)))
     G[[a * (a + 1) // 2 + a for a in range(d)]] += 0.1
     b = rng.normal(size=(d, rows))
     return jnp.asarray(G, dtype), jnp.asarray(b, dtype)
@@ -141,11 +144,11 @@ def _dense(G, d):
 
 
 def _unrolled(G, b):
-    return als._cholesky_solve_unrolled(G, b, jnp.zeros(b.shape[1], b.dtype))
+    return ridge.cholesky._cholesky_solve_unrolled(G, b, jnp.zeros(b.shape[1], b.dtype))
 
 
 def _looped(G, b):
-    return als._cholesky_solve_looped(G, b, jnp.zeros(b.shape[1], b.dtype))
+    return ridge.cholesky._cholesky_solve_looped(G, b, jnp.zeros(b.shape[1], b.dtype))
 
 
 def _chol_tri(G, b):
@@ -170,8 +173,8 @@ def bench_solvers(args) -> list[dict]:
     rows = []
     for dtype in ("float32", "float64"):
         with jax.enable_x64(dtype == "float64"):
-            for n_rows in (10_000, 100_000):
-                for d in (4, 8, 16, 32):
+            for n_rows in args.solver_rows:
+                for d in args.solver_dims:
                     G, b = _spd_batch(d, n_rows, dtype)
                     for name, fn in SOLVERS.items():
                         if name.startswith("unrolled") and d > args.unrolled_max_d:
@@ -227,11 +230,15 @@ def main(argv=None) -> None:
         "--solvers", action="store_true", help="also run the solver micro-benchmark"
     )
     parser.add_argument("--unrolled-max-d", type=int, default=16)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, one repeat (solvers: 300 rows, d in {4, 8})"
+    )
     parser.add_argument("--out", default=str(H.RESULTS / "als.json"))
     args = parser.parse_args(argv)
+    args.solver_rows, args.solver_dims = SOLVER_ROWS, SOLVER_DIMS
     if args.smoke:
         args.sizes, args.repeats, args.numpy_rows, args.chunk = ["5,300,4"], 1, 50, 128
+        args.solver_rows, args.solver_dims = (300,), (4, 8)
     args.sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes]
 
     meta = H.provenance()
@@ -241,7 +248,7 @@ def main(argv=None) -> None:
     print(text)
     payload = {
         "lam": LAM,
-        "unroll_max_dim": als.UNROLL_MAX_DIM,
+        "unroll_max_dim": ridge.UNROLL_MAX_DIM,
         "settings": {
             "sizes": args.sizes,
             "repeats": args.repeats,

@@ -13,6 +13,7 @@ it cold, <= 2x warm). Prints a table (median seconds over repeats, ratios) and w
 
     python benchmarks/bench_auto.py [--datasets breast_cancer pima phoneme synthetic-seed]
         [--labeled 0.1] [--repeats 3] [--out benchmarks/results/auto.json]
+    python benchmarks/bench_auto.py --smoke --out /tmp/auto.json   # synthetic-seed, 1 repeat
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ def main(argv=None) -> None:
     parser.add_argument("--labeled", type=float, default=0.1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "auto.json"))
+    parser.add_argument("--smoke", action="store_true", help="synthetic-seed only, one repeat")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.datasets, args.repeats = ["synthetic-seed"], 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -114,7 +118,8 @@ def main(argv=None) -> None:
     warm_med = float(np.median([s["warm_ratio"] for s in summary]))
     print(f"\nmedian ratio auto / slowest candidate: cold {cold_med:.2f} (target <= 3), warm {warm_med:.2f} (target <= 2)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(dict(provenance=provenance(labeled=args.labeled, repeats=args.repeats),
+    meta = {**provenance(), "labeled": args.labeled, "repeats": args.repeats, "smoke": args.smoke}
+    Path(args.out).write_text(json.dumps(dict(provenance=meta,
                                               rows=rows, summary=summary, median_cold_ratio=cold_med,
                                               median_warm_ratio=warm_med), indent=2) + "\n")
 

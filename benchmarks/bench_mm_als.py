@@ -37,7 +37,7 @@ import numpy as np
 
 import cfjax
 from cfjax import data, solvers
-from cfjax.solvers import _common
+from cfjax.solvers import driver
 from cfjax.structs import Config, Hparams
 
 SIZES = [(20, 10_000, 8), (50, 100_000, 16)]
@@ -67,12 +67,13 @@ def _timed(fn, *args, repeat_below_s=10.0):
 
 
 def _setup_time(problem, hparams, config):
-    """The work every fit does before its loop: confidence, init, first evaluation."""
+    """The work every fit does before its loop: confidence, init, first evaluation
+    (`cfjax.solvers.driver.prepare`, `solvers.initial_params`, `driver.evaluate`)."""
 
     def setup(key, problem, hparams):
-        prepared = _common.prepare(problem, hparams, config)
-        params = _common.init_params(key, prepared, config)
-        return _common.evaluate(params, prepared, hparams, config)
+        prepared, _ = driver.prepare(problem, hparams, config)
+        params = solvers.initial_params(key, prepared, hparams, config)
+        return driver.evaluate(params, prepared, hparams, config)
 
     compiled = jax.jit(setup).lower(jax.random.key(0), problem, hparams).compile()
     return _timed(compiled, jax.random.key(0), problem, hparams)[0]

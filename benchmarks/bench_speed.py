@@ -1,14 +1,21 @@
-"""Issue #6 speed harness: four workloads x three sizes x two dtypes, against two denominators.
+"""Issue #6 speed harness: five workloads x three sizes x two dtypes, against two denominators.
 
 Workloads, on a random problem (R uniform, C = 1 on 70% of the cells, 30% positive labels,
 half the columns labeled; `_problem.random_problem`), each jitted at the outside with the
 library defaults (automatic chunking, `method="auto"`):
 
-* **ALS sweep**: `cfjax.als.als_sweep` (X then Y), lam = 0.1;
+* **ALS sweep**: `cfjax.ridge.als_sweep` (X then Y), lam = 0.1;
 * **joint step**: one step of the joint solver: value and gradient of
   `cfjax.solvers.joint.objective` (free Y, weighted aggregator, class weights) and one Adam
   update (`joint.make_optimizer`, patience 0), parameters and Adam state donated;
 * **MM-ALS sweep**: `cfjax.solvers.mm_als.mm_sweep` (theta, Y, X; curvature "bound");
+* **whole fit / k steps**: the jitted `cfjax.fit` entry (`cfjax.fit_jit`, what `cfjax.fit`
+  runs after its host checks) of the joint method at the joint step's settings (free Y,
+  patience 0) with `max_iter = k` (`--fit-steps`, default 10) and tol = 0, so all k steps run;
+  no validation columns. Reported against k joint steps: fit time / (k x the joint step's
+  median), the driver's overhead (prepare, SVD init, the loss evaluated after every step, the
+  history) on top of the steps; the target is <= 1.2. Timed at the default BLAS threads and
+  at 1 thread, the faster used (the SVD init runs in LAPACK, see the reference loop below);
 * **64-config sweep**: `cfjax.sweep.run` over 16 rho x 4 seeds of the joint method,
   `--sweep-iters` iterations each, random init (64 distinct fits); by default only at the
   small and middle sizes and in float32 (each skipped cell says why in the table).
@@ -73,24 +80,26 @@ import optax
 from _problem import JOINT, LAM, numpy_rows, random_problem
 
 import cfjax
-from cfjax import als, sweep
+from cfjax import ridge, sweep
 from cfjax.aggregators import WeightedTheta
 from cfjax.solvers import joint, mm_als
 from cfjax.structs import Config, Hparams, Params, Problem
 
 SIZES = ["10,10000,8", "50,100000,16", "100,1000000,32"]
 QUICK_SIZES = ["10,2000,4", "20,5000,8"]
-WORKLOADS = ("als", "joint", "mm_als", "sweep")
+WORKLOADS = ("als", "joint", "mm_als", "fit", "sweep")
 LABELS = {
     "als": "ALS sweep",
     "joint": "joint Adam step",
     "mm_als": "MM-ALS sweep",
+    "fit": "whole fit / k steps",
     "sweep": "64-config sweep",
 }
 TORCH_PYTHON_ENV = "CFJAX_TORCH_PYTHON"  # the PyTorch interpreter, when --torch-python is not given
 # issue #6 targets, float32, at the three default sizes
 TARGET_SPEEDUP = {(10, 10_000, 8): 70.0, (50, 100_000, 16): 16.0, (100, 1_000_000, 32): 7.0}
 TARGET_BOUND, TARGET_MEMORY_GB, TARGET_COMPILE_S, TARGET_TORCH = 3.0, 2.0, 2.0, 4.5
+TARGET_FIT_OVER_STEPS = 1.2  # a whole jitted fit of k steps over k joint steps, every size and dtype
 LARGEST = (100, 1_000_000, 32)
 MIN_TOTAL_S = 1.0  # fast workloads repeat until their calls add up to this (median of many)
 
@@ -184,7 +193,7 @@ def device_problem(p: dict, dtype) -> tuple[Problem, Params]:
 def bench_als(problem, params, dtype, repeats):
     lam = jnp.asarray(LAM, dtype)
     args = (params.X, params.Y, problem.R, problem.C, lam)
-    t = H.compile_and_time(jax.jit(als.als_sweep), args, None, repeats, min_total_s=MIN_TOTAL_S)
+    t = H.compile_and_time(jax.jit(ridge.als_sweep), args, None, repeats, min_total_s=MIN_TOTAL_S)
     mem = t.pop("compiled").memory_analysis()
     t["memory"] = {
         "temp_bytes": int(mem.temp_size_in_bytes),
@@ -246,6 +255,42 @@ def bench_mm_als(problem, params, dtype, repeats):
     return {"compile_s": compile_s, "run_s": run_s, "runs_s": runs}
 
 
+def _blas_limits():
+    """(label, context manager) per BLAS thread setting: the default, and 1 thread when
+    threadpoolctl is there."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return [("default", contextlib.nullcontext)]
+    return [("default", contextlib.nullcontext), ("1", lambda: threadpool_limits(limits=1))]
+
+
+def bench_fit(problem, params, dtype, repeats, steps):
+    """The jitted fit (`cfjax.fit_jit`) of `steps` joint iterations at the joint step's config.
+
+    Timed at the default BLAS threads and at 1 thread, the faster used: the SVD init calls
+    LAPACK (scipy's OpenBLAS), whose threads made it up to 200x slower on a loaded machine.
+    """
+    d = params.X.shape[0]
+    config, hparams = joint_config(d).replace(max_iter=steps), joint_hparams(dtype)
+    key = jax.random.key(0)
+    compile_s, compiled = H.compile_time(cfjax.fit_jit, key, problem, hparams, config=config)
+    call = lambda: compiled(key, problem, hparams)
+    n_iter = int(H.block(call()).n_iter)
+    by_threads = {}
+    for label, limit in _blas_limits():
+        with limit():
+            by_threads[label] = H.median_time(call, repeats, MIN_TOTAL_S)
+    threads = min(by_threads, key=lambda t: by_threads[t][0])
+    run_s, runs = by_threads[threads]
+    return {
+        "compile_s": compile_s, "run_s": run_s, "runs_s": runs, "steps": steps, "n_iter": n_iter,
+        "blas_threads": threads, "run_s_by_blas_threads": {t: v[0] for t, v in by_threads.items()},
+    }  # fmt: skip
+
+
 def bench_sweep(problem, params, dtype, repeats, iters):
     d = params.X.shape[0]
     config = Config(method="joint", formulation="free", latent_dim=d, max_iter=iters, tol=0.0, patience=0)
@@ -305,7 +350,7 @@ def rss_child(m: int, n: int, d: int, dtype: str) -> None:
     X = jax.random.normal(k[2], (d, m), dtype)
     Y = jax.random.normal(k[3], (d, n), dtype)
     lam = jnp.asarray(LAM, dtype)
-    compiled = jax.jit(als.als_sweep).lower(X, Y, R, C, lam).compile()
+    compiled = jax.jit(ridge.als_sweep).lower(X, Y, R, C, lam).compile()
     result = {"inputs_bytes": int(sum(a.nbytes for a in (R, C, X, Y)))}
     for name in ("first", "steady"):
         _release_free_memory()
@@ -422,6 +467,9 @@ def main(argv=None) -> None:
     parser.add_argument("--sweep-iters", type=int, default=5)
     parser.add_argument("--sweep-max-n", type=int, default=100_000)
     parser.add_argument(
+        "--fit-steps", type=int, default=10, help="k: iterations of the whole-fit workload"
+    )
+    parser.add_argument(
         "--torch-python", default=None, metavar="PATH",
         help=f"a Python with torch for the joint-step comparison (default: ${TORCH_PYTHON_ENV}, "
              "else this interpreter if it has torch)",
@@ -435,6 +483,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(H.RESULTS / "speed.json"))
     parser.add_argument("--_rss", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.fit_steps < 1:
+        parser.error(f"--fit-steps: must be a positive int, got {args.fit_steps}")
     if args._rss:
         m, n, d, dtype = args._rss.split(",")
         return rss_child(int(m), int(n), int(d), dtype)
@@ -477,6 +527,8 @@ def main(argv=None) -> None:
                         t = bench_joint(problem, params, dtype, repeats)
                     elif workload == "mm_als":
                         t = bench_mm_als(problem, params, dtype, repeats)
+                    elif workload == "fit":
+                        t = bench_fit(problem, params, dtype, repeats, args.fit_steps)
                     else:
                         t = bench_sweep(problem, params, dtype, min(repeats, 2), args.sweep_iters)
                     row.update(t)
@@ -512,10 +564,11 @@ def main(argv=None) -> None:
         if r["workload"] == "als":
             r["numpy_s"] = references[f"{r['m']},{r['n']},{r['d']}"]["sweep_s"]
             r["speedup"] = r["numpy_s"] / r["run_s"]
-        if r["workload"] == "sweep":
-            step = by_key.get(("joint", r["m"], r["n"], r["d"], r["dtype"]))
-            if step and "run_s" in step:
-                r["vs_64_x_iters_steps"] = r["run_s"] / (64 * r["iters"] * step["run_s"])
+        step = by_key.get(("joint", r["m"], r["n"], r["d"], r["dtype"]))
+        if r["workload"] == "sweep" and step and "run_s" in step:
+            r["vs_64_x_iters_steps"] = r["run_s"] / (64 * r["iters"] * step["run_s"])
+        if r["workload"] == "fit" and step and "run_s" in step:
+            r["fit_over_k_steps"] = r["run_s"] / (r["steps"] * step["run_s"])
 
     torch_result = {"status": "skipped (--no-torch)"}
     if not args.no_torch and "joint" in args.workloads:
@@ -544,11 +597,12 @@ def main(argv=None) -> None:
             "numpy_rows": args.numpy_rows,
             "numpy_x_rows": args.numpy_x_rows,
             "sweep_iters": args.sweep_iters,
+            "fit_steps": args.fit_steps,
             "quick": args.quick,
             "lam": LAM,
             "joint_hparams": JOINT,
-            "chunk_bytes": als.CHUNK_BYTES,
-            "unroll_max_dim": als.UNROLL_MAX_DIM,
+            "chunk_bytes": ridge.CHUNK_BYTES,
+            "unroll_max_dim": ridge.UNROLL_MAX_DIM,
             "command": "python benchmarks/bench_speed.py " + " ".join(argv or sys.argv[1:]),
         },
         "matmul": {"before": mm_before, "after": mm_after, "gflops_used": gflops},
@@ -586,6 +640,15 @@ def speed_table(rows) -> str:
             note = f"{r['iters']} steps x 64 fits"
             if "vs_64_x_iters_steps" in r:
                 note += f"; {r['vs_64_x_iters_steps']:.2f}x 64 x {r['iters']} joint steps"
+        if r["workload"] == "fit":
+            note = f"{r['n_iter']} of {r['steps']} steps run ({r['blas_threads']} BLAS threads)"
+            if "fit_over_k_steps" in r:
+                note += (
+                    f"; {r['fit_over_k_steps']:.2f}x {r['steps']} joint steps "
+                    f"(target <= {TARGET_FIT_OVER_STEPS:g})"
+                )
+            else:
+                note += "; no joint step measured (add the joint workload for the ratio)"
         if "torch_over_cfjax" in r:
             note = (
                 f"torch eager {fmt_ms(r['torch_s'])} ms: cfjax {r['torch_over_cfjax']:.1f}x faster"
@@ -678,8 +741,15 @@ def extra_tables(rows, memory, torch_result) -> str:
 
 
 def check_targets(rows, memory) -> str:
-    lines = ["Issue #6 targets (float32, ratios from this run):"]
+    lines = ["Targets (ratios from this run; issue #6's in float32):"]
     for r in rows:
+        if r["workload"] == "fit" and "fit_over_k_steps" in r:
+            ok = r["fit_over_k_steps"] <= TARGET_FIT_OVER_STEPS
+            lines.append(
+                f"- whole fit {(r['m'], r['n'], r['d'])} {r['dtype']}: {r['fit_over_k_steps']:.2f}x "
+                f"{r['steps']} joint steps (target <= {TARGET_FIT_OVER_STEPS:g}): "
+                f"{'met' if ok else 'MISSED'}"
+            )
         if r.get("dtype") != "float32" or "skipped" in r:
             continue
         size = (r["m"], r["n"], r["d"])

@@ -314,7 +314,7 @@ def _guarded_y(params: Params, problem: Problem, hparams: Hparams, config: Confi
 def mm_sweep(params: Params, problem: Problem, hparams: Hparams, config: Config) -> Params:
     """One MM sweep: theta, then Y, then X; each block minimises a majorizer of L.
 
-    `problem` must be prepared (`_common.prepare`) and `hparams` should have focal_gamma = 0
+    `problem` must be prepared (`cfjax.solvers.driver.prepare`) and `hparams` should have focal_gamma = 0
     (`mm_hparams`). Static `config.mm_curvature`: "bound" or "sharp" (monotone by
     construction) or "exact" (guarded, see the module docstring). Theta first, then Y: the
     freshly fitted aggregator's pull reaches every labeled column in one batched solve, which
