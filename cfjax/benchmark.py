@@ -287,7 +287,15 @@ def run_panel(
         except ImportError:
             bar = None
     records = PanelRecords(skipped=skipped)
+    previous = None
     for name, fraction in pairs:
+        if previous is not None and name != previous:
+            # Another data set has other shapes: the compiled programs of the last one are dead
+            # weight, and a long panel would otherwise exhaust the process's memory maps (XLA:CPU
+            # maps each executable; "LLVM ERROR: Unable to allocate section memory" after ~3000
+            # fits). The persistent compilation cache, when on, still serves them from disk.
+            jax.clear_caches()
+        previous = name
         for split in range(splits):
             ens = load_ensemble(name, split, cache_dir, labeled_fraction=fraction)
             for pipe in pipelines:

@@ -73,7 +73,8 @@ def test_sharded_layout_keeps_instances_split(sharded_layout):
     row = sharded_layout[("layout", None, None)]
     for axis_type in ("auto", "explicit"):
         layout = row[axis_type]
-        assert layout["Y"] == "P(None, 'n')" and layout["Y_devices"] == sharded_cases.N_DEVICES, layout
+        # the spec's repr is "P(None, 'n')" or "PartitionSpec(None, 'n')" depending on jax
+        assert layout["Y"].endswith("(None, 'n')") and layout["Y_devices"] == sharded_cases.N_DEVICES, layout
         assert "'n'" not in layout["X"], layout
 
 
