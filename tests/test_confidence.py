@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from cfjax import confidence, data
+import cfjax
+from cfjax import confidence, data, predict, ridge
 from cfjax.structs import Hparams
 
 
@@ -60,3 +61,21 @@ def test_agreement_is_high_where_classifiers_agree():
 def test_unknown_strategy_raises():
     with pytest.raises(ValueError, match="confidence: unknown strategy"):
         confidence.get("nope")
+
+
+def test_fold_in_uses_the_weights_learned_at_training(problem):
+    """Issue 14's bug: fold-in recomputed "calibration" from the new columns (which carry no
+    labels, so every classifier weighed 1); it must solve the system the fit solved."""
+    config = cfjax.Config(method="als", latent_dim=3, max_iter=5, confidence="calibration")
+    hparams = cfjax.solvers.get("als").hparams()
+    result = cfjax.fit(jax.random.key(0), problem, hparams, config)
+    learned = np.asarray(result.info["confidence"]["classifier_weight"])
+    assert np.ptp(learned) > 0.01  # the classifiers differ, so the weights matter
+    unlabeled = problem._replace(labeled=np.zeros_like(problem.labeled))  # new columns: no labels
+    Y = predict.fold_in(result, unlabeled, hparams, config)
+    expected = ridge.update_Y(result.params.X, problem.R, problem.C * learned[:, None], hparams.lam)
+    np.testing.assert_allclose(np.asarray(Y), np.asarray(expected), rtol=1e-5, atol=1e-6)
+    with_labels = predict.fold_in(result, problem, hparams, config)  # labels of new columns are not read
+    np.testing.assert_allclose(np.asarray(Y), np.asarray(with_labels), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="learns from the training labels"):
+        predict.fold_in(result.params, unlabeled, hparams, config)
