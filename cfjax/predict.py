@@ -77,3 +77,11 @@ def fold_in_proba(
     params, _ = _fitted_system(fitted, config)
     Y = fold_in(fitted, problem, hparams, config)
     return proba(params._replace(Y=Y), config, problem)
+
+
+# Compiled once per shape. Called eagerly, the lax loops inside (over closures made afresh on
+# each call) would trace and compile a new program on every call, and XLA:CPU keeps each one
+# mapped: a 9520-fit benchmark ran out of memory maps after ~3300 fits
+# (tests/test_compiles_once.py).
+fold_in = jax.jit(fold_in, static_argnames="config")
+fold_in_proba = jax.jit(fold_in_proba, static_argnames="config")

@@ -18,6 +18,7 @@ worst data set against averaging.
 Writes results/scarce_design/ (records.jsonl, diagnosis.md, ablations.md, config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
+        [--diagnosis-only]
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def diagnose(ens) -> dict:
             "n_labeled": int(lab.sum()), "n_pos_labeled": int(y[lab].sum())}
 
 
-def collect(names, fractions, splits, out_path: Path) -> list[dict]:
+def collect(names, fractions, splits, out_path: Path, pool: bool = True) -> list[dict]:
     records = []
     if out_path.exists():
         records = [json.loads(line) for line in out_path.read_text().splitlines()]
@@ -108,7 +109,7 @@ def collect(names, fractions, splits, out_path: Path) -> list[dict]:
                 rec = {"dataset": name, "labeled_fraction": fraction, "split": split, "diagnosis": diagnose(ens),
                        "baselines": {b: benchmark.score_test_columns(ens.y_true, fn(ens.problem), ens.test)["pr_auc"]
                                      for b, fn in baselines.BASELINES.items()}, "pool": {}}
-                for pname, cand in POOL.items():
+                for pname, cand in POOL.items() if pool else ():
                     config = validation.resolve_config(
                         cfjax.Config(aggregator=cand.aggregator or "weighted", options=(("candidates", (cand,)),)),
                         ens.problem)
@@ -192,6 +193,8 @@ def main(argv=None) -> None:
     parser.add_argument("--labeled", nargs="+", type=float, default=list(FEW_LABEL_FRACTIONS))
     parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--diagnosis-only", action="store_true",
+                        help="part 1 only (no fits; a minute): writes diagnosis.md")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
@@ -199,6 +202,12 @@ def main(argv=None) -> None:
         names, args.splits, args.labeled = ["synthetic-seed", "synthetic-imbalanced_10"], 2, [0.1]
     out = results_dir("scarce_design", args.out)
     start = time.perf_counter()
+    if args.diagnosis_only:
+        records = collect(names, args.labeled, args.splits, out / "records_diagnosis.jsonl", pool=False)
+        diag = diagnosis_table(records)
+        print("Diagnosis\n\n" + diag)
+        (out / "diagnosis.md").write_text(diag + "\n")
+        return
     records = collect(names, args.labeled, args.splits, out / "records.jsonl")
     elapsed = time.perf_counter() - start
     diag, abl = diagnosis_table(records), ablation_tables(records)

@@ -140,6 +140,7 @@ def main(argv=None) -> None:
         names, args.splits, args.labeled = ["synthetic-seed", "synthetic-imbalanced_10"], 2, [0.1, 0.6]
     pipes = pipelines(not args.no_peers, args.methods)
     cfjax.api.enable_compilation_cache()
+    where = provenance()  # taken before the run: the commit whose code ran
     start = time.perf_counter()
     records = benchmark.run_panel(names, pipes, splits=args.splits, progress=True, labeled_fractions=args.labeled)
     elapsed = time.perf_counter() - start
@@ -159,8 +160,8 @@ def main(argv=None) -> None:
         writer = csv.DictWriter(f, fieldnames=sorted({k for r in records for k in r}))
         writer.writeheader()
         writer.writerows(records)
-    write_json(out / "config.json", provenance(
-        datasets=names, labeled_fractions=args.labeled, splits=args.splits, split_seeds=list(range(args.splits)),
+    write_json(out / "config.json", dict(
+        where, datasets=names, labeled_fractions=args.labeled, splits=args.splits, split_seeds=list(range(args.splits)),
         methods=methods, seconds=elapsed, skipped=list(records.skipped),
         auto_candidates=[c._asdict() for c in cfjax.solvers.auto.CANDIDATES],
     ))

@@ -435,3 +435,14 @@ def objective(
     """
     resid = R - jnp.matmul(X.T, Y, precision=_HIGHEST)
     return jnp.sum(C * resid**2) + lam * (jnp.sum(X**2) + jnp.sum(Y**2))
+
+
+# Compiled once per shape. Called eagerly, the lax loops inside (over closures made afresh on
+# each call) would trace and compile a new program on every call, and XLA:CPU keeps each one
+# mapped: a 9520-fit benchmark ran out of memory maps after ~3300 fits
+# (tests/test_compiles_once.py).
+gram_packed = jax.jit(gram_packed, static_argnames="chunk_size")
+solve_rows = jax.jit(solve_rows, static_argnames=("chunk_size", "method"))
+update_X = jax.jit(update_X, static_argnames=("chunk_size", "method"))
+update_Y = jax.jit(update_Y, static_argnames=("chunk_size", "method"))
+als_sweep = jax.jit(als_sweep, static_argnames=("chunk_size", "method"))
