@@ -426,10 +426,9 @@ def snorkel_label_model(
     model.fit(votes, class_balance=np.array([1.0 - p, p]), n_epochs=n_epochs, seed=seed, progress_bar=False)
     return np.asarray(model.predict_proba(votes)[:, 1], np.float64)
 
-# Compiled once per shape. Called eagerly, the lax loops inside (over closures made afresh on
-# each call) would trace and compile a new program on every call, and XLA:CPU keeps each one
-# mapped: a 9520-fit benchmark ran out of memory maps after ~3300 fits
-# (tests/test_compiles_once.py).
+
+# Jitted here so that eager calls compile once per shape, not once per call (the lax loops
+# inside close over per-call functions; why that matters: tests/test_compiles_once.py).
 simple_average = jax.jit(simple_average)
 best_single = jax.jit(best_single, static_argnames="metric")
 stacking = jax.jit(stacking)

@@ -133,9 +133,7 @@ def fit_logistic_prior(
     return theta[:p], theta[p]
 
 
-# Compiled once per shape. Called eagerly, the lax loops inside (over closures made afresh on
-# each call) would trace and compile a new program on every call, and XLA:CPU keeps each one
-# mapped: a 9520-fit benchmark ran out of memory maps after ~3300 fits
-# (tests/test_compiles_once.py).
+# Jitted here so that eager calls compile once per shape, not once per call (the lax loops
+# inside close over per-call functions; why that matters: tests/test_compiles_once.py).
 fit_logistic = jax.jit(fit_logistic, static_argnames="n_steps")
 fit_logistic_prior = jax.jit(fit_logistic_prior, static_argnames="n_steps")

@@ -79,9 +79,7 @@ def fold_in_proba(
     return proba(params._replace(Y=Y), config, problem)
 
 
-# Compiled once per shape. Called eagerly, the lax loops inside (over closures made afresh on
-# each call) would trace and compile a new program on every call, and XLA:CPU keeps each one
-# mapped: a 9520-fit benchmark ran out of memory maps after ~3300 fits
-# (tests/test_compiles_once.py).
+# Jitted here so that eager calls compile once per shape, not once per call (the lax loops
+# inside close over per-call functions; why that matters: tests/test_compiles_once.py).
 fold_in = jax.jit(fold_in, static_argnames="config")
 fold_in_proba = jax.jit(fold_in_proba, static_argnames="config")

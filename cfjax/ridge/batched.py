@@ -437,10 +437,8 @@ def objective(
     return jnp.sum(C * resid**2) + lam * (jnp.sum(X**2) + jnp.sum(Y**2))
 
 
-# Compiled once per shape. Called eagerly, the lax loops inside (over closures made afresh on
-# each call) would trace and compile a new program on every call, and XLA:CPU keeps each one
-# mapped: a 9520-fit benchmark ran out of memory maps after ~3300 fits
-# (tests/test_compiles_once.py).
+# Jitted here so that eager calls compile once per shape, not once per call (the lax loops
+# inside close over per-call functions; why that matters: tests/test_compiles_once.py).
 gram_packed = jax.jit(gram_packed, static_argnames="chunk_size")
 solve_rows = jax.jit(solve_rows, static_argnames=("chunk_size", "method"))
 update_X = jax.jit(update_X, static_argnames=("chunk_size", "method"))
