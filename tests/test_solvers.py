@@ -199,3 +199,25 @@ def test_supervised_method_refuses_single_class_labels(small):
     one_class = p._replace(labeled=p.labeled & (p.labels > 0.5))
     with pytest.raises(ValueError, match="labels: labeled instances are all of class 1"):
         cfjax.fit(jax.random.key(0), one_class, cfjax.Hparams.create(), cfjax.Config(method="joint", max_iter=2, latent_dim=3))
+
+
+@pytest.mark.parametrize("shape", [(6, 40), (40, 6), (5, 5)])
+def test_leading_factors_through_the_gram_equal_the_svd(shape):
+    """The large-problem "svd" start (eigendecomposition of the shorter side's Gram) against
+    the thin SVD: the same rank-d reconstruction and the same factor norms, in float64; a
+    rank-deficient matrix gives zero factors for its zero singular values."""
+    from cfjax.solvers.base import leading_factors
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        A = jnp.asarray(rng.uniform(size=shape))
+        for d in (1, 3, min(shape)):
+            X_svd, Y_svd = leading_factors(A, d)
+            X_gram, Y_gram = leading_factors(A, d, gram=True)
+            assert X_gram.shape == X_svd.shape == (d, shape[0]) and Y_gram.shape == Y_svd.shape == (d, shape[1])
+            np.testing.assert_allclose(X_gram.T @ Y_gram, X_svd.T @ Y_svd, atol=1e-8)
+            np.testing.assert_allclose(jnp.abs(X_gram), jnp.abs(X_svd), atol=1e-6)
+        low_rank = A[:, :2] @ A[:2, :]  # rank 2 (A's leading 2 x 2 block makes the factors)
+        X, Y = leading_factors(low_rank, min(shape), gram=True)
+        assert np.isfinite(np.asarray(X)).all() and np.isfinite(np.asarray(Y)).all()
+        np.testing.assert_allclose(X.T @ Y, low_rank, atol=1e-8)
