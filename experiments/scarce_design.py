@@ -101,7 +101,11 @@ def collect(names, fractions, splits, out_path: Path, pool: bool = True) -> list
     pairs, _ = benchmark.panel_pairs(names, fractions, splits)
     hp = cfjax.solvers.get("auto").hparams()
     with open(out_path, "a") as fh:
+        previous = None
         for name, fraction in pairs:
+            if name != previous:  # as benchmark.run_panel: each data set's programs, then freed
+                jax.clear_caches()
+                previous = name
             for split in range(splits):
                 if (name, fraction, split) in done:
                     continue
