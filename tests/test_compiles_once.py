@@ -10,12 +10,15 @@ must not compile.
 from __future__ import annotations
 
 import collections
+import types
 
 import jax
 import pytest
 
 import cfjax
 from cfjax import baselines, logistic, metrics, predict, ridge
+
+from .monitoring import listening
 
 COMPILE = "/jax/core/compile/backend_compile_duration"
 
@@ -25,55 +28,32 @@ def fitted():
     ens = cfjax.data.synthetic(jax.random.key(0), n_classifiers=5, n_instances=60)
     config = cfjax.Config(method="als", latent_dim=3, max_iter=3)
     hparams = cfjax.solvers.get("als").hparams()
-    return ens, config, hparams, cfjax.fit(jax.random.key(0), ens.problem, hparams, config)
+    result = cfjax.fit(jax.random.key(0), ens.problem, hparams, config)
+    return types.SimpleNamespace(p=ens.problem, y=ens.y_true, config=config, hparams=hparams, result=result)
 
 
-def _calls(fitted):
-    ens, config, hparams, result = fitted
-    p, X, Y = ens.problem, result.params.X, result.params.Y
-    F = p.R
-    omega = p.labeled.astype(F.dtype)
-    calls = {f"baselines.{name}": (lambda fn=fn: fn(p)) for name, fn in baselines.BASELINES.items()}
-    calls.update({
-        "logistic.fit_logistic": lambda: logistic.fit_logistic(F, p.labels, omega, 0.01),
-        "ridge.update_Y": lambda: ridge.update_Y(X, p.R, p.C, hparams.lam),
-        "ridge.update_X": lambda: ridge.update_X(Y, p.R, p.C, hparams.lam),
-        "predict.proba": lambda: predict.proba(result.params, config, p),
-        "predict.fold_in_proba": lambda: predict.fold_in_proba(result, p, hparams, config),
-        "metrics.average_precision": lambda: metrics.average_precision(ens.y_true, F[0], p.labeled),
-        "cfjax.fit": lambda: cfjax.fit(jax.random.key(0), p, hparams, config),
-    })
-    return calls
+#: name -> one call, given the fixture's problem p, labels y, config, hparams and fitted result.
+CALLS = {
+    **{f"baselines.{name}": (lambda f, fn=fn: fn(f.p)) for name, fn in baselines.BASELINES.items()},
+    "logistic.fit_logistic": lambda f: logistic.fit_logistic(f.p.R, f.p.labels, f.p.labeled.astype(f.p.R.dtype), 0.01),
+    "ridge.update_Y": lambda f: ridge.update_Y(f.result.params.X, f.p.R, f.p.C, f.hparams.lam),
+    "ridge.update_X": lambda f: ridge.update_X(f.result.params.Y, f.p.R, f.p.C, f.hparams.lam),
+    "predict.proba": lambda f: predict.proba(f.result.params, f.config, f.p),
+    "predict.fold_in_proba": lambda f: predict.fold_in_proba(f.result, f.p, f.hparams, f.config),
+    "metrics.average_precision": lambda f: metrics.average_precision(f.y, f.p.R[0], f.p.labeled),
+    "cfjax.fit": lambda f: cfjax.fit(jax.random.key(0), f.p, f.hparams, f.config),
+}
 
 
-NAMES = [*(f"baselines.{name}" for name in baselines.BASELINES), "logistic.fit_logistic", "ridge.update_Y",
-         "ridge.update_X", "predict.proba", "predict.fold_in_proba", "metrics.average_precision", "cfjax.fit"]
-
-
-def _unregister(listener) -> None:
-    """jax.monitoring.unregister_event_duration_listener; a private name before jax 0.8.1."""
-    public = getattr(jax.monitoring, "unregister_event_duration_listener", None)
-    if public is not None:
-        public(listener)
-    else:
-        from jax._src import monitoring
-
-        monitoring._unregister_event_duration_listener_by_callback(listener)
-
-
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list(CALLS))
 def test_repeated_calls_do_not_compile(fitted, name):
-    call = _calls(fitted)[name]
-    jax.block_until_ready(call())
+    jax.block_until_ready(CALLS[name](fitted))
     events = collections.Counter()
 
     def listen(event, duration, **kwargs):
         events[event] += 1
 
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        jax.block_until_ready(call())
-        jax.block_until_ready(call())
-    finally:
-        _unregister(listen)
+    with listening(listen, "duration"):
+        jax.block_until_ready(CALLS[name](fitted))
+        jax.block_until_ready(CALLS[name](fitted))
     assert events[COMPILE] == 0, f"{name} compiled {events[COMPILE]} program(s) on repeated calls"

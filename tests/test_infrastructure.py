@@ -10,6 +10,7 @@ from _pytest.mark import ParameterSet
 
 from . import conftest as test_conftest
 from . import tiers
+from .monitoring import listening
 
 
 class _CacheEvents:
@@ -30,24 +31,12 @@ def _compile_and_run(fn, x):
     return float(jax.jit(fn)(x))
 
 
-def _unregister(listener) -> None:
-    """jax.monitoring.unregister_event_listener; before jax 0.8.1 only the private name existed."""
-    public = getattr(jax.monitoring, "unregister_event_listener", None)
-    if public is not None:
-        public(listener)
-    else:
-        from jax._src import monitoring
-
-        monitoring._unregister_event_listener_by_callback(listener)
-
-
 def test_compilation_cache_is_on_and_keyed_on_the_program():
     assert jax.config.jax_compilation_cache_dir == os.environ["JAX_COMPILATION_CACHE_DIR"]
     salt = float(uuid.uuid4().int % 10**6)  # a program no earlier run has compiled
     x = jnp.float32(1.0)
     events = _CacheEvents()
-    jax.monitoring.register_event_listener(events)
-    try:
+    with listening(events):
         assert _compile_and_run(lambda v: v + salt, x) == 1.0 + salt
         assert (events.hits, events.misses) == (0, 1)
         assert _compile_and_run(lambda v: v + salt, x) == 1.0 + salt  # same program: loaded
@@ -55,8 +44,6 @@ def test_compilation_cache_is_on_and_keyed_on_the_program():
         # same shapes, same name, another body: another key, compiled, and its own result
         assert _compile_and_run(lambda v: v * salt, x) == salt
         assert (events.hits, events.misses) == (1, 2)
-    finally:
-        _unregister(events)
 
 
 def test_tiers_mark_the_subset_fast_and_the_rest_slow():
