@@ -19,3 +19,14 @@ def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def only_named(pipes: list, names: list[str] | None) -> list:
+    """The pipelines named in `names` (all when None), in their own order; an unknown name exits
+    with the list to choose from (the scripts' --methods)."""
+    if names is None:
+        return pipes
+    unknown = sorted(set(names) - {p.name for p in pipes})
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown}; choose from {[p.name for p in pipes]}")
+    return [p for p in pipes if p.name in names]

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import provenance, results_dir, write_json
+from common import only_named, provenance, results_dir, write_json
 
 import cfjax
 from cfjax import benchmark, datasets
@@ -49,12 +49,7 @@ def pipelines(latent_dim: int, methods: list[str] | None = None) -> list[benchma
     out.append(benchmark.method_pipeline("joint", "joint_fold_in", Config(latent_dim=latent_dim, max_iter=200,
                                                                           formulation="fold_in")))
     out.append(benchmark.method_pipeline("auto", base=Config(latent_dim=latent_dim)))
-    if methods is not None:
-        unknown = sorted(set(methods) - {p.name for p in out})
-        if unknown:
-            raise SystemExit(f"--methods: unknown {unknown}; choose from {[p.name for p in out]}")
-        out = [p for p in out if p.name in methods]
-    return out
+    return only_named(out, methods)
 
 
 def _units(records: list[dict]) -> tuple[list, bool]:

@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import provenance, results_dir, write_json
+from common import only_named, provenance, results_dir, write_json
 from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL, means_table, paired_table
 
 import cfjax
@@ -73,12 +73,7 @@ def pipelines(with_peers: bool, methods: list[str] | None) -> list[benchmark.Pip
     for name, method in cfjax.solvers.METHODS.items():
         if method.fit is None:
             out.append(benchmark.method_pipeline(name))
-    if methods is not None:
-        unknown = sorted(set(methods) - {p.name for p in out})
-        if unknown:
-            raise SystemExit(f"--methods: unknown {unknown}; choose from {[p.name for p in out]}")
-        out = [p for p in out if p.name in methods]
-    return out
+    return only_named(out, methods)
 
 
 def _panel_means(records: list[dict], method: str, fraction: float) -> dict[str, float]:
