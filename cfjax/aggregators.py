@@ -3,7 +3,8 @@ r"""Aggregators: how a reconstructed column becomes one prediction, as a protoco
 An aggregator is a small set of pure functions (an `Aggregator`), in the spirit of an optax
 transformation:
 
-* ``init(key, m, hparams, dtype) -> theta``: its parameters, a pytree, for m classifiers;
+* ``init(key, m, hparams, dtype, latent_dim) -> theta``: its parameters, a pytree, for m
+  classifiers and d = latent_dim factors (most aggregators ignore d; `attention` reads it);
 * ``logits(theta, inputs) -> (n,)``: one logit per column from `Inputs`: the reconstruction
   X^T Y, the factors X and Y themselves, and the mask of observed cells (None where the
   caller has no problem at hand, e.g. `cfjax.predict.proba(params, config)`: treat every cell
@@ -15,6 +16,14 @@ transformation:
 * ``linear`` (optional): a `Linear` pair that reads and writes theta as (w, b) when the logit is
   exactly ``w^T r_hat + b``. MM-ALS majorises the cross-entropy of such aggregators only and
   refuses the others.
+* ``from_linear(template, w, b) -> theta`` (optional, for an aggregator that is not logit-linear
+  but contains the logit-linear rules, as `attention` does at A = 0): a theta, shaped like
+  `template`, whose logit is exactly ``w^T r_hat + b``. With it (or `linear`), `auto` can return a
+  logit-linear candidate's fit in this aggregator (`embed_linear`).
+
+Parameters indexed by the latent dimension (attention's d x d map) must leave the logits
+unchanged when they and the factors are zero-padded to a larger d: `auto` pads every candidate's
+factors to the largest rank among them (`pad_theta`).
 
 Logits, never probabilities, so the supervised loss uses log-sigmoid and never takes the log of
 a clipped probability. `register` adds an aggregator to `AGGREGATORS`; `Config.aggregator`
@@ -36,16 +45,22 @@ from cfjax.logistic import fit_logistic, fit_logistic_prior
 __all__ = [
     "AGGREGATORS",
     "Aggregator",
+    "AttentionTheta",
     "Inputs",
     "Linear",
     "PriorTheta",
     "WeightedTheta",
+    "attention",
+    "attention_weights",
     "discriminant_direction",
+    "embed_linear",
     "fit_on_fixed_inputs",
     "get",
+    "initial_theta",
     "inputs",
     "logits",
     "mean",
+    "pad_theta",
     "prior",
     "prior_direction",
     "register",
@@ -84,12 +99,41 @@ class Aggregator(NamedTuple):
     """A registered aggregator (see the module docstring for each function's contract)."""
 
     name: str
-    init: Callable[[jax.Array, int, Any, Any], Any]
+    init: Callable[[jax.Array, int, Any, Any, int], Any]
     logits: Callable[[Any, Inputs], jax.Array]
     penalty: Callable[[Any], jax.Array] | None = None
     exact_fit: Callable[..., Any] | None = None
     linear: Linear | None = None
+    from_linear: Callable[[Any, jax.Array, jax.Array], Any] | None = None
     description: str = ""
+
+
+def initial_theta(aggregator: Aggregator | str, key: jax.Array, m: int, latent_dim: int, hparams: Any,
+                  dtype: Any) -> Any:
+    """The aggregator's starting parameters for m classifiers and d = `latent_dim` factors."""
+    agg = get(aggregator) if isinstance(aggregator, str) else aggregator
+    return agg.init(key, m, hparams, dtype, latent_dim)
+
+
+def embed_linear(aggregator: Aggregator | str) -> Callable[[Any, jax.Array, jax.Array], Any] | None:
+    """`(template, w, b) -> theta` with logit w^T r_hat + b in this aggregator (its `from_linear`,
+    else its `linear.with_weights`), or None when it cannot express the logit-linear rules."""
+    agg = get(aggregator) if isinstance(aggregator, str) else aggregator
+    if agg.from_linear is not None:
+        return agg.from_linear
+    return agg.linear.with_weights if agg.linear is not None else None
+
+
+def pad_theta(theta: Any, template: Any) -> Any:
+    """`theta` with every leaf zero-padded (at the end of each axis) to the shape of the same leaf
+    of `template`: a theta fitted at latent dimension d read at a larger one (the protocol's
+    padding rule, in the module docstring)."""
+    def pad(leaf, like):
+        if leaf.shape == like.shape:
+            return leaf
+        return jnp.pad(leaf, [(0, b - a) for a, b in zip(leaf.shape, like.shape)])
+
+    return jax.tree.map(pad, theta, template)
 
 
 def inputs(
@@ -137,6 +181,12 @@ def fit_on_fixed_inputs(
     """
     if aggregator.exact_fit is not None:
         return aggregator.exact_fit(theta, fixed, labels, omega, hparams)
+    return _lbfgs_fit(aggregator, theta, fixed, labels, omega, hparams, n_steps)
+
+
+def _lbfgs_fit(aggregator: Aggregator, theta: Any, fixed: Inputs, labels: jax.Array, omega: jax.Array,
+               hparams: Any, n_steps: int) -> Any:
+    """`n_steps` of L-BFGS (optax) on the omega-weighted cross-entropy + agg_l2 * penalty."""
     total = jnp.maximum(jnp.sum(omega), 1e-30)
 
     def objective(t):
@@ -188,7 +238,7 @@ class WeightedTheta(NamedTuple):
     b: jax.Array  # ()
 
 
-def _weighted_init(key: jax.Array, m: int, hparams: Any, dtype: Any) -> WeightedTheta:
+def _weighted_init(key: jax.Array, m: int, hparams: Any, dtype: Any, latent_dim: int = 0) -> WeightedTheta:
     # 4/m and -2: the first-order logit of the plain mean around p = 1/2, so the initial
     # predictions rank instances exactly as simple averaging does.
     return WeightedTheta(w=jnp.full((m,), 4.0 / m, dtype), b=jnp.asarray(-2.0, dtype))
@@ -225,7 +275,7 @@ def _mean_logits(theta: Any, x: Inputs) -> jax.Array:
 mean = register(
     Aggregator(
         name="mean",
-        init=lambda key, m, hparams, dtype: (),
+        init=lambda key, m, hparams, dtype, latent_dim: (),
         logits=_mean_logits,
         exact_fit=lambda theta, fixed, labels, omega, hparams: theta,
         description="mean of the reconstructed probabilities, clipped into (0, 1); nothing learned",
@@ -281,7 +331,7 @@ def _off_center(theta: PriorTheta) -> jax.Array:
     return jnp.eye(c.shape[-1], dtype=c.dtype) - jnp.outer(c, c)
 
 
-def _prior_init(key: jax.Array, m: int, hparams: Any, dtype: Any) -> PriorTheta:
+def _prior_init(key: jax.Array, m: int, hparams: Any, dtype: Any, latent_dim: int = 0) -> PriorTheta:
     base = _weighted_init(key, m, hparams, dtype)
     return PriorTheta(w=base.w, b=base.b, center=jnp.ones((m,), dtype))
 
@@ -338,6 +388,69 @@ prior = register(
             "(two_stage), the spectral meta-learner's reliabilities of every column blended with the "
             "diagonal discriminant of the labeled columns (Hparams.agg_prior_sml), averaging "
             "otherwise; scale Hparams.agg_prior, on the summed log-likelihood"
+        ),
+    )
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# attention: per-instance trust over the classifiers, from the latent factors
+
+
+class AttentionTheta(NamedTuple):
+    """Parameters of the attention aggregator (see `attention_weights` and `attention`).
+
+    w: (m,) per-classifier weights; b: () bias; A: (d, d) the bilinear trust map between
+    classifier and instance factors; a: (m,) per-classifier trust offsets.
+    """
+
+    w: jax.Array
+    b: jax.Array
+    A: jax.Array
+    a: jax.Array
+
+
+def attention_weights(theta: AttentionTheta, x: Inputs) -> jax.Array:
+    """alpha (m, n): alpha_ui = softmax over classifiers u of x_u^T A y_i + a_u; every column
+    sums to 1, and A = 0, a = 0 gives every classifier 1/m."""
+    return jax.nn.softmax(x.X.T @ theta.A @ x.Y + theta.a[:, None], axis=0)
+
+
+def _attention_logits(theta: AttentionTheta, x: Inputs) -> jax.Array:
+    # m * alpha: uniform trust is the identity, so A = 0, a = 0 is exactly "weighted" on the
+    # centred reconstruction, w^T (r - 1/2) + b
+    alpha = attention_weights(theta, x)
+    m = x.R_hat.shape[0]
+    return m * jnp.sum(alpha * theta.w[:, None] * (x.R_hat - 0.5), axis=0) + theta.b
+
+
+def _attention_init(key: jax.Array, m: int, hparams: Any, dtype: Any, latent_dim: int) -> AttentionTheta:
+    # the weighted aggregator's start (w = 4/m; b = 0 on the centred reconstruction is its
+    # b = -2 on the raw one), with uniform trust
+    return AttentionTheta(w=jnp.full((m,), 4.0 / m, dtype), b=jnp.zeros((), dtype),
+                          A=jnp.zeros((latent_dim, latent_dim), dtype), a=jnp.zeros((m,), dtype))
+
+
+def _attention_fit(theta: AttentionTheta, fixed: Inputs, labels, omega, hparams) -> AttentionTheta:
+    """Not exact (the loss is not convex in A): the weighted aggregator's exact fit with uniform
+    trust (Newton), then L-BFGS on every parameter from there."""
+    w, b = fit_logistic(fixed.R_hat - 0.5, labels, omega, hparams.agg_l2, theta.w, theta.b)
+    start = AttentionTheta(w=w, b=b, A=jnp.zeros_like(theta.A), a=jnp.zeros_like(theta.a))
+    return _lbfgs_fit(attention, start, fixed, labels, omega, hparams, n_steps=300)
+
+
+attention = register(
+    Aggregator(
+        name="attention",
+        init=_attention_init,
+        logits=_attention_logits,
+        penalty=lambda theta: jnp.sum(theta.w**2) + jnp.sum(theta.A**2) + jnp.sum(theta.a**2),
+        exact_fit=_attention_fit,
+        from_linear=lambda t, w, b: AttentionTheta(w=w, b=b + 0.5 * jnp.sum(w), A=jnp.zeros_like(t.A),
+                                                   a=jnp.zeros_like(t.a)),
+        description=(
+            "sigmoid(m sum_u alpha_ui w_u (r_ui - 1/2) + b), alpha_ui = softmax_u(x_u^T A y_i + a_u): "
+            "per-instance trust from the latent factors; A = 0, a = 0 is 'weighted'"
         ),
     )
 )

@@ -33,7 +33,9 @@ __all__ = [
     "get",
     "label_aware",
     "learn",
+    "learned_reliability",
     "register",
+    "reliability_features",
     "uniform",
 ]
 
@@ -147,5 +149,84 @@ register(
         learn=_calibration_learn,
         learns_from_labels=True,
         description=calibration.__doc__.splitlines()[0],
+    )
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# learned: a per-cell reliability model, cross-fitted on the labeled columns
+
+#: Cross-fitting folds of the "learned" strategy, and the ridge on its logistic coefficients.
+RELIABILITY_FOLDS = 5
+RELIABILITY_L2 = 1e-2
+
+
+def reliability_features(problem: Problem) -> jax.Array:
+    """(f, m, n) features of every cell for the reliability model, all in [-1, 1]:
+
+    own certainty |2 r_ui - 1|; signed agreement (2 r_ui - 1)(2 rbar_-u,i - 1) with the mean
+    rbar_-u,i of the column's other observed classifiers; the strength of that consensus
+    |2 rbar_-u,i - 1|; and the signed prediction 2 r_ui - 1 (a classifier may be reliable on one
+    class only). Unobserved cells read 0 and weigh nothing (C = 0).
+    """
+    weight = problem.observed.astype(problem.R.dtype)
+    centred = weight * (2.0 * problem.R - 1.0)
+    others = jnp.maximum(weight.sum(axis=0, keepdims=True) - weight, 1.0)
+    consensus = (centred.sum(axis=0, keepdims=True) - centred) / others
+    return jnp.stack([jnp.abs(centred), centred * consensus, weight * jnp.abs(consensus), centred])
+
+
+def _reliability_folds(labeled: jax.Array) -> jax.Array:
+    """(n,) the cross-fitting fold of every labeled column (the labeled columns dealt out in
+    column order, so each fold spans the data set), -1 elsewhere."""
+    return jnp.where(labeled, (jnp.cumsum(labeled) - 1) % RELIABILITY_FOLDS, -1)
+
+
+def _fit_reliability(features: jax.Array, correct: jax.Array, cells: jax.Array) -> jax.Array:
+    """(m, f + 1) per-classifier logistic coefficients (weights, then bias) predicting `correct`
+    from `features` on the `cells` (m, n) mask."""
+    from cfjax.logistic import (
+        fit_logistic,  # structs <- confidence <- logistic would cycle at import
+    )
+
+    def one(F, y, omega):
+        w, b = fit_logistic(F, y, omega, jnp.asarray(RELIABILITY_L2, F.dtype))
+        return jnp.append(w, b)
+
+    return jax.vmap(one, in_axes=(1, 0, 0))(features, correct, cells.astype(features.dtype))
+
+
+def _reliability_learn(problem: Problem, hparams: Hparams) -> dict:
+    features = reliability_features(problem)
+    correct = ((problem.R > 0.5) == (problem.labels[None, :] > 0.5)).astype(problem.R.dtype)
+    cells = problem.observed & problem.labeled[None, :]
+    folds = _reliability_folds(problem.labeled)
+    per_fold = jax.vmap(lambda k: _fit_reliability(features, correct, cells & (folds != k)[None, :]))(
+        jnp.arange(RELIABILITY_FOLDS))
+    return {"coef": _fit_reliability(features, correct, cells), "fold_coef": per_fold}
+
+
+def learned_reliability(stats: dict, problem: Problem) -> jax.Array:
+    """(m, n) the predicted probability that classifier u is right on instance i: the model of
+    all labeled columns, except on a column `problem` labels, which gets the model of its
+    cross-fitting fold (fitted without it), so no label sets its own column's confidence."""
+    features = reliability_features(problem)
+    folds = _reliability_folds(problem.labeled)
+    coef = jnp.where(problem.labeled[None, :, None], stats["fold_coef"][jnp.maximum(folds, 0)].transpose(1, 0, 2),
+                     stats["coef"][:, None, :])  # (m, n, f + 1)
+    logit = jnp.einsum("fmn,mnf->mn", features, coef[..., :-1]) + coef[..., -1]
+    return jax.nn.sigmoid(logit)
+
+
+register(
+    Strategy(
+        name="learned",
+        weights=lambda stats, problem, hparams: problem.C * learned_reliability(stats, problem),
+        learn=_reliability_learn,
+        learns_from_labels=True,
+        description=(
+            "c times the learned probability that the classifier is right on the cell (per-classifier "
+            "logistic model on the cell's certainty and agreement, cross-fitted on the labeled columns)"
+        ),
     )
 )

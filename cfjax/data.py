@@ -237,12 +237,17 @@ class Ensemble(NamedTuple):
       y_true: (n,) int, the true label of every column (also the hidden ones).
       test: (n,) bool, the transductive targets: columns in neither training mask.
       names: the base classifiers' names.
+      regions: (n,) int, the latent region of every column when the generator has regions
+        (`synthetic(..., n_regions > 1)`, the "regional_experts" preset), else None.
+      experts: (m, n_regions) bool, which classifier is an expert on which region, or None.
     """
 
     problem: Problem
     y_true: np.ndarray
     test: np.ndarray
     names: tuple[str, ...]
+    regions: np.ndarray | None = None
+    experts: np.ndarray | None = None
 
 
 def _probit(q: np.ndarray) -> np.ndarray:
@@ -269,6 +274,9 @@ def synthetic(
     error_correlation: float = 0.4,
     calibration_distortion: float = 0.5,
     missing_rate: float = 0.0,
+    n_regions: int = 1,
+    off_region_quality: float = 0.55,
+    region_bias: float = 1.0,
     dtype: Any = None,
 ) -> Ensemble:
     """A keyed synthetic ensemble with known per-classifier ROC-AUC and correlated errors.
@@ -282,10 +290,21 @@ def synthetic(
     posterior, sigmoid(t_u * logit_u + b_u), with log t_u and b_u ~ N(0, distortion^2): a
     monotone map, so AUCs are unchanged while calibration is not.
 
+    Regional experts (`n_regions` = K > 1): every instance lies in one of K latent regions
+    (uniform), and classifier u is an expert on region u mod K only. On its region it scores as
+    above; elsewhere its separation drops to that of AUC `off_region_quality` and its score is
+    shifted by a systematic error beta_uk ~ N(0, region_bias^2), fixed per (classifier, region),
+    while it still reports the posterior of its expert model: out of its domain it is as
+    confident as in it, and wrong. No global weighting of the classifiers is right everywhere;
+    trusting u only where it is an expert is. K = 1 is the model above, draw for draw.
+
     Args:
       key: a `jax.random.key`.
       missing_rate: fraction of cells dropped at random (NaN in R, zero confidence); every
         row and column keeps at least one observed cell.
+      n_regions: K, the number of latent regions (1: no regions).
+      off_region_quality: a classifier's ROC-AUC off its region (K > 1), in (0, 1).
+      region_bias: standard deviation of the systematic score shift off its region (K > 1).
 
     Returns:
       An `Ensemble` whose problem labels a stratified `labeled_fraction` of the columns.
@@ -303,6 +322,12 @@ def synthetic(
         raise ValueError(f"missing_rate: must lie in [0, 1), got {missing_rate}")
     if n_classifiers < 1 or n_instances < 4:
         raise ValueError("n_classifiers >= 1 and n_instances >= 4 are required")
+    if isinstance(n_regions, bool) or not isinstance(n_regions, (int, np.integer)) or not 1 <= n_regions <= n_classifiers:
+        raise ValueError(f"n_regions: must be an int in [1, n_classifiers={n_classifiers}], got {n_regions!r}")
+    if not 0.0 < off_region_quality < 1.0:
+        raise ValueError(f"off_region_quality: must lie in (0, 1), got {off_region_quality}")
+    if not (np.isfinite(region_bias) and region_bias >= 0.0):
+        raise ValueError(f"region_bias: must be finite and >= 0, got {region_bias}")
     m, n = n_classifiers, n_instances
     k_y, k_q, k_z, k_e, k_t, k_b, k_miss, k_lab = jax.random.split(key, 8)
 
@@ -315,7 +340,18 @@ def synthetic(
     z = np.asarray(jax.random.normal(k_z, (n,)), np.float64)
     eps = np.asarray(jax.random.normal(k_e, (m, n)), np.float64)
     noise = np.sqrt(error_correlation) * z[None, :] + np.sqrt(1 - error_correlation) * eps
-    scores = mu[:, None] * y[None, :] + noise
+    separation, shift, regions, experts = mu[:, None], 0.0, None, None
+    if n_regions > 1:
+        # a key of its own (not one of the 8 above), so K = 1 draws exactly as before
+        k_region, k_bias = jax.random.split(jax.random.fold_in(key, 8))
+        regions = np.asarray(jax.random.randint(k_region, (n,), 0, n_regions))
+        experts = (np.arange(m)[:, None] % n_regions) == np.arange(n_regions)[None, :]
+        beta = region_bias * np.asarray(jax.random.normal(k_bias, (m, n_regions)), np.float64)
+        mu_off = np.sqrt(2.0) * _probit(np.full(m, off_region_quality))
+        expert_here = experts[:, regions]  # (m, n)
+        separation = np.where(expert_here, mu[:, None], mu_off[:, None])
+        shift = np.where(expert_here, 0.0, beta[:, regions])
+    scores = separation * y[None, :] + shift + noise
     prior_logit = np.log(positive_rate / (1 - positive_rate))
     true_logit = mu[:, None] * scores - 0.5 * mu[:, None] ** 2 + prior_logit
     t = np.exp(calibration_distortion * np.asarray(jax.random.normal(k_t, (m,)), np.float64))
@@ -335,7 +371,7 @@ def synthetic(
     labels = np.where(labeled, y, -1)
     problem = from_numpy(R, labels, dtype=dtype)
     names = tuple(f"clf{u:02d}" for u in range(m))
-    return Ensemble(problem=problem, y_true=y, test=~labeled, names=names)
+    return Ensemble(problem=problem, y_true=y, test=~labeled, names=names, regions=regions, experts=experts)
 
 
 def synthetic_labeled_counts(
@@ -372,6 +408,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "imbalanced_10": dict(positive_rate=0.10, quality=0.85),
     "imbalanced_5": dict(positive_rate=0.05, quality=0.85),
     "imbalanced_1": dict(positive_rate=0.01, quality=0.85, n_instances=5000),
+    # Regional experts (issue 16): 3 latent regions, 4 of the 12 classifiers expert on each (AUC
+    # 0.9), near chance (0.55) and systematically shifted elsewhere yet as confident: which
+    # classifier to trust depends on the instance.
+    "regional_experts": dict(n_classifiers=12, n_regions=3, quality=0.9, quality_spread=0.05,
+                             off_region_quality=0.55, region_bias=1.0),
 }
 
 

@@ -254,8 +254,9 @@ def load(path: PathLike) -> tuple[FitResult, Config, Hparams]:
             raise ValueError(
                 f"{where} uses aggregator {config.aggregator!r}, unknown to this cfjax"
             )
-        template = aggregators.get(config.aggregator).init(
-            jax.random.key(0), arrays["params/X"].shape[-1], Hparams.create(), jnp.float32
+        template = aggregators.initial_theta(
+            config.aggregator, jax.random.key(0), arrays["params/X"].shape[-1], arrays["params/X"].shape[-2],
+            Hparams.create(), jnp.float32,
         )
         paths, treedef = jax.tree_util.tree_flatten_with_path(template)
         theta_leaves = [

@@ -20,6 +20,7 @@ from cfjax.structs import Config, FitResult, History, Hparams, Params, Problem
 
 __all__ = [
     "aggregator_weights",
+    "attention_by_region",
     "auto_choice",
     "heatmaps",
     "latent_scatter",
@@ -201,10 +202,11 @@ def _aggregator_of(params: Params, config: Config | None) -> Config:
         return config
     import jax
 
-    m = np.shape(params.X)[-1]
+    d, m = np.shape(params.X)[-2:]
     target = jax.tree.structure(params.theta)
     for name, agg in aggregators.AGGREGATORS.items():
-        if jax.tree.structure(agg.init(jax.random.key(0), m, Hparams.create(), np.float32)) == target:
+        if jax.tree.structure(aggregators.initial_theta(agg, jax.random.key(0), m, d, Hparams.create(),
+                                                        np.float32)) == target:
             return Config(aggregator=name)
     raise ValueError("params: theta matches no registered aggregator; pass config")
 
@@ -409,4 +411,56 @@ def auto_choice(
     ax.set_xlim(max(0.0, low - 0.02), min(1.0, float(np.nanmax(mean)) + 0.02))
     ax.set_xlabel("cross-validated PR-AUC (bars: SE of the gap to the best)")
     ax.set_title("auto's options: chosen in red,\ndotted: the best option's mean minus z SE")
+    return _finish(fig, path)
+
+
+def attention_by_region(
+    params: Params,
+    regions: Any,
+    experts: Any = None,
+    names: Sequence[str] | None = None,
+    path: str | os.PathLike | None = None,
+):
+    """The trust an `attention` aggregator learned, against a known grouping of the instances.
+
+    Two heatmaps, a row per classifier and a column per region, averaged over the instances of
+    each region: the attention m alpha_ui (1 = uniform trust), and the weight the logit gives
+    the classifier's evidence, m alpha_ui w_u (the attention times the classifier's global
+    weight, which the softmax offsets and w can trade). The cells where the classifier is a true
+    expert are outlined.
+
+    Args:
+      params: a fit with the "attention" aggregator (its theta an `AttentionTheta`).
+      regions: (n,) int, the region of every column (e.g. `Ensemble.regions`).
+      experts: optional (m, K) bool, the true expert cells (e.g. `Ensemble.experts`).
+      names: the classifiers' names (default: their indices).
+    """
+    if not isinstance(params.theta, aggregators.AttentionTheta):
+        raise ValueError("params: theta is not the attention aggregator's (fit with aggregator='attention')")
+    regions = np.asarray(regions)
+    if regions.shape != (np.shape(params.Y)[-1],):
+        raise ValueError(f"regions: expected shape ({np.shape(params.Y)[-1]},), got {regions.shape}")
+    alpha = np.asarray(aggregators.attention_weights(params.theta, aggregators.inputs(params)))
+    m = alpha.shape[0]
+    groups = np.unique(regions)
+    trust = np.stack([m * alpha[:, regions == g].mean(axis=1) for g in groups], axis=1)  # (m, K)
+    weight = trust * np.asarray(params.theta.w)[:, None]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(2.4 * len(groups) + 5.0, 0.32 * m + 1.9), layout="constrained")
+    bound = max(float(np.abs(weight).max()), 1e-12)
+    panels = ((axes[0], trust, "viridis", 0.0, None, "m α (1 = uniform)", "attention"),
+              (axes[1], weight, "RdBu_r", -bound, bound, "m α w", "weight on the evidence"))
+    for ax, values, cmap, lo, hi, label, title in panels:
+        image = ax.imshow(values, aspect="auto", cmap=cmap, vmin=lo, vmax=hi)
+        fig.colorbar(image, ax=ax, label=label)
+        if experts is not None:
+            for u, k in zip(*np.nonzero(np.asarray(experts)[:, groups])):
+                ax.add_patch(plt.Rectangle((k - 0.5, u - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
+        ax.set_xticks(range(len(groups)), [str(g) for g in groups])
+        ax.set_yticks(range(m), list(names) if names is not None else [str(u) for u in range(m)], fontsize=8)
+        ax.set_xlabel("true region of the instance")
+        ax.set_ylabel("classifier")
+        ax.set_title(title)
+    fig.suptitle("Trust learned per region, mean over its instances"
+                 + (" (outlined: the classifier is an expert there)" if experts is not None else ""))
     return _finish(fig, path)

@@ -56,7 +56,8 @@ def fold_in(
     Args:
       fitted: the `FitResult` of the fit (or its `Params`, for a confidence strategy that learns
         nothing from labels).
-      problem: the new columns (labels are not read by the built-in strategies).
+      problem: the new columns; their labels, if any, are not read (every column is folded in
+        as an unlabeled one).
       hparams: the fit's hyperparameters (lam; `auto`'s chosen lambda takes precedence).
       config: the fit's config.
     """
@@ -65,6 +66,9 @@ def fold_in(
         problem = jax.tree.map(lambda a, b: jnp.where(info["space"] == 1, a, b), data.logit_space(problem), problem)
     elif config.space == "logit":
         problem = data.logit_space(problem)
+    # new columns are predicted, never taught: whatever labels they carry, no strategy reads them
+    unlabeled = jnp.zeros_like(problem.labeled)
+    problem = problem._replace(labeled=unlabeled, validation=unlabeled)
     problem = confidence.apply(config.confidence, problem, hparams, info.get("confidence"))
     lam = info.get("lam", hparams.lam)
     return ridge.update_Y(params.X, problem.R, problem.C, lam, chunk_size=config.chunk_size)

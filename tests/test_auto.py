@@ -53,7 +53,7 @@ def test_weighted_init_on_logit_space_is_the_mean_base_logit(ensemble):
     problem = ensemble.problem._replace(observed=jnp.ones_like(ensemble.problem.observed))
     out = data.logit_space(problem)
     m = problem.R.shape[0]
-    theta = aggregators.weighted.init(jax.random.key(0), m, cfjax.Hparams.create(), out.R.dtype)
+    theta = aggregators.initial_theta("weighted", jax.random.key(0), m, m, cfjax.Hparams.create(), out.R.dtype)
     inputs = aggregators.Inputs(R_hat=out.R, X=jnp.eye(m), Y=out.R)
     R = jnp.clip(problem.R, data.LOGIT_EPS, 1 - data.LOGIT_EPS)
     np.testing.assert_allclose(aggregators.weighted.logits(theta, inputs),
@@ -222,9 +222,35 @@ def test_what_auto_refuses(ensemble):
                            ((("candidates", (Candidate("auto"),)),), "iterative"),
                            ((("candidates", (Candidate("als", grid=(("rho", (2.0,)),)),)),), "rho values"),
                            ((("candidates", (Candidate("als", grid=(("nope", (1.0,)),)),)),), "not an Hparams field"),
-                           ((("candidates", (Candidate("als", aggregator="mean"),)),), "both must be logit-linear; .mean. is not")):
+                           ((("candidates", (Candidate("als", aggregator="mean"),)),), "so it must be logit-linear")):
         with pytest.raises(ValueError, match=match):
             cfjax.fit(jax.random.key(0), ensemble.problem, None, cfjax.Config(method="auto", options=options))
+    with pytest.raises(ValueError, match="cannot express a logit-linear rule"):
+        cfjax.fit(jax.random.key(0), ensemble.problem, None,
+                  cfjax.Config(method="auto", aggregator="mean",
+                               options=(("candidates", (Candidate("als", aggregator="weighted"),)),)))
     with pytest.raises(ValueError, match="init: method 'auto' has no state"):
         cfjax.fit(jax.random.key(0), ensemble.problem, None, _config(),
                   init=cfjax.Params(X=jnp.zeros((2, 5)), Y=jnp.zeros((2, 150)), theta=()))
+
+
+def test_a_global_rule_and_attention_are_candidates_of_one_choice(ensemble):
+    """With the attention aggregator as the config's, a logit-linear candidate (the prior, at full
+    rank) is returned at A = 0 and an attention candidate at a lower rank is zero-padded: both
+    with exactly the logits of their own fit."""
+    cands = (Candidate("two_stage", full_rank=True, aggregator="prior", grid=(("agg_prior", (0.3,)),)),
+             Candidate("two_stage", grid=(("agg_l2", (0.1,)),)))
+    for rule_first in (0, 1):  # force each candidate to be chosen in turn: z huge picks the first
+        order = cands if rule_first == 0 else cands[::-1]
+        config = cfjax.Config(method="auto", aggregator="attention", latent_dim=2, max_iter=6,
+                              options=(("candidates", order), ("folds", 3), ("repeats", 1), ("z", 1e9)))
+        result = cfjax.fit(jax.random.key(0), ensemble.problem, None, config)
+        assert isinstance(result.params.theta, aggregators.AttentionTheta)
+        assert result.params.theta.A.shape == (5, 5) and int(result.info["candidate"]) == 0
+        m, n = ensemble.problem.R.shape
+        own = auto.candidate_config(order[0], config, m, n)
+        hparams = cfjax.solvers.get("auto").hparams()._replace(**{k: jnp.asarray(v[0], jnp.float32)
+                                                                 for k, v in order[0].grid})
+        single = cfjax.fit(jax.random.key(0), ensemble.problem, hparams, own)
+        np.testing.assert_allclose(np.asarray(cfjax.proba(result.params, config)),
+                                   np.asarray(cfjax.proba(single.params, own)), rtol=2e-4, atol=2e-5)

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 import cfjax
 from cfjax import confidence, data, predict, ridge
@@ -79,3 +80,72 @@ def test_fold_in_uses_the_weights_learned_at_training(problem):
     np.testing.assert_allclose(np.asarray(Y), np.asarray(with_labels), rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="learns from the training labels"):
         predict.fold_in(result.params, unlabeled, hparams, config)
+
+
+# ---------------------------------------------------------------------------------- learned
+
+
+def _features_loop(R, observed):
+    """The reliability features written out per cell."""
+    m, n = R.shape
+    out = np.zeros((4, m, n))
+    for u in range(m):
+        for i in range(n):
+            if not observed[u, i]:
+                continue
+            others = [2 * R[v, i] - 1 for v in range(m) if v != u and observed[v, i]]
+            consensus = np.mean(others) if others else 0.0
+            own = 2 * R[u, i] - 1
+            out[:, u, i] = abs(own), own * consensus, abs(consensus), own
+    return out
+
+
+def test_reliability_features_equal_a_loop(problem):
+    got = np.asarray(confidence.reliability_features(problem))
+    want = _features_loop(np.asarray(problem.R, np.float64), np.asarray(problem.observed))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_learned_reliability_is_cross_fitted():
+    """No labeled column's label sets its own confidence: flipping it leaves its column of C as
+    it was (its fold's model never saw it), while the model of all labels moves."""
+    problem = data.synthetic(jax.random.key(1), n_classifiers=6, n_instances=120, labeled_fraction=0.5).problem
+    hp = Hparams.create()
+    C = np.asarray(confidence.apply("learned", problem, hp).C)
+    i = int(np.flatnonzero(np.asarray(problem.labeled))[3])
+    flipped = problem._replace(labels=problem.labels.at[i].set(1.0 - problem.labels[i]))
+    C_flipped = np.asarray(confidence.apply("learned", flipped, hp).C)
+    np.testing.assert_array_equal(C_flipped[:, i], C[:, i])
+    unlabeled = ~np.asarray(problem.labeled)
+    assert np.abs(C_flipped[:, unlabeled] - C[:, unlabeled]).max() > 1e-6
+
+
+def test_learned_reliability_predicts_which_classifier_is_right():
+    ens = data.preset(jax.random.key(0), "seed", n_instances=2000)
+    p = ens.problem
+    reliability = np.asarray(confidence.apply("learned", p, Hparams.create()).C / p.C)
+    right = (np.asarray(p.R) > 0.5) == (ens.y_true[None, :] > 0.5)
+    test = np.asarray(ens.test)
+    assert roc_auc_score(right[:, test].ravel(), reliability[:, test].ravel()) > 0.7
+
+
+@pytest.mark.parametrize("method", ["als", "two_stage", "joint", "mm_als"])
+def test_learned_confidence_changes_every_fit(problem, method):
+    config = cfjax.Config(method=method, latent_dim=3, max_iter=10)
+    plain = cfjax.fit(jax.random.key(0), problem, None, config)
+    learned = cfjax.fit(jax.random.key(0), problem, None, config.replace(confidence="learned"))
+    assert np.abs(np.asarray(learned.params.Y) - np.asarray(plain.params.Y)).max() > 1e-4
+    assert set(learned.info["confidence"]) == {"coef", "fold_coef"}
+
+
+def test_fold_in_reads_no_label_of_the_new_columns(problem):
+    config = cfjax.Config(method="als", latent_dim=3, max_iter=5, confidence="learned")
+    hparams = cfjax.solvers.get("als").hparams()
+    result = cfjax.fit(jax.random.key(0), problem, hparams, config)
+    unlabeled = problem._replace(labeled=np.zeros_like(problem.labeled))
+    Y = predict.fold_in(result, unlabeled, hparams, config)
+    reliability = confidence.learned_reliability(result.info["confidence"], unlabeled)
+    expected = ridge.update_Y(result.params.X, problem.R, problem.C * reliability, hparams.lam)
+    np.testing.assert_allclose(np.asarray(Y), np.asarray(expected), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(predict.fold_in(result, problem, hparams, config)), np.asarray(Y),
+                               rtol=1e-6, atol=1e-7)

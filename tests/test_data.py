@@ -164,3 +164,37 @@ def test_synthetic_missing_cells_are_unobserved():
 def test_unknown_preset_raises():
     with pytest.raises(ValueError, match="name: unknown preset"):
         data.preset(jax.random.key(0), "nope")
+
+
+def test_synthetic_without_regions_draws_as_before_regions_existed():
+    # the sum of R of this draw on the main branch before n_regions existed
+    R = np.asarray(data.preset(jax.random.key(7), "seed", n_instances=300, missing_rate=0.1).problem.R)
+    np.testing.assert_allclose(R.sum(), 1262.52099609375, rtol=1e-6)
+
+
+def test_regional_experts_are_experts_on_their_region_only():
+    ens = data.preset(jax.random.key(0), "regional_experts", n_instances=30000)
+    R, y, regions, experts = np.asarray(ens.problem.R), ens.y_true, ens.regions, ens.experts
+    assert experts.shape == (12, 3) and (experts.sum(axis=0) == 4).all() and (experts.sum(axis=1) == 1).all()
+    assert set(np.unique(regions)) == {0, 1, 2}
+    auc = np.array([[roc_auc_score(y[regions == k], R[u, regions == k]) for k in range(3)] for u in range(12)])
+    # within a region the systematic shift is a constant, so the AUCs are those specified
+    assert abs(auc[experts].mean() - 0.9) < 0.02 and abs(auc[~experts].mean() - 0.55) < 0.02
+    # and over all instances no classifier is as good as it is on its own region
+    overall = np.array([roc_auc_score(y, r) for r in R])
+    assert (overall < auc.max(axis=1) - 0.05).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_regions=0), "n_regions"), (dict(n_regions=11), "n_regions"),
+    (dict(n_regions=2, off_region_quality=1.0), "off_region_quality"),
+    (dict(n_regions=2, region_bias=-1.0), "region_bias"), (dict(n_regions=2, region_bias=np.nan), "region_bias"),
+])
+def test_bad_region_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.synthetic(jax.random.key(0), n_classifiers=10, n_instances=50, **kwargs)
+
+
+def test_ensembles_without_regions_say_so():
+    ens = data.preset(jax.random.key(0), "seed", n_instances=50)
+    assert ens.regions is None and ens.experts is None

@@ -138,3 +138,15 @@ def test_load_rejects_files_that_are_not_results(fitted, tmp_path):
         assert str(path) in str(info.value)
     with pytest.raises(FileNotFoundError):
         io.load(tmp_path / "absent.npz")
+
+
+def test_attention_and_learned_confidence_round_trip(tmp_path):
+    ens = cfjax.data.preset(jax.random.key(0), "regional_experts", n_instances=90)
+    config = Config(method="two_stage", aggregator="attention", confidence="learned", latent_dim=5, max_iter=5)
+    hparams = cfjax.solvers.get("two_stage").hparams()
+    result = cfjax.fit(jax.random.key(0), ens.problem, hparams, config)
+    loaded, config2, hparams2 = io.load(io.save(tmp_path / "attention.npz", result, config, hparams))
+    assert config2 == config and loaded.params.theta.A.shape == (5, 5)
+    _assert_tree_equal(loaded.params, result.params)
+    np.testing.assert_array_equal(np.asarray(cfjax.predict.fold_in_proba(loaded, ens.problem, hparams2, config2)),
+                                  np.asarray(cfjax.predict.fold_in_proba(result, ens.problem, hparams, config)))

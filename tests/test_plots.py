@@ -290,3 +290,16 @@ def test_benchmark_figures_fit_their_canvas(tmp_path, monkeypatch):
     assert sorted(saved) == sorted(names)
     assert saved == {name: [] for name in names}
     assert all((tmp_path / name).stat().st_size > 0 for name in names)
+
+
+def test_attention_by_region(tmp_path):
+    ens = cfjax.data.preset(jax.random.key(0), "regional_experts", n_instances=150)
+    config = Config(method="two_stage", aggregator="attention", latent_dim=4, max_iter=5)
+    result = cfjax.fit(jax.random.key(0), ens.problem, None, config)
+    fig = plots.attention_by_region(result.params, ens.regions, ens.experts, ens.names, path=tmp_path / "a.png")
+    _saved(fig, tmp_path / "a.png")
+    assert layout_problems(fig) == []
+    with pytest.raises(ValueError, match="params"):
+        plots.attention_by_region(result.params._replace(theta=()), ens.regions)
+    with pytest.raises(ValueError, match="regions"):
+        plots.attention_by_region(result.params, ens.regions[:10])

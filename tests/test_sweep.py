@@ -313,3 +313,17 @@ def test_select_validates_arguments():
         sweep.select(jax.random.key(0), problem, g, config, seeds=0)
     with pytest.raises(ValueError, match="key"):
         sweep.select(jax.random.split(jax.random.key(0), 2), problem, g, config)
+
+
+def test_sweep_over_the_attention_aggregator_and_learned_confidence(ensemble):
+    # a grid over the penalty of the trust map, fitted by joint and by two_stage's L-BFGS
+    problem = ensemble.problem
+    g = sweep.grid(agg_l2=[1e-3, 1e-1])
+    keys = jax.random.split(jax.random.key(2), 1)
+    for method in ("joint", "two_stage"):
+        config = _config(method, aggregator="attention", confidence="learned")
+        result = sweep.run(keys, problem, g, config, strategy="vmap")
+        for gi in range(2):
+            single = cfjax.fit_jit(keys[0], problem, sweep.take(g, gi), config)._replace(state=None)
+            _assert_tree_close(_entry(result, gi, 0), single, rtol=1e-4, atol=1e-4)
+        assert not np.allclose(np.asarray(result.params.theta.A[0]), np.asarray(result.params.theta.A[1]))

@@ -22,8 +22,9 @@ most flexible. `auto`:
    keeps the simple option unless a flexible one is better by more than the noise; with many it
    finds the flexible one. (NaN fold scores, from a fold without both classes, are left out.)
 5. returns the chosen option's fit on all labeled columns, with its theta written in the
-   config's aggregator (a candidate with another aggregator needs both logit-linear: same logit
-   w^T r + b; any aggregator serves when the candidates use the config's).
+   config's aggregator: a candidate with another aggregator must be logit-linear (logit
+   w^T r + b) and the config's must express that rule (logit-linear itself, or `from_linear`, as
+   `attention` does at A = 0); any aggregator serves when the candidates use the config's.
 
 Never reads a label outside `problem.labeled`. All traced: `auto` runs under jit, vmap and
 `cfjax.sweep.run` like any method (options take auto's hparams except their grid's fields). Its
@@ -55,6 +56,7 @@ __all__ = [
     "CANDIDATES",
     "METHOD",
     "RULES",
+    "WITH_ATTENTION",
     "Candidate",
     "CandidateRun",
     "candidate_config",
@@ -101,6 +103,15 @@ class Candidate(NamedTuple):
 #: The default candidates, simplest first (see the module docstring and docs/results/scarce_labels.md).
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("two_stage", full_rank=True, aggregator="prior", grid=(("agg_prior", (0.1, 0.3, 1.0, 3.0)),)),
+)
+
+
+#: The default candidates and the attention aggregator on the config's rank over its penalty
+#: (the pull towards the global rule), strongest first: for `Config(aggregator="attention",
+#: options=(("candidates", WITH_ATTENTION),))`, where the one-SE rule keeps the global rule unless
+#: instance-dependent trust is clearly better (docs/instance_trust.md).
+WITH_ATTENTION: tuple[Candidate, ...] = CANDIDATES + (
+    Candidate("two_stage", aggregator="attention", grid=(("agg_l2", (1e-2, 1e-3, 1e-4)),)),
 )
 
 
@@ -207,13 +218,15 @@ def choose(scores: jax.Array, rule: str, z: float, n_folds: int) -> tuple[jax.Ar
     return jnp.argmax(close), mean, se  # the first option within z SE of the best
 
 
-def _as_config_theta(theta: Any, source: str, target: str, m: int, hparams: Hparams, dtype: Any) -> Any:
-    """A logit-linear theta of aggregator `source` rewritten as one of `target` (same logit)."""
+def _as_config_theta(theta: Any, source: str, target: str, m: int, d: int, hparams: Hparams, dtype: Any) -> Any:
+    """A candidate's theta of aggregator `source` as one of `target` at latent dimension d (the
+    largest rank among the candidates), with the same logits: zero-padded when the aggregators
+    are the same, else read as (w, b) and embedded (`aggregators.embed_linear`)."""
+    template = aggregators.initial_theta(target, jax.random.key(0), m, d, hparams, dtype)
     if source == target:
-        return theta
+        return aggregators.pad_theta(theta, template)
     w, b = aggregators.get(source).linear.weights(theta)
-    template = aggregators.get(target).init(jax.random.key(0), m, hparams, dtype)
-    return aggregators.get(target).linear.with_weights(template, w, b)
+    return aggregators.embed_linear(target)(template, w, b)
 
 
 def combine(runs: tuple[CandidateRun, ...], problem: Problem, hparams: Hparams, config: Config) -> FitResult:
@@ -230,7 +243,7 @@ def combine(runs: tuple[CandidateRun, ...], problem: Problem, hparams: Hparams, 
             params = full.params._replace(
                 X=jnp.pad(full.params.X, ((0, d_max - cfg.latent_dim), (0, 0))),
                 Y=jnp.pad(full.params.Y, ((0, d_max - cfg.latent_dim), (0, 0))),
-                theta=_as_config_theta(full.params.theta, cfg.aggregator, config.aggregator, m, hparams, dtype),
+                theta=_as_config_theta(full.params.theta, cfg.aggregator, config.aggregator, m, d_max, hparams, dtype),
             )
             fits.append(full._replace(params=params))
     scores = jnp.concatenate([run.scores.T for run in runs], axis=0)  # (O, J)
@@ -327,12 +340,17 @@ def _check_config(config: Config) -> None:
         source = c.aggregator or config.aggregator
         # Another aggregator's theta is rewritten in the config's through the shared logit.
         if source != config.aggregator:
-            for name in (source, config.aggregator):
-                if aggregators.get(name).linear is None:
-                    raise ValueError(
-                        f"options: auto's candidate aggregator {source!r} differs from the config's "
-                        f"{config.aggregator!r}, so both must be logit-linear; {name!r} is not"
-                    )
+            if aggregators.get(source).linear is None:
+                raise ValueError(
+                    f"options: auto's candidate aggregator {source!r} differs from the config's "
+                    f"{config.aggregator!r}, so it must be logit-linear; it is not"
+                )
+            if aggregators.embed_linear(config.aggregator) is None:
+                raise ValueError(
+                    f"options: auto's candidate aggregator {source!r} differs from the config's "
+                    f"{config.aggregator!r}, which cannot express a logit-linear rule (neither linear "
+                    "nor from_linear)"
+                )
         for name, values in c.grid:
             if name not in fields:
                 raise ValueError(f"options: auto's candidate grid names {name!r}, not an Hparams field")

@@ -147,5 +147,5 @@ def initial_params(key: jax.Array, problem: Problem, hparams: Hparams, config: C
     else:
         raise ValueError(f"config.init: unknown {config.init!r}; choose 'svd' or 'random'")
     # fold_in keeps the factors' draws what they were before aggregators took a key
-    theta = aggregators.get(config.aggregator).init(jax.random.fold_in(key, 1), m, hparams, dtype)
+    theta = aggregators.initial_theta(config.aggregator, jax.random.fold_in(key, 1), m, d, hparams, dtype)
     return Params(X=X.astype(dtype), Y=Y.astype(dtype), theta=theta)
