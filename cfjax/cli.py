@@ -258,7 +258,10 @@ def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace)
 
     for name, entry in kept.items():
         ens = entry["ens"]
-        plt.close(plots.pr_curves(ens.y_true, entry["proba"], ens.test, path=out / f"pr_curves_{name}.png"))
+        fig = plots.pr_curves(ens.y_true, entry["proba"], ens.test)
+        fig.axes[0].set_title(f"{name}, split 0, test columns")
+        fig.savefig(out / f"pr_curves_{name}.png", dpi=100)
+        plt.close(fig)
         histories = {k: v for k, v in entry["history"].items() if k != "auto"}  # auto's rho varies
         if histories:
             cols = min(4, len(histories))
@@ -266,12 +269,14 @@ def _plots(out: Path, kept: dict[str, dict[str, Any]], args: argparse.Namespace)
             fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows + 0.4), squeeze=False,
                                      layout="constrained")
             for ax, (method, history) in zip(axes.ravel(), histories.items()):
-                plots.loss_curves(history, rho=0.5, log=True, ax=ax)
-                ax.set_title(f"{method} (rho 0.5)")
+                rho = float(cfjax.solvers.get(method).hparams().rho)  # the benchmark's: the registry's
+                plots.loss_curves(history, rho=rho, log=True, ax=ax)
+                ax.set_title(f"{method} (rho {rho:g})")
                 ax.get_legend().remove()  # one legend below the panels: in a 4 x 3 panel it hid curves
             for ax in axes.ravel()[len(histories):]:
                 ax.set_visible(False)
             fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=3)
+            fig.suptitle(f"{name}, split 0: the objective per iteration, each method at its defaults")
             fig.savefig(out / f"loss_curves_{name}.png", dpi=100)
             plt.close(fig)
     # the rho sweep: joint over the default rho grid and 3 seeds on split 0 of the first data set

@@ -1,8 +1,9 @@
 """Nothing a reader sees after cloning the repository points outside it.
 
 `scan` reads README.md, docs/, notebooks/ (the .ipynb JSON: every cell's source and every
-output's text), benchmarks/, experiments/ and cfjax/, every text file (binary files such as
-PNGs are skipped, and so are __pycache__ and notebook checkpoints), and reports:
+output's text; stored images are skipped), benchmarks/, experiments/ and cfjax/, every text
+file (binary files such as PNGs are skipped, and so are __pycache__ and notebook checkpoints),
+and reports:
 
 1. **Markdown links that leave the repository**: inline links and images `[text](target)`,
    reference definitions `[label]: target` and HTML `href=` / `src=` attributes, in Markdown
@@ -120,7 +121,8 @@ def _notebook_parts(path: Path):
         yield f"cell {i}", source, cell.get("cell_type") == "markdown"
         for j, output in enumerate(cell.get("outputs", [])):
             pieces = [output.get("text", "")]
-            pieces += list(output.get("data", {}).values())
+            # every rendering but images (base64 PNG: binary, skipped as PNG files are)
+            pieces += [v for k, v in output.get("data", {}).items() if not k.startswith("image/")]
             pieces += output.get("traceback", [])
             text = "\n".join("".join(p) if isinstance(p, list) else str(p) for p in pieces)
             yield f"cell {i} output {j}", text, False

@@ -126,14 +126,19 @@ def _shows_tick_labels(axis):
     return any(t.get_visible() and t.get_text() for t in axis.get_ticklabels())
 
 
-def _data_points(ax):
+def _data_points(ax, samples=101):
     """Display coordinates of the plotted points inside the axes: vertices of lines with more
-    than two points (axhline/axvline and two-point guides are left out) and scatter offsets."""
-    points = [
-        line.get_transform().transform(np.asarray(line.get_xydata(), float))
-        for line in ax.lines
-        if line.get_visible() and len(line.get_xdata()) > 2
-    ]
+    than two points, points along straight guides (axhline, axvline, a chance diagonal: two
+    points, `samples` taken between them) and scatter offsets."""
+
+    def along(line):
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), float))
+        if len(xy) == 2:
+            t = np.linspace(0.0, 1.0, samples)[:, None]
+            xy = (1 - t) * xy[0] + t * xy[1]
+        return xy
+
+    points = [along(line) for line in ax.lines if line.get_visible() and len(line.get_xdata()) >= 2]
     points += [
         c.get_offset_transform().transform(np.asarray(c.get_offsets(), float))
         for c in ax.collections
@@ -163,6 +168,11 @@ def layout_problems(fig):
     check(getattr(fig, "_suptitle", None), "suptitle")
     for i, legend in enumerate(fig.legends):
         check(legend, f"figure legend {i}")
+        box = legend.get_window_extent(renderer)
+        points = [xy for ax in fig.axes if ax.get_visible() for xy in _data_points(ax)]
+        covered = sum(box.contains(x, y) for x, y in points)
+        if covered:
+            problems.append(f"figure legend {i} covers {covered} plotted points")
     for i, ax in enumerate(a for a in fig.axes if a.get_visible()):
         name = f"axes {i} ({ax.get_title() or ax.get_ylabel() or 'untitled'})"
         if ax.get_title():
@@ -189,7 +199,8 @@ def layout_problems(fig):
 
 
 def test_layout_check_catches_bad_figures():
-    """The checker itself: a cut-off title, an unlabeled axis, a legend over the curve."""
+    """The checker itself: a cut-off title, an unlabeled axis, a legend over the curve or over
+    a reference line."""
     fig, ax = plt.subplots(figsize=(3, 2), layout="constrained")
     x = np.linspace(0, 1, 50)
     ax.plot(x, np.full_like(x, 0.5), label="a flat curve right through the middle")
@@ -208,6 +219,36 @@ def test_layout_check_catches_bad_figures():
     assert any("legend leaves the canvas" in p for p in layout_problems(fig2))
     ax2.get_legend().remove()
     assert layout_problems(fig2) == []
+    # a legend over a guide line only (the old pr_curves: the chance level under a tall legend)
+    fig3, ax3 = plt.subplots(figsize=(4, 3), layout="constrained")
+    ax3.plot(x, 1 - x**8, label="curve")
+    ax3.axhline(0.1, linestyle=":", label="chance")
+    ax3.set_xlabel("x")
+    ax3.set_ylabel("y")
+    ax3.legend(loc="lower left")
+    assert any("legend covers" in p for p in layout_problems(fig3))
+    ax3.get_legend().remove()
+    fig3.legend(loc="upper center")  # a figure legend over the curve
+    assert any("figure legend 0 covers" in p for p in layout_problems(fig3))
+
+
+def test_many_curves_keep_their_legend_beside_the_axes(fitted):
+    """With the benchmark's number of names (14), the legend of the PR and ROC curves is
+    beside the axes, the axes keep their default size, and no two curves look alike (the
+    default cycle has 10 colours)."""
+    ens = fitted[0]
+    p = np.asarray(cfjax.baselines.simple_average(ens.problem))
+    probas = {f"a_long_method_name_{i} ": np.clip(p + 0.02 * i, 0, 1) for i in range(14)}
+    for draw in (plots.pr_curves, plots.roc_curves):
+        fig = draw(ens.y_true, probas, mask=ens.test)
+        assert layout_problems(fig) == []
+        ax = fig.axes[0]
+        assert ax.get_legend() is None and len(fig.legends) == 1
+        legend = fig.legends[0].get_window_extent(fig.canvas.get_renderer())
+        assert legend.x0 >= ax.bbox.x1
+        assert ax.bbox.width / fig.dpi > 3.5  # of the 5 inches asked for, less tick labels
+        styles = [(line.get_color(), line.get_linestyle()) for line in ax.lines]
+        assert len(set(styles)) == len(styles) == 15  # 14 curves and the chance line
 
 
 def _every_plots_figure(ens, result, config):
