@@ -218,3 +218,10 @@ def test_fused_loss_and_gradients_equal_the_plain_expression(aggregator):
         # vmapped over Hparams, as a sweep runs it
         over_hp = lambda f: jax.jit(jax.vmap(f, in_axes=(None, None, 0, None)), static_argnums=3)
         _assert_trees_close(over_hp(fused)(params, problem, grid, cfg), over_hp(plain)(params, problem, grid, cfg), 1e-10)
+
+
+def test_block_size_is_cache_sized_on_cpu_and_one_block_elsewhere():
+    assert losses.block_size(100, 1_000_000, jnp.float32, backend="cpu") == 10368  # 4 MiB of R
+    assert losses.block_size(100, 1_000_000, jnp.float64, backend="cpu") == 5120
+    assert losses.block_size(10, 500, jnp.float32, backend="cpu") == 500  # never more than n
+    assert losses.block_size(100, 1_000_000, jnp.float32, backend="gpu") == 1_000_000
