@@ -1,4 +1,4 @@
-"""Issue #6 speed harness: five workloads x three sizes x two dtypes, against two denominators.
+"""Issue #6 speed harness: six workloads x three sizes x two dtypes, against three denominators.
 
 Workloads, on a random problem (R uniform, C = 1 on 70% of the cells, 30% positive labels,
 half the columns labeled; `_problem.random_problem`), each jitted at the outside with the
@@ -8,6 +8,9 @@ library defaults (automatic chunking, `method="auto"`):
 * **joint step**: one step of the joint solver: value and gradient of
   `cfjax.solvers.joint.objective` (free Y, weighted aggregator, class weights) and one Adam
   update (`joint.make_optimizer`, patience 0), parameters and Adam state donated;
+* **joint step, unfused**: the same step on the objective as it was before issue 19's fused
+  reconstruction term (`unfused_objective`: X^T Y formed in full, once, and both parts
+  differentiated by autodiff), timed in the same run so the two compare under the same load;
 * **MM-ALS sweep**: `cfjax.solvers.mm_als.mm_sweep` (theta, Y, X; curvature "bound");
 * **whole fit / k steps**: the jitted `cfjax.fit` entry (`cfjax.fit_jit`, what `cfjax.fit`
   runs after its host checks) of the joint method at the joint step's settings (free Y,
@@ -36,7 +39,17 @@ Denominators, measured in the same run:
    4 m n d^2 (Grams) + (m + n) d^3 / 3 (Cholesky) FLOP (issue #6); an MM-ALS sweep the same
    plus 8 m n d; a joint step 6 m n d (X^T Y and its two adjoints); elementwise work is not
    counted, so the ratio "time / bound" is >= 1 and says how far from matmul speed a
-   workload runs.
+   workload runs;
+3. **memory bandwidth** (joint steps): STREAM's copy (a = s b, as "scale") and triad
+   (a = b + s c) on float32 vectors of `STREAM_ELEMENTS` (256 MB each, far above the caches),
+   jitted with the output's buffer donated so that no call pays for fresh pages (as STREAM
+   reuses its arrays); bytes read plus written (STREAM's count: a write-allocate read of the
+   output is not counted) over the median time, measured before and after
+   the workloads, the mean of the two triad rates used. The memory-bound limit of a joint step
+   is the bytes it must move over that rate: read R and C once (2 m n), read Y and write its
+   gradient in that pass (2 d n), then Adam reads Y, the gradient and the two moments and writes
+   Y and the moments (7 d n): (2 m n + 9 d n) x the item size, the (d, m) and (m,) arrays
+   neglected. "time / memory bound" >= 1 says how far from streaming speed a step runs.
 
 Steady-state times are medians of at least `--repeats` calls (at n >= 1e6 at most 3), repeated
 until they add up to 1 s, each blocked with `block_until_ready`, after one warm-up call.
@@ -80,17 +93,18 @@ import optax
 from _problem import JOINT, LAM, numpy_rows, random_problem
 
 import cfjax
-from cfjax import ridge, sweep
+from cfjax import losses, ridge, sweep
 from cfjax.aggregators import WeightedTheta
 from cfjax.solvers import joint, mm_als
 from cfjax.structs import Config, Hparams, Params, Problem
 
 SIZES = ["10,10000,8", "50,100000,16", "100,1000000,32"]
 QUICK_SIZES = ["10,2000,4", "20,5000,8"]
-WORKLOADS = ("als", "joint", "mm_als", "fit", "sweep")
+WORKLOADS = ("als", "joint", "joint_unfused", "mm_als", "fit", "sweep")
 LABELS = {
     "als": "ALS sweep",
     "joint": "joint Adam step",
+    "joint_unfused": "joint Adam step, unfused",
     "mm_als": "MM-ALS sweep",
     "fit": "whole fit / k steps",
     "sweep": "64-config sweep",
@@ -102,6 +116,7 @@ TARGET_BOUND, TARGET_MEMORY_GB, TARGET_COMPILE_S, TARGET_TORCH = 3.0, 2.0, 2.0, 
 TARGET_FIT_OVER_STEPS = 1.2  # a whole jitted fit of k steps over k joint steps, every size and dtype
 LARGEST = (100, 1_000_000, 32)
 MIN_TOTAL_S = 1.0  # fast workloads repeat until their calls add up to this (median of many)
+STREAM_ELEMENTS = 2**26  # float32 elements per STREAM vector: 256 MB, 8x the 32 MB L3 here
 
 
 # ----------------------------------------------------------------------------- denominators
@@ -113,6 +128,42 @@ def matmul_throughput(repeats: int) -> dict:
     a = jax.random.normal(jax.random.key(0), (k, k), jnp.float32)
     t = H.compile_and_time(jax.jit(jnp.dot), (a, a), None, repeats, min_total_s=MIN_TOTAL_S)
     return {"size": k, "median_s": t["run_s"], "gflops": 2 * k**3 / t["run_s"] / 1e9}
+
+
+def stream_bandwidth(repeats: int) -> dict:
+    """STREAM-like copy ("scale": a = s b) and triad (a = b + s c) in GB/s (bytes read plus
+    written over the median time), float32 vectors of `STREAM_ELEMENTS`, output donated."""
+    k = STREAM_ELEMENTS
+    b = jax.random.uniform(jax.random.key(1), (k,), jnp.float32)
+    c = jax.random.uniform(jax.random.key(2), (k,), jnp.float32)
+    s = jnp.asarray(0.5, jnp.float32)  # traced, so XLA cannot fold the multiply away
+    # keep_unused: jit drops an argument the function does not read, and with it the donation;
+    # the result then lands in fresh pages, whose first-touch faults made a 256 MB triad read
+    # 4-6 GB/s here instead of ~30.
+    scale = jax.jit(lambda a, b, s: s * b, donate_argnums=0, keep_unused=True)
+    triad = jax.jit(lambda a, b, c, s: b + s * c, donate_argnums=0, keep_unused=True)
+    out, itemsize = {"elements": k}, 4
+    for name, fn, args, n_arrays in (("copy", scale, (b, s), 2), ("triad", triad, (b, c, s), 3)):
+        run_s = _donated_median(fn, jnp.zeros((k,), jnp.float32), args, max(repeats, 5))
+        out[name] = {"median_s": run_s, "gbps": n_arrays * k * itemsize / run_s / 1e9}
+    return out
+
+
+def _donated_median(fn, first_out, args, repeats) -> float:
+    """Median seconds of fn(out, *args), each call's result donated as the next call's `out`."""
+    buffer = [first_out]
+
+    def call():
+        buffer[0] = fn(buffer[0], *args)
+        return buffer[0]
+
+    H.block(call())
+    return H.median_time(call, repeats, MIN_TOTAL_S)[0]
+
+
+def joint_bytes(m, n, d, itemsize):
+    """Bytes a joint Adam step must move (see the module docstring): 2 m n + 9 d n items."""
+    return (2 * m * n + 9 * d * n) * itemsize
 
 
 def _best_over_threads(fn) -> tuple[float, str]:
@@ -164,7 +215,7 @@ def flops(workload, m, n, d):
         return als_flops(m, n, d)
     if workload == "mm_als":
         return als_flops(m, n, d) + 8 * m * n * d
-    if workload == "joint":
+    if workload in ("joint", "joint_unfused"):
         return 6 * m * n * d
     return None
 
@@ -214,9 +265,18 @@ def joint_hparams(dtype):
     )  # fmt: skip
 
 
-def make_joint_step(config):
+def unfused_objective(params, problem, hparams, config):
+    """The joint objective (free Y) as it was before issue 19: X^T Y formed in full, once, and
+    read by both parts; autodiff then writes its (m, n) cotangent and reads it twice."""
+    R_hat = losses.reconstruct(params)
+    recon = losses.reconstruction_parts(params, problem, hparams, R_hat)[0]
+    sup = losses.supervised_parts(params, problem, hparams, config, R_hat=R_hat)[0]
+    return hparams.rho * recon + (1.0 - hparams.rho) * sup
+
+
+def make_joint_step(config, objective=joint.objective):
     def step(params, opt_state, problem, hparams):
-        value, grads = jax.value_and_grad(joint.objective)(params, problem, hparams, config)
+        value, grads = jax.value_and_grad(objective)(params, problem, hparams, config)
         optimizer = joint.make_optimizer(hparams, config)
         updates, opt_state = optimizer.update(grads, opt_state, params, value=value)
         return optax.apply_updates(params, updates), opt_state, value
@@ -224,11 +284,11 @@ def make_joint_step(config):
     return jax.jit(step, donate_argnums=(0, 1))
 
 
-def bench_joint(problem, params, dtype, repeats):
+def bench_joint(problem, params, dtype, repeats, objective=joint.objective):
     d = params.X.shape[0]
     config, hparams = joint_config(d), joint_hparams(dtype)
     opt_state = joint.make_optimizer(hparams, config).init(params)
-    step = make_joint_step(config)
+    step = make_joint_step(config, objective)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)
     compile_s, compiled = H.compile_time(step, params, opt_state, problem, hparams)
     state = [copy(params), copy(opt_state)]
@@ -499,6 +559,8 @@ def main(argv=None) -> None:
     print(H.header_line(meta), flush=True)
     mm_before = matmul_throughput(args.repeats)
     print(f"matmul 4096^2 float32: {mm_before['gflops']:.1f} GFLOP/s", flush=True)
+    stream_before = stream_bandwidth(args.repeats)
+    print(f"STREAM: {_stream_text(stream_before)}", flush=True)
 
     rows, references, memory = [], {}, {}
     for size in sizes:
@@ -525,6 +587,8 @@ def main(argv=None) -> None:
                             memory[f"{m},{n},{d},{dtype_name}"] = {"xla": t["memory"]}
                     elif workload == "joint":
                         t = bench_joint(problem, params, dtype, repeats)
+                    elif workload == "joint_unfused":
+                        t = bench_joint(problem, params, dtype, repeats, unfused_objective)
                     elif workload == "mm_als":
                         t = bench_mm_als(problem, params, dtype, repeats)
                     elif workload == "fit":
@@ -544,6 +608,9 @@ def main(argv=None) -> None:
     mm_after = matmul_throughput(args.repeats)
     gflops = 0.5 * (mm_before["gflops"] + mm_after["gflops"])
     print(f"matmul after: {mm_after['gflops']:.1f} GFLOP/s; using {gflops:.1f}", flush=True)
+    stream_after = stream_bandwidth(args.repeats)
+    gbps = 0.5 * (stream_before["triad"]["gbps"] + stream_after["triad"]["gbps"])
+    print(f"STREAM after: {_stream_text(stream_after)}; using triad {gbps:.1f} GB/s", flush=True)
 
     for key, mem in memory.items():
         m, n, d, dtype_name = key.split(",")
@@ -561,6 +628,10 @@ def main(argv=None) -> None:
             r["flops"] = f
             r["bound_s"] = f / (gflops * 1e9)
             r["time_over_bound"] = r["run_s"] / r["bound_s"]
+        if r["workload"] in ("joint", "joint_unfused"):
+            r["bytes"] = joint_bytes(r["m"], r["n"], r["d"], np.dtype(r["dtype"]).itemsize)
+            r["mem_bound_s"] = r["bytes"] / (gbps * 1e9)
+            r["time_over_mem_bound"] = r["run_s"] / r["mem_bound_s"]
         if r["workload"] == "als":
             r["numpy_s"] = references[f"{r['m']},{r['n']},{r['d']}"]["sweep_s"]
             r["speedup"] = r["numpy_s"] / r["run_s"]
@@ -569,6 +640,8 @@ def main(argv=None) -> None:
             r["vs_64_x_iters_steps"] = r["run_s"] / (64 * r["iters"] * step["run_s"])
         if r["workload"] == "fit" and step and "run_s" in step:
             r["fit_over_k_steps"] = r["run_s"] / (r["steps"] * step["run_s"])
+        if r["workload"] == "joint_unfused" and step and "run_s" in step:
+            r["unfused_over_fused"] = r["run_s"] / step["run_s"]
 
     torch_result = {"status": "skipped (--no-torch)"}
     if not args.no_torch and "joint" in args.workloads:
@@ -583,7 +656,7 @@ def main(argv=None) -> None:
                     r["torch_over_cfjax"] = t["step_s"] / r["run_s"]
 
     table = speed_table(rows)
-    denominators = denominator_table(references, mm_before, mm_after, gflops)
+    denominators = denominator_table(references, mm_before, mm_after, gflops, stream_before, stream_after, gbps)
     extra = extra_tables(rows, memory, torch_result)
     targets = check_targets(rows, memory)
     print("\n" + denominators + "\n\n" + table + "\n\n" + extra + "\n\n" + targets)
@@ -606,6 +679,7 @@ def main(argv=None) -> None:
             "command": "python benchmarks/bench_speed.py " + " ".join(argv or sys.argv[1:]),
         },
         "matmul": {"before": mm_before, "after": mm_after, "gflops_used": gflops},
+        "stream": {"before": stream_before, "after": stream_after, "triad_gbps_used": gbps},
         "numpy_reference": references,
         "rows": rows,
         "memory": memory,
@@ -627,13 +701,14 @@ def main(argv=None) -> None:
 def speed_table(rows) -> str:
     headers = [
         "workload", "m", "n", "d", "dtype", "compile (s)", "median (ms)",
-        "NumPy loop (ms)", "speed-up", "FLOP-bound (ms)", "time / bound", "note",
+        "NumPy loop (ms)", "speed-up", "FLOP-bound (ms)", "time / bound",
+        "memory-bound (ms)", "time / memory bound", "note",
     ]  # fmt: skip
     out = []
     for r in rows:
         head = [LABELS[r["workload"]], r["m"], f"{r['n']:.0e}", r["d"], r["dtype"]]
         if "skipped" in r:
-            out.append(head + ["-"] * 6 + [f"skipped: {r['skipped']}"])
+            out.append(head + ["-"] * 8 + [f"skipped: {r['skipped']}"])
             continue
         note = ""
         if r["workload"] == "sweep":
@@ -653,6 +728,8 @@ def speed_table(rows) -> str:
             note = (
                 f"torch eager {fmt_ms(r['torch_s'])} ms: cfjax {r['torch_over_cfjax']:.1f}x faster"
             )
+        if "unfused_over_fused" in r:
+            note = f"the fused step is {r['unfused_over_fused']:.2f}x faster"
         out.append(
             head
             + [
@@ -662,17 +739,29 @@ def speed_table(rows) -> str:
                 f"{r['speedup']:.0f}x" if "speedup" in r else "-",
                 fmt_ms(r.get("bound_s")),
                 f"{r['time_over_bound']:.1f}" if "time_over_bound" in r else "-",
+                fmt_ms(r.get("mem_bound_s")),
+                f"{r['time_over_mem_bound']:.1f}" if "time_over_mem_bound" in r else "-",
                 note,
             ]
         )
     return H.markdown_table(headers, out)
 
 
-def denominator_table(references, mm_before, mm_after, gflops) -> str:
+def _stream_text(stream: dict) -> str:
+    return f"copy {stream['copy']['gbps']:.1f} GB/s, triad {stream['triad']['gbps']:.1f} GB/s"
+
+
+def denominator_table(references, mm_before, mm_after, gflops, stream_before, stream_after, gbps) -> str:
     lines = [
         (
             f"matmul (jnp.dot 4096 x 4096 float32): {mm_before['gflops']:.1f} GFLOP/s before, "
             f"{mm_after['gflops']:.1f} after; FLOP-bound limits use {gflops:.1f} GFLOP/s."
+        ),
+        "",
+        (
+            f"memory (STREAM-like, float32 vectors of {stream_before['elements']:.2e}): "
+            f"{_stream_text(stream_before)} before, {_stream_text(stream_after)} after; "
+            f"memory-bound limits use triad {gbps:.1f} GB/s."
         ),
         "",
     ]
@@ -771,6 +860,12 @@ def check_targets(rows, memory) -> str:
                     f"- ALS sweep {size}: {r['time_over_bound']:.2f}x the FLOP-bound limit "
                     f"(target <= {TARGET_BOUND:g}x): {'met' if ok else 'MISSED'}"
                 )
+        if r["workload"] == "joint_unfused" and "unfused_over_fused" in r:
+            lines.append(
+                f"- joint step {size}: fused {r['unfused_over_fused']:.2f}x faster than unfused "
+                f"(same run); fused {r['run_s'] / r['unfused_over_fused'] / r['mem_bound_s']:.1f}x, "
+                f"unfused {r['time_over_mem_bound']:.1f}x the memory-bound limit"
+            )
         if r["workload"] == "joint" and size == LARGEST and "torch_over_cfjax" in r:
             ok = r["torch_over_cfjax"] >= TARGET_TORCH
             lines.append(

@@ -151,9 +151,18 @@ def logits(
     config: Any,
     observed: Bool[ArrayLike, "m n"] | None = None,
     R_hat: Float[Array, "m n"] | None = None,
+    from_factors: bool = False,
 ) -> Float[Array, " n"]:
-    """The aggregator's logits (n,) for every column of a fit: the one place they are formed."""
+    """The aggregator's logits (n,) for every column of a fit: the one place they are formed.
+
+    `from_factors` (static): for an aggregator with a `linear` pair and no `R_hat` given, form
+    w^T (X^T Y) + b as (X w)^T Y + b, O((m + n) d) instead of an (m, n) reconstruction (equal up
+    to the order of the sums). The losses use it; others ignore it.
+    """
     agg = get(config.aggregator)
+    if from_factors and R_hat is None and agg.linear is not None:
+        w, b = agg.linear.weights(params.theta)
+        return (params.X @ w) @ params.Y + b
     return agg.logits(params.theta, inputs(params, observed, R_hat))
 
 

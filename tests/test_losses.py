@@ -134,3 +134,94 @@ def test_mean_aggregator_is_the_clipped_mean():
     inputs = aggregators.Inputs(R_hat=R_hat, X=jnp.eye(2), Y=R_hat)
     p = jax.nn.sigmoid(aggregators.mean.logits((), inputs))
     np.testing.assert_allclose(np.asarray(p), [0.3, 0.55], rtol=1e-5)
+
+
+# --- the fused reconstruction term (issue 19): equal to autodiff of the plain formula ----------
+
+
+def _plain_squared_error(X, Y, R, C):
+    """The obvious formula whose autodiff the fused VJP replaces."""
+    return jnp.sum(C * (R - X.T @ Y) ** 2)
+
+
+def _missing_cells_problem(seed, m, n, d):
+    """R, C with about 30 % of the cells missing (C = 0 and R = 0 there, as `data.from_numpy`
+    leaves them), random confidences elsewhere, and random factors; float64."""
+    rng = np.random.default_rng(seed)
+    observed = rng.random((m, n)) > 0.3
+    R = np.where(observed, rng.random((m, n)), 0.0)
+    C = np.where(observed, rng.uniform(0.2, 2.0, (m, n)), 0.0)
+    X, Y = rng.normal(size=(d, m)), rng.normal(size=(d, n))
+    return tuple(jnp.asarray(a) for a in (X, Y, R, C))
+
+
+def _assert_trees_close(a, b, rtol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        scale = max(float(jnp.max(jnp.abs(y))), 1e-300)
+        assert float(jnp.max(jnp.abs(x - y))) <= rtol * scale, (float(jnp.max(jnp.abs(x - y))), scale)
+
+
+# block sizes: several whole blocks and a remainder, whole blocks only, a single block (>= n)
+@pytest.mark.parametrize("m,n,d,block", [(5, 1000, 3, 128), (7, 640, 4, 128), (3, 50, 2, None), (6, 300, 3, 1000)])
+def test_fused_squared_error_and_gradients_equal_autodiff(m, n, d, block):
+    with jax.enable_x64(True):
+        X, Y, R, C = _missing_cells_problem(0, m, n, d)
+        fused = lambda X, Y, R, C: losses.weighted_squared_error(X, Y, R, C, block)
+        argnums = (0, 1, 2, 3)  # R and C too: their cotangents are hand-written as well
+        want = jax.value_and_grad(_plain_squared_error, argnums)(X, Y, R, C)
+        _assert_trees_close(jax.jit(jax.value_and_grad(fused, argnums))(X, Y, R, C), want, 1e-10)
+        _assert_trees_close(jax.value_and_grad(fused, argnums)(X, Y, R, C), want, 1e-10)  # no jit
+        _assert_trees_close(jax.jit(fused)(X, Y, R, C), want[0], 1e-10)  # the value-only primal
+        # vmapped over stacked factors (a sweep's configurations), R and C shared
+        Xs = jnp.stack([X, 0.5 * X, -X])
+        Ys = jnp.stack([Y, 2.0 * Y, Y + 1.0])
+        batched = jax.vmap(jax.value_and_grad(fused, (0, 1)), in_axes=(0, 0, None, None))
+        plain = jax.vmap(jax.value_and_grad(_plain_squared_error, (0, 1)), in_axes=(0, 0, None, None))
+        _assert_trees_close(jax.jit(batched)(Xs, Ys, R, C), plain(Xs, Ys, R, C), 1e-10)
+
+
+def test_fused_squared_error_keeps_float32():
+    X, Y, R, C = (a.astype(jnp.float32) for a in _missing_cells_problem(1, 5, 700, 3))
+    value, grads = jax.value_and_grad(losses.weighted_squared_error, (0, 1))(X, Y, R, C, 256)
+    assert value.dtype == jnp.float32 and all(g.dtype == jnp.float32 for g in grads)
+    _assert_trees_close((value, grads), jax.value_and_grad(_plain_squared_error, (0, 1))(X, Y, R, C), 1e-5)
+
+
+def _plain_loss(params, problem, hp, cfg):
+    """The combined loss as it was before the fusion: X^T Y formed once, read by both parts."""
+    R_hat = losses.reconstruct(params)
+    recon = losses.reconstruction_parts(params, problem, hp, R_hat)[0]
+    sup = losses.supervised_parts(params, problem, hp, cfg, R_hat=R_hat)[0]
+    return hp.rho * recon + (1.0 - hp.rho) * sup
+
+
+@pytest.mark.parametrize("aggregator", ["weighted", "prior", "mean"])
+def test_fused_loss_and_gradients_equal_the_plain_expression(aggregator):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(3)
+        m, n, d = 6, 700, 3
+        R = rng.uniform(size=(m, n))
+        R[rng.random((m, n)) < 0.3] = np.nan  # missing cells: C = 0 there
+        labels = np.where(rng.random(n) < 0.6, (rng.random(n) < 0.4).astype(float), -1.0)
+        problem = data.from_numpy(R, labels, confidence=rng.uniform(0.5, 2.0, size=(m, n)))
+        cfg = Config(aggregator=aggregator)
+        theta = aggregators.get(aggregator).init(jax.random.key(0), m, None, jnp.float64)
+        if aggregator != "mean":
+            theta = theta._replace(w=jnp.asarray(rng.normal(size=m)))
+        params = Params(X=jnp.asarray(rng.normal(size=(d, m))), Y=jnp.asarray(rng.normal(size=(d, n))), theta=theta)
+        grid = Hparams.create(rho=jnp.asarray([0.0, 0.3, 1.0]), lam=jnp.asarray([0.0, 0.05, 1.0]), agg_l2=0.01)
+        grid = jax.tree.map(lambda a: jnp.broadcast_to(a, (3,)), grid)
+        hp = jax.tree.map(lambda a: a[1], grid)
+        fused = jax.value_and_grad(losses.loss)
+        plain = jax.value_and_grad(_plain_loss)
+        _assert_trees_close(jax.jit(fused, static_argnums=3)(params, problem, hp, cfg), plain(params, problem, hp, cfg), 1e-10)
+        # vmapped over Hparams, as a sweep runs it
+        over_hp = lambda f: jax.jit(jax.vmap(f, in_axes=(None, None, 0, None)), static_argnums=3)
+        _assert_trees_close(over_hp(fused)(params, problem, grid, cfg), over_hp(plain)(params, problem, grid, cfg), 1e-10)
+
+
+def test_block_size_is_cache_sized_on_cpu_and_one_block_elsewhere():
+    assert losses.block_size(100, 1_000_000, jnp.float32, backend="cpu") == 10368  # 4 MiB of R
+    assert losses.block_size(100, 1_000_000, jnp.float64, backend="cpu") == 5120
+    assert losses.block_size(10, 500, jnp.float32, backend="cpu") == 500  # never more than n
+    assert losses.block_size(100, 1_000_000, jnp.float32, backend="gpu") == 1_000_000
