@@ -195,7 +195,7 @@ def _plain_loss(params, problem, hp, cfg):
     return hp.rho * recon + (1.0 - hp.rho) * sup
 
 
-@pytest.mark.parametrize("aggregator", ["weighted", "prior", "mean"])
+@pytest.mark.parametrize("aggregator", ["weighted", "prior", "mean", "attention"])
 def test_fused_loss_and_gradients_equal_the_plain_expression(aggregator):
     with jax.enable_x64(True):
         rng = np.random.default_rng(3)
@@ -205,9 +205,11 @@ def test_fused_loss_and_gradients_equal_the_plain_expression(aggregator):
         labels = np.where(rng.random(n) < 0.6, (rng.random(n) < 0.4).astype(float), -1.0)
         problem = data.from_numpy(R, labels, confidence=rng.uniform(0.5, 2.0, size=(m, n)))
         cfg = Config(aggregator=aggregator)
-        theta = aggregators.get(aggregator).init(jax.random.key(0), m, None, jnp.float64)
+        theta = aggregators.initial_theta(aggregator, jax.random.key(0), m, d, None, jnp.float64)
         if aggregator != "mean":
             theta = theta._replace(w=jnp.asarray(rng.normal(size=m)))
+        if aggregator == "attention":
+            theta = theta._replace(A=jnp.asarray(rng.normal(size=(d, d))))
         params = Params(X=jnp.asarray(rng.normal(size=(d, m))), Y=jnp.asarray(rng.normal(size=(d, n))), theta=theta)
         grid = Hparams.create(rho=jnp.asarray([0.0, 0.3, 1.0]), lam=jnp.asarray([0.0, 0.05, 1.0]), agg_l2=0.01)
         grid = jax.tree.map(lambda a: jnp.broadcast_to(a, (3,)), grid)
