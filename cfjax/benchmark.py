@@ -18,10 +18,12 @@ and lists them in its result's `skipped`.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -56,6 +58,7 @@ __all__ = [
     "skip_reason",
     "summarize",
     "t_interval",
+    "write_records",
 ]
 
 SYNTHETIC_PREFIX = "synthetic-"
@@ -455,3 +458,13 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "pr_auc") -> str:
     lines.append("Best baseline per data set (the reference of Δ): " + ", ".join(
         f"{name}{f' @ {f:g}' if with_fraction else ''}: {v}" for (name, f), v in best.items()))
     return "\n".join(lines)
+
+
+def write_records(path: str | Path, rows: Sequence[dict[str, Any]], fields: Sequence[str] | None = None) -> None:
+    """`rows` as a CSV file with a header: `fields` in that order (default: every key of every
+    row, sorted); a row without a field leaves its cell empty."""
+    fields = sorted({k for r in rows for k in r}) if fields is None else list(fields)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)

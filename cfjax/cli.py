@@ -12,7 +12,6 @@ problem; never a traceback.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -199,14 +198,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         table += "\n\nSkipped (fewer than 5 labeled instances of a class on some split, or a base model's " \
                  "minimum):\n" + _skipped_text(skipped, "\n", "- ")
 
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=sorted({k for r in records for k in r}))
-        writer.writeheader()
-        writer.writerows(records)
-    with open(out / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
-        writer.writeheader()
-        writer.writerows(rows)
+    benchmark.write_records(out / "results.csv", records)
+    benchmark.write_records(out / "summary.csv", rows)
     labeled_text = ", ".join(f"{name} at {' '.join(f'{f:g}' for f in fs)}" for name, fs in used.items())
     header = (f"cfjax benchmark: {labeled_text} labeled; {args.splits} splits; test = unlabeled columns; "
               f"{elapsed:.0f} s on {jax.devices()[0]}")

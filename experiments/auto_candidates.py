@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import provenance, results_dir, write_json
+from common import provenance, results_dir, write_json, write_records
 from panel import PANEL
 
 import cfjax
@@ -211,10 +211,7 @@ def main(argv=None) -> None:
     elapsed = time.perf_counter() - start
     out = results_dir("auto_candidates", args.out)
     if not args.records:  # the records first: tables can always be redone from them
-        with open(out / "records.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(records[0]))
-            writer.writeheader()
-            writer.writerows(records)
+        write_records(out / "records.csv", records, fields=list(records[0]))
         write_json(out / "config.json", provenance(datasets=names, splits=args.splits, first_split=args.first_split,
                                                    candidates=args.candidates, seconds=elapsed))
     text = tables(records)

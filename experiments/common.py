@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cfjax.benchmark import provenance, score_test_columns  # noqa: F401  (re-exported for the scripts)
+from cfjax.benchmark import provenance, score_test_columns, write_records  # noqa: F401  (re-exported for the scripts)
 
 
 def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:

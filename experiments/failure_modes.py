@@ -13,7 +13,6 @@ loss_curves.png) and prints the table.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import provenance, results_dir, score_test_columns, write_json
+from common import provenance, results_dir, score_test_columns, write_json, write_records
 
 import cfjax
 from cfjax import baselines, data, losses, predict
@@ -151,10 +150,7 @@ def main(argv=None) -> None:
     )
     print(text)
     (out / "table.md").write_text(text)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_records(out / "results.csv", rows, fields=list(rows[0]))
     write_json(out / "config.json", provenance(
         seeds=list(range(args.seeds)), n_instances=args.n, n_classifiers=N_CLASSIFIERS, preset="seed", latent_dim=20, lam=0.01,
         rho=0.5, learning_rates=LEARNING_RATES, checkpoints=CHECKPOINTS, isolated_checks=checks,

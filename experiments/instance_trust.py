@@ -27,7 +27,6 @@ Writes results/instance_trust/: records.csv, summary.md, alpha.png, config.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import only_named, provenance, results_dir, write_json
+from common import only_named, provenance, results_dir, write_json, write_records
 from panel import FEW_LABEL_PANEL, means_table, paired_table
 
 import cfjax
@@ -94,11 +93,9 @@ def synthetic_records(pipes: list[benchmark.Pipeline], seeds: int, fractions: li
 
 def claims_table(records: list[dict], methods: list[str]) -> str:
     """The issue's comparisons, per data set and fraction and over the panel."""
-    lines = ["| method − reference | " + " | ".join(
-        f"{d} @ {f:g}" for d, f in dict.fromkeys((r["dataset"], r["labeled_fraction"]) for r in records))
-        + " | panel @ each fraction |", "|---" * 3 + "|"]
     units = list(dict.fromkeys((r["dataset"], r["labeled_fraction"]) for r in records))
-    lines[1] = "|---" * (len(units) + 2) + "|"
+    lines = ["| method − reference | " + " | ".join(f"{d} @ {f:g}" for d, f in units) + " | panel @ each fraction |",
+             "|---" * (len(units) + 2) + "|"]
     for method, reference in CLAIMS:
         if method not in methods or reference not in methods:
             continue
@@ -121,14 +118,6 @@ def alpha_figure(path: Path) -> None:
                                                Config(method="two_stage", aggregator="attention"))
     result = cfjax.fit(jax.random.key(0), ens.problem, hparams, config)
     plots.attention_by_region(result.params, ens.regions, ens.experts, ens.names, path=path)
-
-
-def _write_csv(path: Path, records: list[dict]) -> None:
-    fields = list(dict.fromkeys(k for r in records for k in r))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(records)
 
 
 def main(argv=None) -> None:
@@ -161,7 +150,7 @@ def main(argv=None) -> None:
         records += list(panel)
         skipped = panel.skipped
     seconds = time.perf_counter() - start
-    _write_csv(out / "records.csv", records)
+    write_records(out / "records.csv", records, fields=list(dict.fromkeys(k for r in records for k in r)))
     synthetic = [r for r in records if r["dataset"] in SYNTHETIC]
     real_records = [r for r in records if r["dataset"] not in SYNTHETIC]
     parts = ["## Regional experts (synthetic)\n", means_table(synthetic, names), "\n", claims_table(synthetic, names)]

@@ -29,7 +29,6 @@ Writes results/missing_data/ (config.json with provenance, results.csv, table.md
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import shutil
 import sys
@@ -41,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import provenance, results_dir, score_test_columns, write_json
+from common import provenance, results_dir, score_test_columns, write_json, write_records
 
 from cfjax import benchmark, data, losses, solvers
 from cfjax.structs import Config
@@ -276,10 +275,7 @@ def main(argv=None) -> None:
         ) + "\n"
     print(text)
     (out / "table.md").write_text(text)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_records(out / "results.csv", rows)
     write_json(out / "config.json", provenance(
         command=["python", "experiments/missing_data.py", *(argv if argv is not None else sys.argv[1:])],
         seeds=seeds, preset="seed", n_instances=args.n, rates=rates, realised_rates=realised,

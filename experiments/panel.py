@@ -17,7 +17,6 @@ The few-label panel: `--datasets` from FEW_LABEL_PANEL and `--labeled 0.05 0.1 0
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -135,10 +134,7 @@ def main(argv=None) -> None:
     print(text)
     out = results_dir("panel", args.out)
     (out / "table.md").write_text(text)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=sorted({k for r in records for k in r}))
-        writer.writeheader()
-        writer.writerows(records)
+    benchmark.write_records(out / "results.csv", records)
     write_json(out / "config.json", provenance(datasets=names, splits=args.splits, split_seeds=list(range(args.splits)),
                                                latent_dim=args.latent_dim, methods=methods, seconds=elapsed,
                                                skipped=skipped, labeled_fractions=args.labeled or "default",

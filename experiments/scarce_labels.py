@@ -24,7 +24,6 @@ against averaging, and its median seconds per fit; then the per-data-set tables 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -151,10 +150,7 @@ def main(argv=None) -> None:
     out = results_dir("scarce_labels", args.out)
     (out / "table.md").write_text(text)
     (out / "summary.md").write_text(header + summary + "\n")
-    with open(out / "records.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=sorted({k for r in records for k in r}))
-        writer.writeheader()
-        writer.writerows(records)
+    benchmark.write_records(out / "records.csv", records)
     write_json(out / "config.json", dict(
         where, datasets=names, labeled_fractions=args.labeled, splits=args.splits, split_seeds=list(range(args.splits)),
         methods=methods, seconds=elapsed, skipped=list(records.skipped),

@@ -18,7 +18,6 @@ table.md, sweep_rho.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import provenance, results_dir, score_test_columns, write_json
+from common import provenance, results_dir, score_test_columns, write_json, write_records
 
 import cfjax
 from cfjax import baselines, data, predict, sweep
@@ -207,10 +206,7 @@ def main(argv=None) -> None:
         text += "\nSkipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "\n"
     print(text)
     (out / "table.md").write_text(text)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_records(out / "results.csv", rows, fields=list(rows[0]))
     plotted = plot(rows, settings, rhos, out / "sweep_rho.png")
     write_json(
         out / "config.json",
