@@ -433,9 +433,15 @@ def _attention_logits(theta: AttentionTheta, x: Inputs) -> jax.Array:
     return m * jnp.sum(alpha * theta.w[:, None] * (x.R_hat - 0.5), axis=0) + theta.b
 
 
+def _attention_from_linear(template: AttentionTheta, w: jax.Array, b: jax.Array) -> AttentionTheta:
+    """The rule w^T r_hat + b with uniform trust: on the centred reconstruction its bias is
+    b + w^T 1/2."""
+    return AttentionTheta(w=w, b=b + 0.5 * jnp.sum(w), A=jnp.zeros_like(template.A), a=jnp.zeros_like(template.a))
+
+
 def _attention_init(key: jax.Array, m: int, hparams: Any, dtype: Any, latent_dim: int) -> AttentionTheta:
     # the weighted aggregator's start (w = 4/m; b = 0 on the centred reconstruction is its
-    # b = -2 on the raw one), with uniform trust
+    # b = -2 on the raw one, exactly, where `_attention_from_linear` would round), with uniform trust
     return AttentionTheta(w=jnp.full((m,), 4.0 / m, dtype), b=jnp.zeros((), dtype),
                           A=jnp.zeros((latent_dim, latent_dim), dtype), a=jnp.zeros((m,), dtype))
 
@@ -455,8 +461,7 @@ attention = register(
         logits=_attention_logits,
         penalty=lambda theta: jnp.sum(theta.w**2) + jnp.sum(theta.A**2) + jnp.sum(theta.a**2),
         exact_fit=_attention_fit,
-        from_linear=lambda t, w, b: AttentionTheta(w=w, b=b + 0.5 * jnp.sum(w), A=jnp.zeros_like(t.A),
-                                                   a=jnp.zeros_like(t.a)),
+        from_linear=_attention_from_linear,
         description=(
             "sigmoid(m sum_u alpha_ui w_u (r_ui - 1/2) + b), alpha_ui = softmax_u(x_u^T A y_i + a_u): "
             "per-instance trust from the latent factors; A = 0, a = 0 is 'weighted'"

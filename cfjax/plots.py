@@ -177,6 +177,20 @@ def _curve_inputs(y_true: Any, probas: Mapping[str, Any], mask: Any):
     return (y[keep] > 0.5).astype(int), out
 
 
+def _curves(display: Any, chance: Any, y_true: Any, probas: Mapping[str, Any], mask: Any, ax: Any,
+            path: str | os.PathLike | None):
+    """One scikit-learn `display` curve per name, each in its `_curve_style`, then
+    `chance(ax, y)` draws the chance line, and the legend goes beside the axes."""
+    y, probas = _curve_inputs(y_true, probas, mask)
+    created = ax is None
+    fig, ax = _figure_and_ax(ax, (5, 5))  # the axes; the legend's width is added
+    for i, (name, p) in enumerate(probas.items()):
+        display.from_predictions(y, p, name=name, ax=ax).line_.set(**_curve_style(i))
+    chance(ax, y)
+    _legend_beside(fig, ax, created)
+    return _finish(fig, path)
+
+
 def pr_curves(
     y_true: Any,
     probas: Mapping[str, Any],
@@ -196,14 +210,10 @@ def pr_curves(
     """
     from sklearn.metrics import PrecisionRecallDisplay
 
-    y, probas = _curve_inputs(y_true, probas, mask)
-    created = ax is None
-    fig, ax = _figure_and_ax(ax, (5, 5))  # the axes; the legend's width is added
-    for i, (name, p) in enumerate(probas.items()):
-        PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax).line_.set(**_curve_style(i))
-    ax.axhline(y.mean(), linestyle=":", color="grey", label=f"chance ({y.mean():.2f})")
-    _legend_beside(fig, ax, created)
-    return _finish(fig, path)
+    def chance(ax, y):
+        ax.axhline(y.mean(), linestyle=":", color="grey", label=f"chance ({y.mean():.2f})")
+
+    return _curves(PrecisionRecallDisplay, chance, y_true, probas, mask, ax, path)
 
 
 def roc_curves(
@@ -217,14 +227,10 @@ def roc_curves(
     the legend beside the axes and the arguments as `pr_curves`."""
     from sklearn.metrics import RocCurveDisplay
 
-    y, probas = _curve_inputs(y_true, probas, mask)
-    created = ax is None
-    fig, ax = _figure_and_ax(ax, (5, 5))
-    for i, (name, p) in enumerate(probas.items()):
-        RocCurveDisplay.from_predictions(y, p, name=name, ax=ax).line_.set(**_curve_style(i))
-    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
-    _legend_beside(fig, ax, created)
-    return _finish(fig, path)
+    def chance(ax, y):
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+
+    return _curves(RocCurveDisplay, chance, y_true, probas, mask, ax, path)
 
 
 def _aggregator_of(params: Params, config: Config | None) -> Config:

@@ -120,7 +120,7 @@ def leading_factors(A: jax.Array, d: int, gram: bool = False) -> tuple[jax.Array
     # the Gram route resolves singular values down to ~sqrt(eps) of the largest; below, noise
     positive = S > 10.0 * jnp.sqrt(jnp.finfo(A.dtype).eps) * S[0]
     root = jnp.where(positive, jnp.sqrt(S), 0.0)
-    inverse_root = jnp.where(positive, 1.0 / jnp.where(positive, jnp.sqrt(S), 1.0), 0.0)
+    inverse_root = jnp.where(positive, 1.0 / jnp.where(positive, root, 1.0), 0.0)
     short = root[:, None] * V.T  # sqrt(S) U^T for the shorter side
     long = inverse_root[:, None] * jnp.matmul(V.T, B, precision=jax.lax.Precision.HIGHEST)  # sqrt(S) V^T
     return (short, long) if wide else (long, short)
