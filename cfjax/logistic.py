@@ -94,7 +94,7 @@ def fit_logistic_prior(
     precision: jax.Array,
     w0: jax.Array | None = None,
     b0: jax.Array | None = None,
-    bias_precision: float = 1e-8,
+    bias_precision: float | jax.Array = 1e-8,
     n_steps: int = 30,
 ) -> tuple[jax.Array, jax.Array]:
     r"""MAP logistic regression under a Gaussian prior on w with any precision matrix.

@@ -21,6 +21,7 @@ from cfjax import metrics
 from cfjax.api import fit_unchecked
 from cfjax.data import require_labels
 from cfjax.predict import proba
+from cfjax.solvers.auto import stratified_fold_ids
 from cfjax.structs import Config, FitResult, Hparams, Problem
 from cfjax.sweep import _as_grid, check_sweep_inputs, run, take
 
@@ -32,8 +33,9 @@ def stratified_folds(key: jax.Array, problem: Problem, n_folds: int = 3) -> np.n
     """K disjoint folds of the training columns (`problem.labeled`), stratified by class.
 
     Within each class the training columns are shuffled by `key` and dealt round-robin, so every
-    fold holds floor or ceil of (class count / K) of each class. Reads labels only where
-    `problem.labeled` is set. Host-side.
+    fold holds floor or ceil of (class count / K) of each class: the assignment of
+    `cfjax.solvers.auto.stratified_fold_ids` (traced), here validated on the host and as masks.
+    Reads labels only where `problem.labeled` is set.
 
     Returns:
       (K, n) bool masks, disjoint, whose union is `problem.labeled`.
@@ -46,17 +48,12 @@ def stratified_folds(key: jax.Array, problem: Problem, n_folds: int = 3) -> np.n
         raise ValueError(f"n_folds: must be an int >= 2, got {n_folds!r}")
     labels = np.asarray(problem.labels)
     train = np.asarray(problem.labeled)
-    order = np.asarray(jax.random.permutation(key, problem.n_instances))
-    folds = np.zeros((n_folds, problem.n_instances), bool)
     for cls in (False, True):
-        members = order[train[order] & ((labels[order] > 0.5) == cls)]
-        if members.size < n_folds:
-            raise ValueError(
-                f"n_folds: class {int(cls)} has {members.size} training columns, "
-                f"fewer than n_folds={n_folds}"
-            )
-        folds[np.arange(members.size) % n_folds, members] = True
-    return folds
+        count = int(np.sum(train & ((labels > 0.5) == cls)))
+        if count < n_folds:
+            raise ValueError(f"n_folds: class {int(cls)} has {count} training columns, fewer than n_folds={n_folds}")
+    ids = np.asarray(stratified_fold_ids(key, problem.labels, problem.labeled, n_folds))
+    return ids[None, :] == np.arange(n_folds)[:, None]
 
 
 def fold_problem(problem: Problem, fold: Any) -> Problem:

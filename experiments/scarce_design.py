@@ -15,10 +15,16 @@ design compared. Printed per labeled fraction: panel mean, paired difference aga
 and against the best baseline (averaging, stacking, Caruana, SML) with 95 % t intervals, and the
 worst data set against averaging.
 
-Writes results/scarce_design/ (records.jsonl, diagnosis.md, ablations.md, config.json).
+Part 3, the prior scale by evidence instead of cross-validation (`--evidence`). For each cell,
+the default candidate's fit on all labels at every scale of `EVIDENCE_SCALES`, its test PR-AUC
+and the Laplace approximation of its marginal likelihood (`laplace_log_evidence`): type-II
+maximum likelihood picks the scale without folds. Emulated as rows of the ablation tables.
+
+Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, diagnosis.md, ablations.md,
+config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
-        [--diagnosis-only]
+        [--diagnosis-only] [--evidence]
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
@@ -40,9 +48,9 @@ from common import provenance, results_dir, write_json
 from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
 
 import cfjax
-from cfjax import baselines, benchmark, datasets, predict, validation
+from cfjax import baselines, benchmark, datasets, losses, predict, validation
 from cfjax.benchmark import t_interval
-from cfjax.solvers import auto
+from cfjax.solvers import auto, driver
 from cfjax.solvers.auto import Candidate
 
 SCALES = (0.03, 0.1, 0.3, 1.0, 3.0)
@@ -72,7 +80,12 @@ SPECS = {
     "prior(mix) 0.03-3, one_se": ([("prior(mix)", ALL)], "one_se"),
     "+ logit, one_se": ([("prior(mix)", [1, 2, 3, 4]), ("prior(mix), logit", [2, 4])], "one_se"),
     "+ weighted, one_se": ([("prior(mix)", [1, 2, 3, 4]), ("weighted", [0]), ("weighted, logit", [0])], "one_se"),
+    "prior(mix) 0.1-3, one_se at z = 0.5": ([("prior(mix)", [1, 2, 3, 4])], "one_se", 0.5),
 }
+#: The scales of part 3 (a wider grid than the candidates', so the evidence can reach either end).
+EVIDENCE_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+#: Part 3's emulated pipelines: name -> indices into EVIDENCE_SCALES the evidence chooses among.
+EVIDENCE_SPECS = {"evidence over 0.1-3": [2, 3, 4, 5], "evidence over 0.01-100": list(range(len(EVIDENCE_SCALES)))}
 GOAL_BASELINES = ("simple_average", "stacking", "caruana", "spectral_meta_learner")
 _run = jax.jit(auto.run_candidate, static_argnames=("config", "index"))
 
@@ -93,13 +106,14 @@ def diagnose(ens) -> dict:
             "n_labeled": int(lab.sum()), "n_pos_labeled": int(y[lab].sum())}
 
 
-def collect(names, fractions, splits, out_path: Path, pool: bool = True) -> list[dict]:
+def _each_cell(names, fractions, splits, out_path: Path, record) -> list[dict]:
+    """`record(ens, split)` -> dict for every (data set, fraction, split) cell of the panel,
+    appended to `out_path` as it goes; cells already there are kept and not refitted."""
     records = []
     if out_path.exists():
         records = [json.loads(line) for line in out_path.read_text().splitlines()]
     done = {(r["dataset"], r["labeled_fraction"], r["split"]) for r in records}
     pairs, _ = benchmark.panel_pairs(names, fractions, splits)
-    hp = cfjax.solvers.get("auto").hparams()
     with open(out_path, "a") as fh:
         previous = None
         for name, fraction in pairs:
@@ -110,35 +124,121 @@ def collect(names, fractions, splits, out_path: Path, pool: bool = True) -> list
                 if (name, fraction, split) in done:
                     continue
                 ens = benchmark.load_ensemble(name, split, labeled_fraction=fraction)
-                rec = {"dataset": name, "labeled_fraction": fraction, "split": split, "diagnosis": diagnose(ens),
-                       "baselines": {b: benchmark.score_test_columns(ens.y_true, fn(ens.problem), ens.test)["pr_auc"]
-                                     for b, fn in baselines.BASELINES.items()}, "pool": {}}
-                for pname, cand in POOL.items() if pool else ():
-                    config = validation.resolve_config(
-                        cfjax.Config(aggregator=cand.aggregator or "weighted", options=(("candidates", (cand,)),)),
-                        ens.problem)
-                    run = jax.block_until_ready(_run(jax.random.key(split), ens.problem, hp, config, 0))
-                    cfg = auto.candidate_config(cand, config, *ens.problem.R.shape)
-                    test = [benchmark.score_test_columns(ens.y_true, predict.proba(
-                        jax.tree.map(lambda x, p=p: x[p], run.full.params), cfg, ens.problem), ens.test)["pr_auc"]
-                        for p in range(len(cand.points()))]
-                    rec["pool"][pname] = {"scores": np.asarray(run.scores).tolist(), "test": test}
+                rec = {"dataset": name, "labeled_fraction": fraction, "split": split, **record(ens, split)}
                 fh.write(json.dumps(rec) + "\n")
                 fh.flush()
                 records.append(rec)
-                print(f"{name} @ {fraction:g} split {split}", flush=True)
+                print(f"{out_path.stem}: {name} @ {fraction:g} split {split}", flush=True)
     return records
 
 
-def emulate(rec: dict, spec: list, rule: str) -> float:
+def collect(names, fractions, splits, out_path: Path, pool: bool = True) -> list[dict]:
+    """Parts 1 and 2's records: per cell, the diagnosis, the baselines' test PR-AUC and, with
+    `pool`, every POOL candidate's fold scores and test PR-AUC per grid point."""
+    hp = cfjax.solvers.get("auto").hparams()
+
+    def record(ens, split):
+        rec = {"diagnosis": diagnose(ens),
+               "baselines": {b: benchmark.score_test_columns(ens.y_true, fn(ens.problem), ens.test)["pr_auc"]
+                             for b, fn in baselines.BASELINES.items()}, "pool": {}}
+        for pname, cand in POOL.items() if pool else ():
+            config = validation.resolve_config(
+                cfjax.Config(aggregator=cand.aggregator or "weighted", options=(("candidates", (cand,)),)),
+                ens.problem)
+            run = jax.block_until_ready(_run(jax.random.key(split), ens.problem, hp, config, 0))
+            cfg = auto.candidate_config(cand, config, *ens.problem.R.shape)
+            rec["pool"][pname] = {"scores": np.asarray(run.scores).tolist(),
+                                  "test": _test_scores(ens, run.full.params, cfg, len(cand.points()))}
+        return rec
+
+    return _each_cell(names, fractions, splits, out_path, record)
+
+
+def _test_scores(ens, params, config, count: int) -> list[float]:
+    """Test PR-AUC of each of `count` fits stacked on the leading axis of `params`."""
+    return [benchmark.score_test_columns(ens.y_true, predict.proba(jax.tree.map(lambda x, k=k: x[k], params),
+                                                                   config, ens.problem), ens.test)["pr_auc"]
+            for k in range(count)]
+
+
+def laplace_log_evidence(F, y, weights, precision, w, b, bias_precision: float = 1e-8) -> jax.Array:
+    r"""Laplace approximation of log p(y | F, Lambda) for L2-prior logistic regression at its MAP.
+
+    The model of `cfjax.logistic.fit_logistic_prior`: likelihood prod_i sigma(+-s_i)^{weights_i}
+    with s = w^T f_i + b, prior N(0, Lambda^{-1}) on w and N(0, 1/bias_precision) on b. With
+    E(theta) the negative log joint (the fit's objective) and H its Hessian at the MAP theta*,
+
+        log Z ~= -E(theta*) + 1/2 log det(Lambda_full) - 1/2 log det(H),
+
+    (the (2 pi)^{p/2} factors cancel). Exact for a Gaussian likelihood; a test checks it against
+    quadrature. `w, b` must be the MAP (the fit's output).
+    """
+    p = F.shape[0]
+    s = w @ F + b
+    ce = -jax.nn.log_sigmoid(jnp.where(y > 0.5, s, -s))
+    prior = jnp.zeros((p + 1, p + 1), F.dtype).at[:p, :p].set(precision).at[p, p].set(bias_precision)
+    theta = jnp.concatenate([w, b[None]])
+    energy = jnp.sum(weights * ce) + 0.5 * theta @ prior @ theta
+    prob = jax.nn.sigmoid(s)
+    Fa = jnp.concatenate([F, jnp.ones((1, F.shape[1]), F.dtype)], axis=0)
+    H = (Fa * (weights * prob * (1.0 - prob))[None, :]) @ Fa.T + prior
+    return -energy + 0.5 * jnp.linalg.slogdet(prior)[1] - 0.5 * jnp.linalg.slogdet(H)[1]
+
+
+def _prior_evidence(params, problem, config, scale) -> jax.Array:
+    """The Laplace log evidence of a prior-aggregator fit (its precision as in `_prior_exact_fit`)."""
+    theta = params.theta
+    c = theta.center / jnp.linalg.norm(theta.center)
+    m = c.shape[0]
+    precision = (jnp.eye(m, dtype=c.dtype) - jnp.outer(c, c)) / scale + 1e-4 * jnp.outer(c, c)
+    R_hat = params.X.T @ params.Y
+    return laplace_log_evidence(R_hat, problem.labels, losses.supervised_weights(problem, config), precision,
+                                theta.w, theta.b)
+
+
+@partial(jax.jit, static_argnames="config")
+def _evidence_fits(key, problem, hparams, config):
+    scales = jnp.asarray(EVIDENCE_SCALES, problem.R.dtype)
+
+    def one(scale):
+        fit = driver.fit_traced(key, problem, hparams._replace(agg_prior=scale), config)
+        return fit.params, _prior_evidence(fit.params, problem, config, scale)
+
+    return jax.vmap(one)(scales)
+
+
+def collect_evidence(names, fractions, splits, out_path: Path) -> list[dict]:
+    """Part 3's records: per cell, the default candidate's full fit at every EVIDENCE_SCALES point
+    (the fit `auto.run_candidate` makes on all labels, same key), its log evidence and test PR-AUC."""
+    hp = cfjax.solvers.get("auto").hparams()
+    (default,) = auto.CANDIDATES
+
+    def record(ens, split):
+        config = validation.resolve_config(cfjax.Config(aggregator="prior"), ens.problem)
+        cfg = auto.candidate_config(default, config, *ens.problem.R.shape)
+        _, fit_key = jax.random.split(jax.random.key(split))  # as run_candidate's full fit
+        params, evidence = _evidence_fits(fit_key, ens.problem, hp, cfg)
+        return {"log_evidence": np.asarray(evidence).tolist(),
+                "test": _test_scores(ens, params, cfg, len(EVIDENCE_SCALES))}
+
+    return _each_cell(names, fractions, splits, out_path, record)
+
+
+def emulate(rec: dict, spec: list, rule: str, z: float = 1.0) -> float:
     scores, tests = [], []
     for pname, points in spec:
         S = np.asarray(rec["pool"][pname]["scores"], float)
         for p in points:
             scores.append(S[:, p])
             tests.append(rec["pool"][pname]["test"][p])
-    chosen, _, _ = auto.choose(jax.numpy.asarray(np.stack(scores)), rule, 1.0, auto.DEFAULT_FOLDS)
+    chosen, _, _ = auto.choose(jnp.asarray(np.stack(scores)), rule, z, auto.DEFAULT_FOLDS)
     return tests[int(chosen)]
+
+
+def emulate_evidence(rec: dict, points: list[int]) -> float:
+    """The test PR-AUC of the scale with the highest log evidence among `points`."""
+    evidence = np.asarray(rec["log_evidence"])[points]
+    return rec["test"][points[int(np.argmax(evidence))]]
 
 
 def _paired(rows: dict, a: str, b: str, cells: list) -> tuple[float, float, float]:
@@ -150,14 +250,19 @@ def _paired(rows: dict, a: str, b: str, cells: list) -> tuple[float, float, floa
     return t_interval([np.mean(v) for v in by_split.values() if len(v) == full])
 
 
-def ablation_tables(records: list[dict]) -> str:
+def ablation_tables(records: list[dict], evidence: list[dict] = ()) -> str:
+    by_cell = {(r["dataset"], r["labeled_fraction"], r["split"]): r for r in evidence}
     lines = []
     for fraction in sorted({r["labeled_fraction"] for r in records}):
         recs = [r for r in records if r["labeled_fraction"] == fraction]
         cells = [(r["dataset"], fraction, r["split"]) for r in recs]
         rows = {b: {(r["dataset"], r["split"]): r["baselines"][b] for r in recs} for b in baselines.BASELINES}
-        for name, (spec, rule) in SPECS.items():
-            rows[name] = {(r["dataset"], r["split"]): emulate(r, spec, rule) for r in recs}
+        for name, (spec, rule, *z) in SPECS.items():
+            rows[name] = {(r["dataset"], r["split"]): emulate(r, spec, rule, *z) for r in recs}
+        if all((r["dataset"], fraction, r["split"]) in by_cell for r in recs) and by_cell:
+            for name, points in EVIDENCE_SPECS.items():
+                rows[name] = {(r["dataset"], r["split"]): emulate_evidence(by_cell[r["dataset"], fraction, r["split"]],
+                                                                           points) for r in recs}
         sets = sorted({c[0] for c in cells})
 
         def panel(m, rows=rows, sets=sets):
@@ -199,6 +304,8 @@ def main(argv=None) -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--diagnosis-only", action="store_true",
                         help="part 1 only (no fits; a minute): writes diagnosis.md")
+    parser.add_argument("--evidence", action="store_true",
+                        help="part 3 as well: the prior scale by Laplace evidence (minutes)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
@@ -213,14 +320,17 @@ def main(argv=None) -> None:
         (out / "diagnosis.md").write_text(diag + "\n")
         return
     records = collect(names, args.labeled, args.splits, out / "records.jsonl")
+    evidence = (collect_evidence(names, args.labeled, args.splits, out / "records_evidence.jsonl")
+                if args.evidence else [])
     elapsed = time.perf_counter() - start
-    diag, abl = diagnosis_table(records), ablation_tables(records)
+    diag, abl = diagnosis_table(records), ablation_tables(records, evidence)
     print("Diagnosis\n\n" + diag + "\n\nAblations (test PR-AUC on the unlabeled columns)\n" + abl)
     (out / "diagnosis.md").write_text(diag + "\n")
     (out / "ablations.md").write_text(abl + "\n")
     write_json(out / "config.json", provenance(datasets=names, labeled_fractions=args.labeled, splits=args.splits,
                                                seconds=elapsed, pool={k: c._asdict() for k, c in POOL.items()},
-                                               specs={k: [list(s), r] for k, (s, r) in SPECS.items()}))
+                                               specs={k: list(v) for k, v in SPECS.items()},
+                                               evidence_scales=EVIDENCE_SCALES if args.evidence else None))
 
 
 if __name__ == "__main__":

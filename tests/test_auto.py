@@ -65,12 +65,22 @@ def test_weighted_init_on_logit_space_is_the_mean_base_logit(ensemble):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_traced_folds_equal_the_host_folds(ensemble, seed):
+def test_folds_deal_each_class_round_robin_in_the_keyed_order(ensemble, seed):
+    """The traced fold ids against a plain loop: walk the keyed permutation, deal each class's
+    labeled columns to folds 0, 1, 2, 0, ...; the host masks of `selection` are the same."""
     key = jax.random.key(seed)
+    labels, labeled = np.asarray(ensemble.problem.labels), np.asarray(ensemble.problem.labeled)
+    want = np.full(labels.shape, -1)
+    dealt = {False: 0, True: 0}
+    for i in np.asarray(jax.random.permutation(key, labels.shape[0])):
+        if labeled[i]:
+            cls = bool(labels[i] > 0.5)
+            want[i] = dealt[cls] % 3
+            dealt[cls] += 1
     ids = np.asarray(auto.stratified_fold_ids(key, ensemble.problem.labels, ensemble.problem.labeled, 3))
-    host = selection.stratified_folds(key, ensemble.problem, 3)
-    np.testing.assert_array_equal(ids[None, :] == np.arange(3)[:, None], host)
-    assert (ids[~np.asarray(ensemble.problem.labeled)] == -1).all()
+    np.testing.assert_array_equal(ids, want)
+    np.testing.assert_array_equal(selection.stratified_folds(key, ensemble.problem, 3),
+                                  want[None, :] == np.arange(3)[:, None])
 
 
 def test_scores_are_the_folds_held_out_pr_auc(ensemble):

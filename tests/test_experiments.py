@@ -121,3 +121,39 @@ def test_panel_tables_with_two_fractions(tmp_path, monkeypatch, capsys):
     assert all(math.isfinite(float(c.split(" [")[0])) for c in row.strip("|").split("|")[1:])
     config = json.loads((tmp_path / "panel" / "config.json").read_text())
     assert config["labeled_fractions"] == [0.05, 0.3] and len(config["skipped_pairs"]) == 1
+
+
+def test_scarce_design_laplace_evidence_matches_quadrature():
+    """The Laplace log evidence of part 3 against the integral of likelihood x prior on a grid
+    (one feature and the bias: 2-d), at a proper prior whose log-determinant term is not zero."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from cfjax.logistic import fit_logistic_prior
+
+    module = _load("scarce_design")
+    rng = np.random.default_rng(0)
+    n = 400
+    y = (rng.random(n) < 0.4).astype(float)
+    f = rng.normal(loc=0.8 * y, scale=1.0)
+    weights = np.ones(n)
+    precision, bias_precision = 3.0, 0.5
+    with jax.enable_x64(True):
+        F = jnp.asarray(f[None, :])
+        w, b = fit_logistic_prior(F, jnp.asarray(y), jnp.asarray(weights), jnp.array([[precision]]),
+                                  bias_precision=bias_precision, n_steps=50)
+        laplace = float(module.laplace_log_evidence(F, jnp.asarray(y), jnp.asarray(weights),
+                                                    jnp.array([[precision]]), w, b, bias_precision))
+    # brute force: a 401 x 401 grid over +-8 posterior standard deviations around the MAP
+    s = np.linspace(-8, 8, 401)
+    h = 8 / np.sqrt(n * 0.2)
+    W, B = float(w[0]) + h * s[:, None], float(b) + h * s[None, :]
+    logits = W[..., None] * f + B[..., None]
+    loglik = (y * -np.logaddexp(0, -logits) + (1 - y) * -np.logaddexp(0, logits)).sum(-1)
+    logprior = (-0.5 * precision * W**2 + 0.5 * np.log(precision / (2 * np.pi))
+                - 0.5 * bias_precision * B**2 + 0.5 * np.log(bias_precision / (2 * np.pi)))
+    joint = loglik + logprior
+    top = joint.max()
+    quadrature = top + np.log(np.exp(joint - top).sum() * (h * (s[1] - s[0])) ** 2)
+    assert abs(laplace - quadrature) < 0.02, (laplace, quadrature)

@@ -138,7 +138,7 @@ def stratified_fold_ids(key: jax.Array, labels: jax.Array, labeled: jax.Array, n
 
     Within each class the labeled columns are taken in the order of a keyed permutation and
     dealt round-robin, so every fold holds floor or ceil of (class count / K) of each class
-    (the same assignment as `cfjax.selection.stratified_folds` for the same key).
+    (`cfjax.selection.stratified_folds` gives them as validated masks).
     """
     n = labels.shape[0]
     order = jax.random.permutation(key, n)
