@@ -20,11 +20,17 @@ the default candidate's fit on all labels at every scale of `EVIDENCE_SCALES`, i
 and the Laplace approximation of its marginal likelihood (`laplace_log_evidence`): type-II
 maximum likelihood picks the scale without folds. Emulated as rows of the ablation tables.
 
-Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, diagnosis.md, ablations.md,
-config.json).
+Part 4, stacking as a candidate (`--stacking`): scikit-learn-equivalent stacking
+(`cfjax.baselines.stacking`) scored on the same held-out folds as the candidates
+(`auto.held_out_masks`, same key), so that the rules that admit it, and a rule that admits it
+only with enough labels per weight (events per variable, minority-class labels / m >= 10, the
+logistic-regression rule of thumb of Peduzzi et al. 1996), are emulated exactly.
+
+Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl,
+diagnosis.md, ablations.md, config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
-        [--diagnosis-only] [--evidence]
+        [--diagnosis-only] [--evidence] [--stacking]
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from common import provenance, results_dir, write_json
 from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
 
 import cfjax
-from cfjax import baselines, benchmark, datasets, losses, predict, validation
+from cfjax import baselines, benchmark, datasets, losses, metrics, predict, validation
 from cfjax.benchmark import t_interval
 from cfjax.solvers import auto, driver
 from cfjax.solvers.auto import Candidate
@@ -86,6 +92,15 @@ SPECS = {
 EVIDENCE_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 #: Part 3's emulated pipelines: name -> indices into EVIDENCE_SCALES the evidence chooses among.
 EVIDENCE_SPECS = {"evidence over 0.1-3": [2, 3, 4, 5], "evidence over 0.01-100": list(range(len(EVIDENCE_SCALES)))}
+#: Part 4's emulated pipelines: name -> (where stacking goes among the default's options, rule,
+#: least events per variable for stacking to be an option at all).
+STACKING_SPECS = {
+    "default + stacking last, one_se": ("last", "one_se", 0.0),
+    "default + stacking last, best": ("last", "best", 0.0),
+    "stacking first, then the default, one_se": ("first", "one_se", 0.0),
+    "the default's one_se choice or stacking, best": ("pair", "best", 0.0),
+    "stacking first if events per variable >= 10, one_se": ("first", "one_se", 10.0),
+}
 GOAL_BASELINES = ("simple_average", "stacking", "caruana", "spectral_meta_learner")
 _run = jax.jit(auto.run_candidate, static_argnames=("config", "index"))
 
@@ -224,6 +239,31 @@ def collect_evidence(names, fractions, splits, out_path: Path) -> list[dict]:
     return _each_cell(names, fractions, splits, out_path, record)
 
 
+@jax.jit
+def _stacking_fold_scores(key, problem):
+    fold_key, _ = jax.random.split(key)  # as run_candidate
+    held = auto.held_out_masks(fold_key, problem, cfjax.Config())
+
+    def score(mask):
+        proba = baselines.stacking(problem._replace(labeled=problem.labeled & ~mask))
+        return metrics.average_precision(problem.labels, jnp.log(proba) - jnp.log1p(-proba), mask)
+
+    return jax.vmap(score)(held)
+
+
+def collect_stacking(names, fractions, splits, out_path: Path) -> list[dict]:
+    """Part 4's records: per cell, stacking's PR-AUC on each of the candidates' held-out folds,
+    and the events per variable (labeled columns of the smaller class / m)."""
+
+    def record(ens, split):
+        labels, labeled = np.asarray(ens.problem.labels), np.asarray(ens.problem.labeled)
+        minority = min(int(np.sum(labeled & (labels > 0.5))), int(np.sum(labeled & (labels <= 0.5))))
+        return {"scores": np.asarray(_stacking_fold_scores(jax.random.key(split), ens.problem)).tolist(),
+                "events_per_variable": minority / ens.problem.R.shape[0]}
+
+    return _each_cell(names, fractions, splits, out_path, record)
+
+
 def emulate(rec: dict, spec: list, rule: str, z: float = 1.0) -> float:
     scores, tests = [], []
     for pname, points in spec:
@@ -232,6 +272,26 @@ def emulate(rec: dict, spec: list, rule: str, z: float = 1.0) -> float:
             scores.append(S[:, p])
             tests.append(rec["pool"][pname]["test"][p])
     chosen, _, _ = auto.choose(jnp.asarray(np.stack(scores)), rule, z, auto.DEFAULT_FOLDS)
+    return tests[int(chosen)]
+
+
+def emulate_stacking(rec: dict, stack: dict, where: str, rule: str, min_events: float) -> float:
+    """The test PR-AUC of the default's options with stacking added `where` ("first", "last",
+    or "pair": the default's own one-SE choice against stacking alone), chosen by `rule`; the
+    default alone below `min_events` events per variable."""
+    (default,) = [spec for name, (spec, *_) in SPECS.items() if name.startswith("default")]
+    if stack["events_per_variable"] < min_events:
+        return emulate(rec, default, "one_se")
+    ((pname, points),) = default
+    S = np.asarray(rec["pool"][pname]["scores"], float)
+    scores, tests = [S[:, p] for p in points], [rec["pool"][pname]["test"][p] for p in points]
+    if where == "pair":
+        chosen, _, _ = auto.choose(jnp.asarray(np.stack(scores)), "one_se", 1.0, auto.DEFAULT_FOLDS)
+        scores, tests = [scores[int(chosen)]], [tests[int(chosen)]]
+    position = 0 if where == "first" else len(scores)
+    scores.insert(position, np.asarray(stack["scores"], float))
+    tests.insert(position, rec["baselines"]["stacking"])
+    chosen, _, _ = auto.choose(jnp.asarray(np.stack(scores)), rule, 1.0, auto.DEFAULT_FOLDS)
     return tests[int(chosen)]
 
 
@@ -250,8 +310,12 @@ def _paired(rows: dict, a: str, b: str, cells: list) -> tuple[float, float, floa
     return t_interval([np.mean(v) for v in by_split.values() if len(v) == full])
 
 
-def ablation_tables(records: list[dict], evidence: list[dict] = ()) -> str:
-    by_cell = {(r["dataset"], r["labeled_fraction"], r["split"]): r for r in evidence}
+def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: list[dict] = ()) -> str:
+    def cell(r):
+        return r["dataset"], r["labeled_fraction"], r["split"]
+
+    by_cell = {cell(r): r for r in evidence}
+    stack_by_cell = {cell(r): r for r in stacking}
     lines = []
     for fraction in sorted({r["labeled_fraction"] for r in records}):
         recs = [r for r in records if r["labeled_fraction"] == fraction]
@@ -259,10 +323,13 @@ def ablation_tables(records: list[dict], evidence: list[dict] = ()) -> str:
         rows = {b: {(r["dataset"], r["split"]): r["baselines"][b] for r in recs} for b in baselines.BASELINES}
         for name, (spec, rule, *z) in SPECS.items():
             rows[name] = {(r["dataset"], r["split"]): emulate(r, spec, rule, *z) for r in recs}
-        if all((r["dataset"], fraction, r["split"]) in by_cell for r in recs) and by_cell:
+        if all(cell(r) in by_cell for r in recs) and by_cell:
             for name, points in EVIDENCE_SPECS.items():
-                rows[name] = {(r["dataset"], r["split"]): emulate_evidence(by_cell[r["dataset"], fraction, r["split"]],
-                                                                           points) for r in recs}
+                rows[name] = {(r["dataset"], r["split"]): emulate_evidence(by_cell[cell(r)], points) for r in recs}
+        if all(cell(r) in stack_by_cell for r in recs) and stack_by_cell:
+            for name, args in STACKING_SPECS.items():
+                rows[name] = {(r["dataset"], r["split"]): emulate_stacking(r, stack_by_cell[cell(r)], *args)
+                              for r in recs}
         sets = sorted({c[0] for c in cells})
 
         def panel(m, rows=rows, sets=sets):
@@ -306,6 +373,8 @@ def main(argv=None) -> None:
                         help="part 1 only (no fits; a minute): writes diagnosis.md")
     parser.add_argument("--evidence", action="store_true",
                         help="part 3 as well: the prior scale by Laplace evidence (minutes)")
+    parser.add_argument("--stacking", action="store_true",
+                        help="part 4 as well: stacking as a candidate (minutes)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
@@ -322,15 +391,18 @@ def main(argv=None) -> None:
     records = collect(names, args.labeled, args.splits, out / "records.jsonl")
     evidence = (collect_evidence(names, args.labeled, args.splits, out / "records_evidence.jsonl")
                 if args.evidence else [])
+    stacking = (collect_stacking(names, args.labeled, args.splits, out / "records_stacking.jsonl")
+                if args.stacking else [])
     elapsed = time.perf_counter() - start
-    diag, abl = diagnosis_table(records), ablation_tables(records, evidence)
+    diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking)
     print("Diagnosis\n\n" + diag + "\n\nAblations (test PR-AUC on the unlabeled columns)\n" + abl)
     (out / "diagnosis.md").write_text(diag + "\n")
     (out / "ablations.md").write_text(abl + "\n")
     write_json(out / "config.json", provenance(datasets=names, labeled_fractions=args.labeled, splits=args.splits,
                                                seconds=elapsed, pool={k: c._asdict() for k, c in POOL.items()},
                                                specs={k: list(v) for k, v in SPECS.items()},
-                                               evidence_scales=EVIDENCE_SCALES if args.evidence else None))
+                                               evidence_scales=EVIDENCE_SCALES if args.evidence else None,
+                                               stacking_specs=STACKING_SPECS if args.stacking else None))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ __all__ = [
     "choose",
     "combine",
     "describe",
+    "held_out_masks",
     "options",
     "run_candidate",
     "stratified_fold_ids",
@@ -150,8 +151,11 @@ def stratified_fold_ids(key: jax.Array, labels: jax.Array, labeled: jax.Array, n
     return fold
 
 
-def _held_out(key: jax.Array, problem: Problem, config: Config) -> jax.Array:
-    """(J, n) held-out masks: K folds for each of R repeats (independent keys)."""
+def held_out_masks(key: jax.Array, problem: Problem, config: Config) -> jax.Array:
+    """(J, n) held-out masks: K folds for each of R repeats (independent keys), row j = r K + k.
+
+    `run_candidate` draws them from the first half of its key (`jax.random.split(key)[0]`).
+    """
     n_folds = config.option("folds", DEFAULT_FOLDS)
     keys = jax.random.split(key, config.option("repeats", DEFAULT_REPEATS))
     ids = jax.vmap(lambda k: stratified_fold_ids(k, problem.labels, problem.labeled, n_folds))(keys)
@@ -169,7 +173,7 @@ class CandidateRun(NamedTuple):
 def run_candidate(key: jax.Array, problem: Problem, hparams: Hparams, config: Config, index: int) -> CandidateRun:
     """Candidate `index` fitted on every fold (and on all labels) at every point of its grid."""
     fold_key, fit_key = jax.random.split(key)
-    held = _held_out(fold_key, problem, config)
+    held = held_out_masks(fold_key, problem, config)
     m, n = problem.R.shape
     candidate = candidates(config)[index]
     cfg = candidate_config(candidate, config, m, n)
