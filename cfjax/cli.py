@@ -99,9 +99,10 @@ def _parse_rho(value: str | None) -> float | str | None:
 
 
 def _streams(path: str) -> bool:
-    """Whether INPUT is read from disk in blocks: a .npy, a zarr array or a directory."""
+    """Whether INPUT is read from disk in blocks: a .npy, a zarr array or a directory (not one
+    named *.npz, which stays the error it was)."""
     p = Path(path)
-    return p.suffix in (".npy", ".zarr") or p.is_dir()
+    return p.suffix in (".npy", ".zarr") or (p.is_dir() and p.suffix != ".npz")
 
 
 def _minibatch_options(args: argparse.Namespace, default_batch: int | None) -> tuple:
