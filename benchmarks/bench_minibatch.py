@@ -18,7 +18,7 @@ benchmark). R's pages are evicted from the page cache after writing (`--warm` ke
 the first pass reads from the disk. The data files are deleted at the end (`--keep` keeps them). Prints a table and
 writes benchmarks/results/minibatch[_big].json. Not part of the tests.
 
-    python benchmarks/bench_minibatch.py [--big] [--n N] [--m 100] [--d 16] [--batch 4096] [--block 65536]
+    python benchmarks/bench_minibatch.py [--big] [--n N] [--m 100] [--d 16] [--batch 2048] [--block 65536]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--m", type=int, default=100)
     parser.add_argument("--d", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--batch", type=int, default=2048)
     parser.add_argument("--block", type=int, default=65536)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--dir", default="/tmp/cfjax_bench_minibatch")

@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--batch-size", type=int, default=None,
                      help="minibatch training (joint, fold_in): columns per optimizer step, Y solved per batch "
-                          "(default: full batch for an .npz; 4096 for an input read in blocks)")
+                          "(default: full batch for an .npz; 2048 for an input read in blocks)")
     fit.add_argument("--schedule", default=None, choices=["plateau", "constant", "cosine"],
                      help="minibatch learning-rate schedule (default plateau: joint's reduce-on-plateau per epoch)")
     fit.add_argument("--labels", default=None, metavar="LABELS.npy",
