@@ -190,3 +190,12 @@ def test_bad_minibatch_options_are_refused(options, fragment):
     problem, _ = _problem(n=60)
     with pytest.raises(ValueError, match=fragment):
         cfjax.fit(jax.random.key(0), problem, None, cfjax.Config(method="joint", options=options))
+
+
+def test_a_new_learning_rate_or_rho_does_not_recompile():
+    problem, _ = _problem(n=90)
+    config = cfjax.Config(method="joint", latent_dim=2, max_iter=3, options=(("batch_size", 16),))
+    cfjax.fit(jax.random.key(0), problem, joint.METHOD.hparams(lr=0.01), config)
+    before = cfjax.api.fit_jit._cache_size()
+    cfjax.fit(jax.random.key(1), problem, joint.METHOD.hparams(lr=0.05, rho=0.2), config)
+    assert cfjax.api.fit_jit._cache_size() == before

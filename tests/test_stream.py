@@ -249,3 +249,11 @@ def test_stream_float_dtypes(on_disk):
     with jax.enable_x64(True):
         result = stream.fit_stream(jax.random.key(0), stream.open_columns(on_disk[0]), None, _config(max_iter=1))
         assert result.params.X.dtype == jnp.float64
+
+
+def test_every_block_runs_one_compiled_program(on_disk):
+    """The last block is padded to the block size: one shape, one compile, for any n."""
+    stream._train_block.clear_cache()
+    config = _config(max_iter=2, options=(("batch_size", 32),))
+    stream.fit_stream(jax.random.key(0), stream.open_columns(on_disk[0]), None, config, block_size=96)  # 3 blocks
+    assert stream._train_block._cache_size() == 1
