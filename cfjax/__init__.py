@@ -22,6 +22,7 @@ from cfjax import (
     selection,
     sharding,
     solvers,
+    stream,
     sweep,
     validation,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "selection",
     "sharding",
     "solvers",
+    "stream",
     "sweep",
     "validation",
 ]

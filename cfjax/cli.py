@@ -1,7 +1,8 @@
 """The `cfjax` command: the panel benchmark, fitting a user's ensemble, listing methods.
 
     cfjax benchmark [--datasets ...] [--methods ...] [--splits N] [--labeled F ...] [--out DIR]
-    cfjax fit INPUT.npz --method NAME [--rho X|auto] [--latent-dim D] [--seed S] --output OUT.npz
+    cfjax fit INPUT.npz --method NAME [--rho X|auto] [--latent-dim D] [--seed S] [--batch-size B] --output OUT.npz
+    cfjax fit R.npy|R.zarr|DIR --labels labels.npy [--batch-size B] [--block-size K] --output OUT.npz
     cfjax methods
     cfjax datasets
 
@@ -97,6 +98,24 @@ def _parse_rho(value: str | None) -> float | str | None:
     return rho
 
 
+def _streams(path: str) -> bool:
+    """Whether INPUT is read from disk in blocks: a .npy, a zarr array or a directory (not one
+    named *.npz, which stays the error it was)."""
+    p = Path(path)
+    return p.suffix in (".npy", ".zarr") or (p.is_dir() and p.suffix != ".npz")
+
+
+def _minibatch_options(args: argparse.Namespace, default_batch: int | None) -> tuple:
+    batch = args.batch_size if args.batch_size is not None else default_batch
+    if batch is None:
+        if args.schedule is not None:
+            raise UserError("--schedule: applies to minibatch training; give --batch-size too")
+        return ()
+    if batch < 1:
+        raise UserError(f"--batch-size: must be >= 1, got {batch}")
+    return (("batch_size", batch),) + ((("schedule", args.schedule),) if args.schedule is not None else ())
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     import jax
 
@@ -104,6 +123,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from cfjax import io, predict, selection, sweep
     from cfjax.api import prepare_inputs, settings
 
+    if _streams(args.input):
+        return _fit_stream(args)
+    for flag, value in (("--labels", args.labels), ("--weights", args.weights), ("--block-size", args.block_size),
+                        ("--validation", args.validation), ("--proba-output", args.proba_output)):
+        if value is not None:
+            raise UserError(f"{flag}: only with an INPUT read from disk in blocks (.npy, .zarr or a directory); "
+                            "an .npz holds R and labels and is read whole")
     R, labels = _read_input(args.input)
     rho = _parse_rho(args.rho)
     hparams, config = settings(
@@ -111,6 +137,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         max_iter=args.max_iter, formulation=args.formulation, aggregator=args.aggregator,
         confidence=args.confidence, space=args.space,
     )
+    options = _minibatch_options(args, None)
+    if options:
+        config = config.replace(options=options)
     method = cfjax.solvers.get(config.method)
     problem = cfjax.from_numpy(R, labels, require_labels=method.uses_labels)
     hparams, config = prepare_inputs(problem, hparams, config)
@@ -143,6 +172,57 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     print(f"{config.method}: fitted {problem.R.shape[0]} classifiers x {problem.R.shape[1]} instances "
           f"({labeled} labeled); {what}; wrote {args.output}")
     return 0
+
+
+def _fit_stream(args: argparse.Namespace) -> int:
+    """`cfjax fit` on R read from disk in blocks: minibatch fold-in joint (`cfjax.stream`)."""
+    import jax
+
+    from cfjax import io, stream
+    from cfjax.api import settings
+
+    if args.method not in (None, "joint"):
+        raise UserError(f"--method: an INPUT read from disk in blocks is fitted by minibatch joint only "
+                        f"(the other methods need every column at once), got {args.method!r}")
+    rho = _parse_rho(args.rho)
+    if rho == "auto":
+        raise UserError("--rho auto: cross-validation needs the data in memory; give a value")
+    source = stream.open_columns(args.input, labels=args.labels, C=args.weights)
+    hparams, config = settings(
+        "joint", rho=rho, lam=args.lam, lr=args.lr, latent_dim=args.latent_dim,
+        max_iter=args.max_iter if args.max_iter is not None else STREAM_EPOCHS, formulation=args.formulation,
+        aggregator=args.aggregator, confidence=args.confidence, space=args.space,
+    )
+    config = config.replace(options=_minibatch_options(args, stream.DEFAULT_BATCH_SIZE))
+    block = args.block_size if args.block_size is not None else stream.DEFAULT_BLOCK_SIZE
+    fraction = 0.0 if args.validation is None else args.validation
+    key = jax.random.key(args.seed)
+    result = stream.fit_stream(key, source, hparams, config, block_size=block, validation_fraction=fraction,
+                               progress=not args.quiet)
+    proba_path = Path(args.proba_output) if args.proba_output else _proba_path(args.output)
+    try:
+        stream.predict_stream(result.params, source, proba_path, hparams, config, key=key,
+                              validation_fraction=fraction, block_size=block)
+        io.save(args.output, result, config, hparams, extra={"seed": args.seed, "proba_file": str(proba_path)})
+    except OSError as err:
+        raise UserError(f"--output: cannot write {err.filename or args.output} "
+                        f"({err.strerror or type(err).__name__})") from None
+    m, n = source.shape
+    print(f"joint (minibatch, batch {config.option('batch_size')}): streamed {m} classifiers x {n} instances "
+          f"from disk; rho={float(hparams.rho):.3g}, {int(result.n_iter)} epochs; wrote {args.output} and "
+          f"{proba_path}")
+    return 0
+
+
+#: Epochs of `cfjax fit` on an input read from disk when --max-iter is not given.
+STREAM_EPOCHS = 10
+
+
+def _proba_path(output: str) -> Path:
+    """OUT.npz -> OUT.proba.npy, beside it."""
+    out = Path(output)
+    stem = out.name.removesuffix(".npz")
+    return out.with_name(stem + ".proba.npy")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,14 +403,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=_cmd_benchmark)
 
-    fit = sub.add_parser("fit", help="fit your own ensemble from an .npz (R: m x n, labels: n)")
-    fit.add_argument("input", metavar="INPUT.npz")
+    fit = sub.add_parser("fit", help="fit your own ensemble from an .npz (R: m x n, labels: n), or stream R "
+                                     "from a .npy / zarr / directory")
+    fit.add_argument("input", metavar="INPUT",
+                     help="an .npz holding R and labels (read whole); or R as a .npy (memory-mapped), a .zarr, "
+                          "or a directory with R.npy (or R.zarr), labels.npy and optionally C.npy: read in blocks "
+                          "of columns and fitted by minibatch joint, so n is bounded by the disk")
     fit.add_argument("--method", default=None, help="a method name (default: the default pipeline, auto)")
     fit.add_argument("--rho", default=None,
                      help="a value in [0, 1], or 'auto' (cross-validated); default: the method's (auto: its own choice)")
     fit.add_argument("--latent-dim", type=int, default=None, help="d (default min(4, m, n); auto: its low-rank candidates')")
     fit.add_argument("--formulation", default=None, choices=["free", "fold_in"], help="joint's (default fold_in)")
-    fit.add_argument("--max-iter", type=int, default=None, help="iterations (default 200; auto: its candidates')")
+    fit.add_argument("--max-iter", type=int, default=None,
+                     help="iterations (default 200; auto: its candidates'); epochs with --batch-size (default "
+                          f"{STREAM_EPOCHS} for an input read in blocks)")
     fit.add_argument("--aggregator", default=None, help="an aggregator name (default weighted; see cfjax.aggregators)")
     fit.add_argument("--confidence", default=None, help="a confidence strategy (default uniform)")
     fit.add_argument("--space", default=None, choices=["probability", "logit"],
@@ -339,6 +425,23 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--lam", type=float, default=None,
                      help="ridge lambda (default: the method's, 1 for joint and mm_als, else 0.01)")
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--batch-size", type=int, default=None,
+                     help="minibatch training (joint, fold_in): columns per optimizer step, Y solved per batch "
+                          "(default: full batch for an .npz; 2048 for an input read in blocks)")
+    fit.add_argument("--schedule", default=None, choices=["plateau", "constant", "cosine"],
+                     help="minibatch learning-rate schedule (default plateau: joint's reduce-on-plateau per epoch)")
+    fit.add_argument("--labels", default=None, metavar="LABELS.npy",
+                     help="labels (n,) for a .npy/zarr INPUT: 0/1, -1 or NaN unlabeled (a directory: labels.npy)")
+    fit.add_argument("--weights", default=None, metavar="C.npy", help="optional base confidence C (m, n) for a "
+                     ".npy/zarr INPUT (a directory: C.npy)")
+    fit.add_argument("--block-size", type=int, default=None,
+                     help="columns read from disk per block (default 65536; a multiple of the batch)")
+    fit.add_argument("--validation", type=float, default=None, metavar="FRACTION",
+                     help="for an input read in blocks: hold out this keyed fraction of the labeled columns "
+                          "for early stopping (default 0: stop on the training objective)")
+    fit.add_argument("--proba-output", default=None, metavar="PROBA.npy",
+                     help="for an input read in blocks: where the probabilities go, written in blocks "
+                          "(default OUT.proba.npy beside --output)")
     fit.add_argument("--output", required=True, metavar="OUT.npz")
     fit.add_argument("--quiet", action="store_true")
     fit.set_defaults(func=_cmd_fit)

@@ -143,6 +143,12 @@ def check_config(config: Config, problem: Problem | None = None) -> None:
         raise ValueError(f"patience: must be >= 0 (0 disables early stopping), got {config.patience}")
     if not 0.0 < config.plateau_factor <= 1.0:  # also refuses NaN
         raise ValueError(f"plateau_factor: must lie in (0, 1], got {config.plateau_factor}")
+    if config.option("batch_size") is not None and not method.batches:
+        raise ValueError(
+            f"options batch_size: method {config.method!r} needs the full batch (its step updates "
+            "per-column factors or solves X from every column at once); minibatch training is "
+            "method='joint' with formulation='fold_in'"
+        )
     if method.check_config is not None:
         method.check_config(config)
     if problem is not None and config.latent_dim is not None:

@@ -157,3 +157,25 @@ def local_competence(F, y, labeled, k, competence="accuracy"):
                 comp[u] = np.exp(np.mean(logs))
         out[i] = (comp * F[:, i]).sum() / comp.sum()
     return out
+
+
+def minibatch_objective(X, w, b, R, C, labels, labeled, columns, scale, rho, lam, agg_l2):
+    """Minibatch fold-in joint's estimate of the objective from the batch `columns` (weighted
+    aggregator, class weights from the global counts in `scale`): a loop over the columns, each
+    y_i by np.linalg.solve, then the column sums scaled by n / |batch|."""
+    d = X.shape[0]
+    error = ce = 0.0
+    total = scale["pos"] + scale["neg"]
+    w_pos, w_neg = total / (2 * scale["pos"]), total / (2 * scale["neg"])
+    for i in columns:
+        c, r = C[:, i], R[:, i]
+        y = np.linalg.solve(X @ np.diag(c) @ X.T + lam * np.eye(d), X @ (c * r))
+        error += np.sum(c * (r - X.T @ y) ** 2) + lam * y @ y
+        if labeled[i]:
+            s = w @ (X.T @ y) + b
+            omega = w_pos if labels[i] == 1 else w_neg
+            ce += omega * (np.logaddexp(0, -s) if labels[i] == 1 else np.logaddexp(0, s))
+    factor = scale["n"] / len(columns)
+    recon = (factor * error + lam * np.sum(X**2)) / scale["C"]
+    sup = factor * ce / total + agg_l2 * np.sum(w**2)
+    return rho * recon + (1 - rho) * sup

@@ -14,7 +14,9 @@ returns when that is not the current iterate: two_stage's exact aggregator, join
 validation iterate), ``stop(state, config) -> bool`` (early stopping), ``converges(config)``
 (whether the loss-change tolerance may stop the loop), ``hparams_of(hparams)`` (hyperparameters
 the method fixes, e.g. MM-ALS's focal_gamma = 0) and ``check_config(config)`` (host-side
-validation of the options it reads). One driver (`cfjax.solvers.driver`) runs every such
+validation of the options it reads); ``batches`` says whether it trains on batches of columns
+(`Config.options` ``batch_size``: fold-in joint, `cfjax.solvers.minibatch`); every other method
+refuses that option, as its step needs every column at once. One driver (`cfjax.solvers.driver`) runs every such
 method: the scan, the history, convergence, early stopping, warm starts, progress and
 checkpoints.
 
@@ -37,7 +39,8 @@ import jax.numpy as jnp
 from cfjax import aggregators
 from cfjax.structs import Config, FitResult, Hparams, Params, Problem
 
-__all__ = ["METHODS", "SVD_GRAM_CELLS", "Method", "get", "initial_params", "leading_factors", "register"]
+__all__ = ["METHODS", "SVD_GRAM_CELLS", "Method", "get", "gram_factors", "initial_params", "leading_factors",
+           "register"]
 
 
 def _always(config: Config) -> bool:
@@ -66,6 +69,7 @@ class Method(NamedTuple):
     description: str = ""
     uses_labels: bool = True
     defaults: tuple = ()
+    batches: bool = False
 
     def hparams(self, **overrides: Any) -> Hparams:
         """`Hparams.create` with this method's defaults, then `overrides`."""
@@ -114,16 +118,24 @@ def leading_factors(A: jax.Array, d: int, gram: bool = False) -> tuple[jax.Array
         return root[:, None] * U[:, :d].T, root[:, None] * Vt[:d]
     wide = A.shape[0] <= A.shape[1]
     B = A if wide else A.T
-    w, V = jnp.linalg.eigh(jnp.matmul(B, B.T, precision=jax.lax.Precision.HIGHEST))
+    short, V, inverse_root = gram_factors(jnp.matmul(B, B.T, precision=jax.lax.Precision.HIGHEST), d)
+    long = inverse_root[:, None] * jnp.matmul(V.T, B, precision=jax.lax.Precision.HIGHEST)  # sqrt(S) V^T
+    return (short, long) if wide else (long, short)
+
+
+def gram_factors(G: jax.Array, d: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(sqrt(S_d) U_d^T, U_d, 1 / sqrt(S_d)) from the Gram G = B B^T (k, k) of the shorter side B
+    of a matrix: its d leading eigenvectors U_d and singular values S_d = sqrt(eigenvalues).
+    Components below the Gram's resolution get zero factors (see `leading_factors`). The
+    out-of-core fit (`cfjax.stream`) accumulates G over blocks of columns and starts from it."""
+    w, V = jnp.linalg.eigh(G)
     w, V = w[::-1][:d], V[:, ::-1][:, :d]  # descending
     S = jnp.sqrt(jnp.maximum(w, 0.0))
     # the Gram route resolves singular values down to ~sqrt(eps) of the largest; below, noise
-    positive = S > 10.0 * jnp.sqrt(jnp.finfo(A.dtype).eps) * S[0]
+    positive = S > 10.0 * jnp.sqrt(jnp.finfo(G.dtype).eps) * S[0]
     root = jnp.where(positive, jnp.sqrt(S), 0.0)
     inverse_root = jnp.where(positive, 1.0 / jnp.where(positive, root, 1.0), 0.0)
-    short = root[:, None] * V.T  # sqrt(S) U^T for the shorter side
-    long = inverse_root[:, None] * jnp.matmul(V.T, B, precision=jax.lax.Precision.HIGHEST)  # sqrt(S) V^T
-    return (short, long) if wide else (long, short)
+    return root[:, None] * V.T, V, inverse_root  # sqrt(S) U^T for the shorter side
 
 
 def initial_params(key: jax.Array, problem: Problem, hparams: Hparams, config: Config) -> Params:
