@@ -3,15 +3,15 @@
 `tests/test_distributed.py` starts this file once per process (``--process-id`` 0 .. P-1), all
 pointed at one coordinator. Each process joins the job with `jax.distributed.initialize` (CPU
 collectives: jax's default, gloo over TCP), owns ``--local-devices`` CPU devices, and builds
-the global mesh over every process's devices. Every process then, in float64:
+the global mesh over every process's devices. Every process then, in float64, for each case
+of ``--cases`` (`CASES`: ALS or the fold-in joint method, one fit or a vmapped sweep of 2 rho x
+2 lam x 2 seeds):
 
-* fits ALS with ``mesh=`` (n = 203, not a multiple of the device count: the padding and the
-  gathered Y of `cfjax.sharding.unpad`);
-* runs a vmapped sweep of the fold-in joint method (2 rho x 2 seeds) with ``mesh=`` (n = 200: Y
-  stays split across the processes' devices and is gathered with
+* fits with ``mesh=``: a fit on n = 203 instances, not a multiple of the device count (the
+  padding, and the gathered Y of `cfjax.sharding.unpad`), a sweep on n = 200 (Y stays split
+  across the processes' devices and is gathered with
   `jax.experimental.multihost_utils.process_allgather`);
-* runs the same fit and sweep without a mesh, on one local device: what a single process
-  computes;
+* fits the same without a mesh, on one local device: what a single process computes;
 
 and prints one JSON line per case: the max deviations between the two, where Y lived, and the
 wall time. A launcher on a real cluster does what the test does here: one process per host,
@@ -22,12 +22,21 @@ the same script, the coordinator address, process count and id from its environm
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 
-#: Instances of the fit (padded to the device count) and of the sweep (a multiple of it).
+#: Instances of a fit (padded to the device count) and of a sweep (a multiple of it).
 N_FIT, N_SWEEP = 203, 200
+#: name -> (method, formulation, sweep?). ALS: closed-form solves whose Grams are summed over
+#: the instances; joint fold-in: gradients summed over them, and ridge fold-in solves.
+CASES = {
+    "fit_als": ("als", "free", False),
+    "sweep_als": ("als", "free", True),
+    "fit_joint_fold_in": ("joint", "fold_in", False),
+    "sweep_joint_fold_in": ("joint", "fold_in", True),
+}
 
 
 def _max_abs(a, b) -> float:
@@ -74,7 +83,7 @@ def _compare(name, sharded, plain, proba, start) -> dict:
     }
 
 
-def run(num_processes: int) -> list[dict]:
+def run(num_processes: int, cases: list[str]) -> list[dict]:
     import jax
     import jax.numpy as jnp
 
@@ -86,28 +95,26 @@ def run(num_processes: int) -> list[dict]:
         raise SystemExit(f"expected {num_processes} processes, jax sees {jax.process_count()}")
     mesh = jax.make_mesh((jax.device_count(),), ("n",))
     rows = []
-
-    start = time.perf_counter()
-    problem = data.preset(
-        jax.random.key(0), "seed", n_instances=N_FIT, missing_rate=0.1, dtype=jnp.float64
-    ).problem
-    config = Config(method="als", latent_dim=4, max_iter=10)
-    hparams = solvers.get("als").hparams(dtype=jnp.float64)
-    sharded = cfjax.fit(jax.random.key(1), problem, hparams, config, mesh=mesh)
-    plain = cfjax.fit(jax.random.key(1), problem, hparams, config)
-    rows.append(_compare("fit_als", sharded, plain, lambda p: predict.proba(p, config), start))
-
-    start = time.perf_counter()
-    problem = data.preset(
-        jax.random.key(2), "seed", n_instances=N_SWEEP, missing_rate=0.1, dtype=jnp.float64
-    ).problem
-    config = Config(method="joint", formulation="fold_in", latent_dim=4, max_iter=10)
-    keys = jax.random.split(jax.random.key(3), 2)
-    grid = sweep.grid(rho=[0.2, 0.8], lam=[0.01, 1.0], dtype=jnp.float64)
-    sharded = sweep.run(keys, problem, grid, config, strategy="vmap", mesh=mesh)
-    plain = sweep.run(keys, problem, grid, config, strategy="vmap")
-    proba = jax.vmap(jax.vmap(lambda p: predict.proba(p, config)))
-    rows.append(_compare("sweep_joint_fold_in", sharded, plain, proba, start))
+    for name in cases:
+        method, formulation, is_sweep = CASES[name]
+        start = time.perf_counter()
+        n = N_SWEEP if is_sweep else N_FIT
+        problem = data.preset(
+            jax.random.key(0), "seed", n_instances=n, missing_rate=0.1, dtype=jnp.float64
+        ).problem
+        config = Config(method=method, formulation=formulation, latent_dim=4, max_iter=10)
+        if is_sweep:
+            keys = jax.random.split(jax.random.key(1), 2)
+            grid = sweep.grid(rho=[0.2, 0.8], lam=[0.01, 1.0], dtype=jnp.float64)
+            sharded = sweep.run(keys, problem, grid, config, strategy="vmap", mesh=mesh)
+            plain = sweep.run(keys, problem, grid, config, strategy="vmap")
+            proba = jax.vmap(jax.vmap(functools.partial(predict.proba, config=config)))
+        else:
+            hparams = solvers.get(method).hparams(dtype=jnp.float64)
+            sharded = cfjax.fit(jax.random.key(1), problem, hparams, config, mesh=mesh)
+            plain = cfjax.fit(jax.random.key(1), problem, hparams, config)
+            proba = functools.partial(predict.proba, config=config)
+        rows.append(_compare(name, sharded, plain, proba, start))
     return rows
 
 
@@ -116,6 +123,7 @@ def main() -> None:
     parser.add_argument("--coordinator", required=True, help="host:port of process 0's coordinator")
     parser.add_argument("--num-processes", type=int, required=True)
     parser.add_argument("--process-id", type=int, required=True)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--local-devices", type=int, default=2, help="CPU devices of this process")
     parser.add_argument(
         "--init-timeout", type=int, default=120, help="seconds to wait for every process"
@@ -135,7 +143,7 @@ def main() -> None:
         heartbeat_timeout_seconds=30,
         shutdown_timeout_seconds=30,
     )
-    for row in run(args.num_processes):
+    for row in run(args.num_processes, args.cases):
         print(json.dumps(row), flush=True)
     jax.distributed.shutdown()
 
