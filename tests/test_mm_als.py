@@ -52,26 +52,38 @@ def _hparams(rho, lam=0.05, agg_l2=1e-3) -> Hparams:
     return Hparams.create(rho=rho, lam=lam, agg_l2=agg_l2, focal_gamma=0.0)
 
 
-BOUND_MODES = ("bound", "sharp")
+#: Every curvature: "bound" and "sharp" descend by construction, "exact" by its guards.
+MODES = ("bound", "sharp", "exact")
+
+
+def _blocks(mode):
+    """`mm_sweep`'s three blocks in its order, for `mode` (under "exact", the guarded ones)."""
+    if mode == "exact":
+        return (
+            functools.partial(mm_als._guarded, mm_als.theta_step),
+            mm_als._guarded_y,
+            functools.partial(mm_als._guarded, mm_als.x_step),
+        )
+    return tuple(functools.partial(step, mode=mode) for step in (mm_als.theta_step, mm_als.y_step, mm_als.x_step))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "n_sweeps"))
 def _block_losses(params, problem, hparams, config, n_sweeps):
     """The exact loss before and after every block of `n_sweeps` sweeps, one row per mode in
-    `BOUND_MODES` (one compiled program for both), (2, 1 + 3 n_sweeps)."""
+    `MODES` (one compiled program for all), (3, 1 + 3 n_sweeps)."""
 
     def trace(mode):
         def sweep(p, _):
             out = []
-            for step in (mm_als.theta_step, mm_als.y_step, mm_als.x_step):  # mm_sweep's order
-                p = step(p, problem, hparams, config, mode)
+            for step in _blocks(mode):
+                p = step(p, problem, hparams, config)
                 out.append(losses.loss(p, problem, hparams, config))
             return p, jnp.stack(out)
 
         _, values = jax.lax.scan(sweep, params, None, length=n_sweeps)
         return jnp.concatenate([losses.loss(params, problem, hparams, config)[None], values.ravel()])
 
-    return jnp.stack([trace(mode) for mode in BOUND_MODES])
+    return jnp.stack([trace(mode) for mode in MODES])
 
 
 def _assert_non_increasing(values, rtol=1e-10):
@@ -123,11 +135,15 @@ def test_monotone_without_any_ridge():
 _fit = jax.jit(cfjax.solvers.fit_traced, static_argnames="config")
 
 
-def _history_config(curvature="bound"):
+#: The library's default curvature (what a fit without `mm_curvature` runs), one of `MODES`.
+DEFAULT_MODE = Config().mm_curvature
+
+
+def _history_config(curvature=DEFAULT_MODE):
     return Config(method="mm_als", latent_dim=2, max_iter=15, tol=0.0, mm_curvature=curvature)
 
 
-@pytest.mark.parametrize("curvature", ["bound", "exact"])
+@pytest.mark.parametrize("curvature", MODES)
 def test_fit_history_is_monotone_and_matches_the_loss(curvature):
     rng = np.random.default_rng(3)
     with jax.enable_x64(True):

@@ -40,12 +40,13 @@ L (the bound touches L at the current point). With :math:`k_i = \beta_i / (2a)` 
   (:math:`F_a` = the reconstruction :math:`X^\top Y` with a row of ones), plus a tiny ridge
   (a larger H is still an upper bound, so the guarantee holds).
 
-Each sweep runs theta, Y, then X (`mm_sweep`). Under `Config.mm_curvature` "bound" (default)
-or "sharp" the combined loss never increases (checked in float64 by a property test); "sharp"
-costs the same per sweep and needs about 2.5x fewer sweeps. Under "exact", kappa is
+Each sweep runs theta, Y, then X (`mm_sweep`). Under `Config.mm_curvature` "bound" or "sharp"
+the combined loss never increases by construction; "sharp" costs the same per sweep and needs
+about 2.5x fewer sweeps. Under "exact" (the default), kappa is
 :math:`\sigma(s^0)(1 - \sigma(s^0))` (a Newton step in each block, not a bound); each block's
 candidate is accepted only when finite and not worse (per column for the separable Y-step),
-else the "sharp" bound step is taken, so "exact" is monotone too, and the fastest.
+else the "sharp" bound step is taken, so "exact" is monotone too (all three checked in float64
+after every block by a property test), and the fastest to a given loss (docs/mm_als.md).
 
 Scope and caveats:
 
