@@ -12,7 +12,9 @@
 # stage's return code, seconds and figures, the issue's targets met or not) and one log and one
 # result file per stage beside it (`benchmarks/device_check_report.py` builds the JSON).
 # The exit status is 0 when every stage returned 0 (a missed speed target is not a failure:
-# it is reported in the JSON).
+# it is reported in the JSON). Needs the project's dev extra (pytest, pytest-xdist, hypothesis,
+# chex, jaxtyping, beartype, scikit-learn) in $PYTHON (default: python); PYTHONPATH is set to
+# the checkout, so the project itself need not be installed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,7 +24,7 @@ OUTDIR=""
 for arg in "$@"; do
   case "$arg" in
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     -*) echo "device_check.sh: unknown option $arg" >&2; exit 2 ;;
     *) OUTDIR=$arg ;;
   esac
@@ -50,13 +52,15 @@ BUDGET_MINIBATCH=${BUDGET_MINIBATCH:-60}
 TESTS=(tests/test_ridge.py tests/test_losses.py tests/test_solvers.py tests/test_mm_als.py
        tests/test_sweep.py tests/test_metrics.py tests/test_aggregators.py tests/test_driver.py
        tests/test_compiles_once.py tests/test_sharding.py)
-TEST_ARGS=(-p no:cacheprovider -n 4 --deselect tests/test_sharding.py::test_sharded_layout_keeps_instances_split)
+# addopts cleared: no --nbmake (the notebooks are not run here, and nbmake need not be installed).
+TEST_ARGS=(-o addopts= -q -m "not slow" -p no:cacheprovider -n 4
+           --deselect tests/test_sharding.py::test_sharded_layout_keeps_instances_split)
 SPEED_ARGS=(--sizes 10,10000,8 50,100000,16 100,1000000,32)
 SWEEP_ARGS=()
 MINIBATCH_ARGS=()
 if [ "$SMOKE" = 1 ]; then
   TESTS=(tests/test_ridge.py tests/test_mm_als.py)
-  TEST_ARGS=(-p no:cacheprovider -n 2)
+  TEST_ARGS=(-o addopts= -q -m "not slow" -p no:cacheprovider -n 2)
   SPEED_ARGS=(--quick)
   SWEEP_ARGS=(--smoke)
 fi
