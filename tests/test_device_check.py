@@ -35,8 +35,8 @@ def test_script_is_executable_and_parses():
     assert proc.returncode == 0, proc.stderr
     # The stage limits and the report's must leave the script under 8 minutes (480 s).
     text = SCRIPT.read_text()
-    limits = [
-        int(text.split(f"BUDGET_{name}:-")[1].split("}")[0])
+    limits = [  # the GPU run's: "${BUDGET_TESTS:-$((SCALE * 120))}" with SCALE = 1
+        int(text.split(f"BUDGET_{name}:-$((SCALE * ")[1].split(")")[0])
         for name in ("TESTS", "SPEED", "SWEEP", "MINIBATCH")
     ]
     report_limit = int(text.split("timeout --kill-after=5 ")[-1].split()[0])
