@@ -156,6 +156,25 @@ def test_fit_history_is_monotone_and_matches_the_loss(curvature):
         np.testing.assert_allclose(result.history.total[-1], final, rtol=1e-12)
 
 
+def test_default_guard_keeps_a_near_singular_float32_fit_finite_and_monotone():
+    """A hostile float32 problem that hypothesis found (`tests/test_robustness.py`): R zero but
+    one cell, 3 labels, lam = 1e-8, rho = 0.055, random start. There even the "sharp" bound step
+    of the X block raised L 1e6-fold (rounding in a near-singular solve), and "exact", which
+    took that fallback unguarded, reached NaN by the third sweep. A fallback that is not finite
+    and no worse is now refused too, and the block left as it is."""
+    R = np.zeros((5, 30))
+    R[0, 6] = 0.54138344
+    R[0, [2, 3, 24]] = np.nan
+    labels = np.full(30, -1.0)
+    labels[[0, 1, 24]] = [0.0, 1.0, 1.0]
+    problem = cfjax.from_numpy(R, labels)
+    config = Config(method="mm_als", latent_dim=5, max_iter=12, init="random")  # default curvature
+    hparams = cfjax.solvers.get("mm_als").hparams(rho=0.054554893573640066, lam=1e-8)
+    result = cfjax.fit(jax.random.key(1335), problem, hparams, config)
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(result.params))
+    _assert_non_increasing(result.history.total, rtol=1e-6)
+
+
 def test_focal_gamma_is_ignored():
     rng = np.random.default_rng(4)
     with jax.enable_x64(True):
