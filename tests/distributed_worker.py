@@ -7,10 +7,9 @@ the global mesh over every process's devices. Every process then, in float64, fo
 of ``--cases`` (`CASES`: ALS or the fold-in joint method, one fit or a vmapped sweep of 2 rho x
 2 lam x 2 seeds):
 
-* fits with ``mesh=``: a fit on n = 203 instances, not a multiple of the device count (the
-  padding, and the gathered Y of `cfjax.sharding.unpad`), a sweep on n = 200 (Y stays split
-  across the processes' devices and is gathered with
-  `jax.experimental.multihost_utils.process_allgather`);
+* fits with ``mesh=``: on n = 200 instances (Y stays split across the processes' devices and
+  is gathered here with `jax.experimental.multihost_utils.process_allgather`) or n = 203, not
+  a multiple of the device count (the padding, and the gathered Y of `cfjax.sharding.unpad`);
 * fits the same without a mesh, on one local device: what a single process computes;
 
 and prints one JSON line per case: the max deviations between the two, where Y lived, and the
@@ -27,15 +26,15 @@ import json
 import sys
 import time
 
-#: Instances of a fit (padded to the device count) and of a sweep (a multiple of it).
-N_FIT, N_SWEEP = 203, 200
-#: name -> (method, formulation, sweep?). ALS: closed-form solves whose Grams are summed over
-#: the instances; joint fold-in: gradients summed over them, and ridge fold-in solves.
+#: name -> (method, formulation, sweep?, n). ALS: closed-form solves whose Grams are summed over
+#: the instances; joint fold-in: gradients summed over them, and ridge fold-in solves. n = 200
+#: is a multiple of the 4 devices (Y stays split across the processes), 203 is padded to 204
+#: (`cfjax.sharding.unpad` then gathers Y, replicated).
 CASES = {
-    "fit_als": ("als", "free", False),
-    "sweep_als": ("als", "free", True),
-    "fit_joint_fold_in": ("joint", "fold_in", False),
-    "sweep_joint_fold_in": ("joint", "fold_in", True),
+    "fit_als": ("als", "free", False, 200),
+    "sweep_als": ("als", "free", True, 203),
+    "fit_joint_fold_in": ("joint", "fold_in", False, 203),
+    "sweep_joint_fold_in": ("joint", "fold_in", True, 200),
 }
 
 
@@ -96,9 +95,8 @@ def run(num_processes: int, cases: list[str]) -> list[dict]:
     mesh = jax.make_mesh((jax.device_count(),), ("n",))
     rows = []
     for name in cases:
-        method, formulation, is_sweep = CASES[name]
+        method, formulation, is_sweep, n = CASES[name]
         start = time.perf_counter()
-        n = N_SWEEP if is_sweep else N_FIT
         problem = data.preset(
             jax.random.key(0), "seed", n_instances=n, missing_rate=0.1, dtype=jnp.float64
         ).problem

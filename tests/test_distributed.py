@@ -8,8 +8,8 @@ device, and reports the deviations. It is the test of the multi-host path that t
 "Many devices" section describes (launched there by a cluster's scheduler, one process per
 host); on one host, each process stands for a host.
 
-The fast tier launches the two processes once for an ALS fit and a fold-in joint sweep; the
-slow tier launches them again for an ALS sweep and a fold-in joint fit.
+The fast tier launches the two processes once for an ALS fit; the slow tier launches them again
+for an ALS sweep, a fold-in joint fit and a fold-in joint sweep.
 
 The processes are killed after `TIMEOUT_S`, so a lost peer or a stuck collective fails the test
 instead of hanging the run. Nothing is skipped: an environment without working CPU collectives
@@ -33,13 +33,14 @@ N_PROCESSES = 2
 LOCAL_DEVICES = 2
 #: float64: sharding across processes only reorders sums.
 TOL = 1e-6
-#: Both processes together (start, join, compile, fit, sweep): ~25-40 s on 2 shared cores.
+#: A launch takes 15-70 s (start, join, compile, fits) on 2 cores, idle to loaded.
 TIMEOUT_S = 300
-#: One launch per tier (each ~25 s on 2 idle cores, 35-70 s under a load of 8): the fast tier
-#: fits ALS (closed-form solves over all-reduced Grams) and sweeps the fold-in joint method
-#: (all-reduced gradients, Y split over the processes); the slow tier the other two pairings.
-FAST_CASES = ("fit_als", "sweep_joint_fold_in")
-SLOW_CASES = ("sweep_als", "fit_joint_fold_in")
+#: One launch per tier. The fast tier fits ALS on n = 200 (all-reduced Grams, Y split over
+#: the processes): ~15 s on 2 idle cores. The slow tier runs the rest (~25-40 s): an ALS sweep
+#: and a fold-in joint fit on a padded n = 203 (all-reduced gradients, Y gathered), a fold-in
+#: joint sweep on n = 200.
+FAST_CASES = ("fit_als",)
+SLOW_CASES = ("sweep_als", "fit_joint_fold_in", "sweep_joint_fold_in")
 
 
 def _free_port() -> int:
@@ -148,13 +149,25 @@ def test_two_processes_equal_one_other_methods(distributed_rows_slow, case):
     _check(distributed_rows_slow, case)
 
 
+def _layout_is_split(layout) -> bool:
+    return (
+        layout["processes"] == N_PROCESSES
+        and layout["devices"] == N_PROCESSES * LOCAL_DEVICES
+        and layout["spec"].endswith("'n')")
+    )
+
+
 def test_mesh_spans_both_processes(distributed_rows):
-    # The sweep's n is a multiple of the 4 devices: Y stays split, half on each process.
-    layout = distributed_rows[("sweep_joint_fold_in", 0)]["Y_layout"]
-    assert (
-        layout["processes"] == N_PROCESSES and layout["devices"] == N_PROCESSES * LOCAL_DEVICES
-    ), layout
-    assert layout["spec"].endswith("'n')"), layout
-    # The fit's n = 203 is padded to 204; unpad gathers Y, so it comes back replicated on all 4.
+    # n = 200 is a multiple of the 4 devices: Y stays split, half on each process.
     layout = distributed_rows[("fit_als", 0)]["Y_layout"]
-    assert layout["devices"] == N_PROCESSES * LOCAL_DEVICES and "'n'" not in layout["spec"], layout
+    assert _layout_is_split(layout), layout
+
+
+@pytest.mark.slow  # the slow tier's launch
+def test_padded_fits_come_back_gathered(distributed_rows_slow):
+    # n = 203 is padded to 204; unpad gathers Y, so it comes back replicated on all 4 devices.
+    for case in ("sweep_als", "fit_joint_fold_in"):
+        layout = distributed_rows_slow[(case, 0)]["Y_layout"]
+        assert layout["devices"] == N_PROCESSES * LOCAL_DEVICES, layout
+        assert "'n'" not in layout["spec"], layout
+    assert _layout_is_split(distributed_rows_slow[("sweep_joint_fold_in", 0)]["Y_layout"])
