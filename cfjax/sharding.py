@@ -31,8 +31,9 @@ and places each process's columns on its own devices. For a problem too large fo
 memory, build each field as a global array yourself
 (`jax.make_array_from_process_local_data(NamedSharding(mesh, instance_spec(ndim)), local)`)
 with n already a multiple of the mesh size; `shard_problem` leaves arrays that already have the
-right sharding in place. The multi-host path follows JAX's documented SPMD model but has only
-been run here on one host with simulated devices.
+right sharding in place. A Y split across processes is gathered with
+`jax.experimental.multihost_utils.process_allgather`. Tested with 2 processes on one host
+(`tests/test_distributed.py`: CPU devices, gloo collectives), not yet on several machines.
 """
 
 from __future__ import annotations
