@@ -122,6 +122,8 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--dir", default="/tmp/cfjax_bench_minibatch")
     parser.add_argument("--keep", action="store_true", help="keep the data files")
+    parser.add_argument("--out", default=None,
+                        help="the JSON (default benchmarks/results/minibatch.json, minibatch_big.json with --big)")
     parser.add_argument("--warm", action="store_true",
                         help="leave R in the page cache after writing it (default: evicted, read from disk)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -159,7 +161,7 @@ def main(argv=None) -> None:
              f"{res['peak_rss_bytes'] / 2**30:.2f}", f"{res['test_pr_auc']:.4f}"]]
     print(H.markdown_table(["m x n", "d", "batch", "block", "R GiB", "first pass s", "epoch s", "predict s",
                             "peak RSS GiB", "test PR-AUC"], rows))
-    path = H.write_json(H.RESULTS / f"minibatch{'_big' if args.big else ''}.json", res, meta)
+    path = H.write_json(args.out or H.RESULTS / f"minibatch{'_big' if args.big else ''}.json", res, meta)
     print(f"wrote {path}")
 
 

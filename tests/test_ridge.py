@@ -384,12 +384,24 @@ def test_gram_packed_chunked_matches_one_gemm():
 
 def test_default_chunk_size():
     # small problems: one chunk
-    assert ridge.default_chunk_size(8, 1000) == 1000
+    assert ridge.default_chunk_size(8, 1000, backend="cpu") == 1000
     # large: a multiple of 128 within bounds, whose packed Grams fit CHUNK_BYTES
-    chunk = ridge.default_chunk_size(32, 1_000_000)
+    chunk = ridge.default_chunk_size(32, 1_000_000, backend="cpu")
     assert chunk % 128 == 0 and 256 <= chunk <= 16384
     assert chunk * 528 * 4 <= ridge.CHUNK_BYTES
-    assert ridge.default_chunk_size(32, 1_000_000, jnp.float64) < chunk
+    assert ridge.default_chunk_size(32, 1_000_000, jnp.float64, backend="cpu") < chunk
+    # the backend defaults to JAX's
+    assert ridge.default_chunk_size(32, 1_000_000) == ridge.default_chunk_size(32, 1_000_000, backend=jax.default_backend())
+
+
+def test_default_chunk_size_off_cpu_is_sized_by_memory():
+    """On an accelerator a chunk fills ACCELERATOR_CHUNK_BYTES (no 16384 cap): at (d, n) =
+    (32, 1e6) float32 eight chunks of 127k instances, not ~1000 of CPU size."""
+    chunk = ridge.default_chunk_size(32, 1_000_000, backend="gpu")
+    assert chunk % 128 == 0 and chunk > 16384
+    assert chunk * 528 * 4 <= ridge.ACCELERATOR_CHUNK_BYTES < (chunk + 128) * 528 * 4
+    assert -(-1_000_000 // chunk) == 8
+    assert ridge.default_chunk_size(16, 100_000, backend="gpu") == 100_000  # fits: one chunk
 
 
 def test_update_X_memory_is_bounded_by_the_chunk():
@@ -397,7 +409,9 @@ def test_update_X_memory_is_bounded_by_the_chunk():
     m, n, d = 4, 200_000, 16
     S = jax.ShapeDtypeStruct
     args = (S((d, n), jnp.float32), S((m, n), jnp.float32), S((m, n), jnp.float32), 0.1)
-    chunked = jax.jit(ridge.update_X).lower(*args).compile().memory_analysis()
+    cpu_chunk = ridge.default_chunk_size(d, n, jnp.float32, backend="cpu")  # the default here
+    chunked = jax.jit(ridge.update_X, static_argnames="chunk_size").lower(*args, chunk_size=cpu_chunk)
+    chunked = chunked.compile().memory_analysis()
     whole = jax.jit(ridge.update_X, static_argnames="chunk_size").lower(*args, chunk_size=n)
     whole = whole.compile().memory_analysis()
     packed_bytes = d * (d + 1) // 2 * n * 4

@@ -7,6 +7,7 @@ they solve with. The public names are re-exported here: `cfjax.ridge.update_Y(X,
 
 from cfjax.ridge import batched, cholesky
 from cfjax.ridge.batched import (
+    ACCELERATOR_CHUNK_BYTES,
     CHUNK_BYTES,
     als_sweep,
     default_chunk_size,
@@ -19,6 +20,7 @@ from cfjax.ridge.batched import (
 from cfjax.ridge.cholesky import JITTER, LOOP_BLOCK, METHODS, UNROLL_MAX_DIM, UNROLL_MIN_ROWS
 
 __all__ = [
+    "ACCELERATOR_CHUNK_BYTES",
     "CHUNK_BYTES",
     "JITTER",
     "LOOP_BLOCK",

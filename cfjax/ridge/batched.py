@@ -58,7 +58,12 @@ __all__ = [
 ]
 
 CHUNK_BYTES = 2 * 2**20
-"""Target size of one chunk's packed Grams, (d(d+1)/2, chunk), for ``chunk_size=0``."""
+"""Target size of one chunk's packed Grams, (d(d+1)/2, chunk), for ``chunk_size=0`` on CPU."""
+
+ACCELERATOR_CHUNK_BYTES = 256 * 2**20
+"""The same off CPU: a GPU runs one chunk's GEMM and solves as a few large kernels, so a chunk
+there is sized by memory, not by cache. With CPU-sized chunks (~1000 instances at d = 32) an
+H200 spent 1.78 s in one ALS sweep at (100, 1e6, 32) looping over ~1000 chunks."""
 
 _MIN_CHUNK, _MAX_CHUNK = 256, 16384
 
@@ -73,18 +78,22 @@ def _khatri_rao_packed(F: jax.Array) -> jax.Array:
     return F[a] * F[b]
 
 
-def default_chunk_size(d: int, n: int, dtype=jnp.float32) -> int:
-    """The instance chunk that ``chunk_size=0`` uses for latent dimension d and n instances.
+def default_chunk_size(d: int, n: int, dtype=jnp.float32, backend: str | None = None) -> int:
+    """The instance chunk that ``chunk_size=0`` uses for latent dimension d and n instances on
+    `backend` (default: `jax.default_backend()`).
 
-    n itself (one chunk) when the packed Grams of all n instances fit in `CHUNK_BYTES`;
+    On CPU: n itself (one chunk) when the packed Grams of all n instances fit in `CHUNK_BYTES`;
     otherwise CHUNK_BYTES / (d(d+1)/2 * itemsize) instances, rounded down to a multiple of
-    128 and kept within [256, 16384]. Pure host arithmetic on static shapes.
+    128 and kept within [256, 16384]. Elsewhere the same with `ACCELERATOR_CHUNK_BYTES` and no
+    upper limit. Pure host arithmetic on static shapes.
     """
     per_instance = d * (d + 1) // 2 * np.dtype(dtype).itemsize
-    if n * per_instance <= CHUNK_BYTES:
+    on_cpu = (backend or jax.default_backend()) == "cpu"
+    budget = CHUNK_BYTES if on_cpu else ACCELERATOR_CHUNK_BYTES
+    if n * per_instance <= budget:
         return max(int(n), 1)
-    chunk = (CHUNK_BYTES // per_instance) // 128 * 128
-    return int(min(max(chunk, _MIN_CHUNK), _MAX_CHUNK, n))
+    chunk = max((budget // per_instance) // 128 * 128, _MIN_CHUNK)
+    return int(min(chunk, _MAX_CHUNK, n) if on_cpu else min(chunk, n))
 
 
 def _resolve_chunk(chunk_size: int, d: int, n: int, dtype) -> int:
