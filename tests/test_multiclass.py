@@ -64,7 +64,7 @@ def test_fit_multinomial_is_sklearns_logistic_regression(K):
         np.testing.assert_allclose(np.asarray(W), sk.coef_, atol=1e-5)
         np.testing.assert_allclose(np.asarray(b), sk.intercept_, atol=1e-5)
         np.testing.assert_allclose(np.asarray(multinomial_proba(W, b, X.T)), sk.predict_proba(X).T, atol=1e-6)
-        loss = lambda W, b: multinomial_loss(W, b, X.T, y, np.ones(n), l2)  # noqa: E731
+        loss = lambda W, b: multinomial_loss(W, b, X.T, y, np.ones(n), l2)
         gW, gb = jax.grad(loss, argnums=(0, 1))(W, b)
         assert np.abs(np.asarray(gW)).max() < 1e-12 and np.abs(np.asarray(gb)).max() < 1e-12
         assert float(loss(W, b)) <= float(loss(jnp.asarray(sk.coef_), jnp.asarray(sk.intercept_))) + 1e-14
@@ -190,7 +190,7 @@ def test_baselines_registry_and_jit():
     checks), the same values."""
     R, labels, y = ensemble(seed=8, missing=0.1)
     assert list(multiclass.BASELINES) == ["simple_average", "best_single", "stacking"]
-    for name, fn in multiclass.BASELINES.items():
+    for fn in multiclass.BASELINES.values():
         eager = np.asarray(fn(R, labels))
         assert eager.shape == (K, N) and np.isfinite(eager).all()
         np.testing.assert_allclose(eager.sum(axis=0), 1.0, atol=1e-5)
