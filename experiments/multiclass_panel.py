@@ -35,7 +35,7 @@ from common import provenance, results_dir, write_json
 from panel import means_table, paired_table
 
 from cfjax import datasets, metrics, multiclass
-from cfjax.benchmark import write_records
+from cfjax.benchmark import paired, write_records
 
 PANEL = ("digits", "wine3", "iris", "vowel", "vehicle", "segment", "contraceptive", "satimage")
 FRACTIONS = (0.6, 0.1)
@@ -93,6 +93,52 @@ def run(names, fractions, splits, cache_dir=None) -> tuple[list[dict], list[dict
     return records, skipped
 
 
+SHORT = {"simple_average": "averaging", "stacking": "stacking", "best_single": "best single"}
+#: The paired differences of the summary: (method, reference).
+CONTRASTS = (("stacking", "simple_average"), ("best_single", "simple_average"), ("best_single", "stacking"))
+
+
+def _diff(d: dict) -> str:
+    return f"{d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}] {d['wins']}/{d['losses']}"
+
+
+def _mean(records: list[dict], method: str, metric: str, dataset=None, fraction=None) -> float:
+    """The mean over data sets of the mean over splits (one data set when `dataset` is given)."""
+    by_set: dict[str, list[float]] = {}
+    for r in records:
+        if r["method"] == method and r["labeled_fraction"] == fraction and dataset in (None, r["dataset"]):
+            by_set.setdefault(r["dataset"], []).append(r[metric])
+    return float(np.mean([np.mean(v) for v in by_set.values()]))
+
+
+def summary_table(records: list[dict]) -> str:
+    """The panel at each labeled fraction: the three baselines' means (over data sets) and
+    their paired differences (the mean over data sets of each split; 95 % t interval, wins/losses)."""
+    fractions = list(dict.fromkeys(r["labeled_fraction"] for r in records))
+    head = ["labeled", "metric", "data sets", *SHORT.values(), *(f"{SHORT[a]} − {SHORT[b]}" for a, b in CONTRASTS)]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for fraction in fractions:
+        n_sets = len({r["dataset"] for r in records if r["labeled_fraction"] == fraction})
+        for metric in TABLE_METRICS:
+            means = [f"{_mean(records, m, metric, fraction=fraction):.4f}" for m in SHORT]
+            diffs = [_diff(paired(records, a, b, metric, by_fraction=True)[("panel", fraction)]) for a, b in CONTRASTS]
+            lines.append(f"| {fraction:.0%} | {metric} | {n_sets} | " + " | ".join(means + diffs) + " |")
+    return "\n".join(lines)
+
+
+def dataset_table(records: list[dict], metric: str = "accuracy") -> str:
+    """Per (data set, fraction): the three baselines' means over splits and stacking − averaging."""
+    head = ["data set (K)", "labeled", *SHORT.values(), "stacking − averaging", "best single − stacking"]
+    lines = [f"{metric}:\n", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    units = list(dict.fromkeys((r["dataset"], r["labeled_fraction"], r["n_classes"]) for r in records))
+    for name, fraction, k in units:
+        means = [f"{_mean(records, m, metric, name, fraction):.4f}" for m in SHORT]
+        d1 = paired(records, "stacking", "simple_average", metric, by_fraction=True)[(name, fraction)]
+        d2 = paired(records, "best_single", "stacking", metric, by_fraction=True)[(name, fraction)]
+        lines.append(f"| {name} ({k}) | {fraction:.0%} | " + " | ".join(means + [_diff(d1), _diff(d2)]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=5)
@@ -118,6 +164,10 @@ def main(argv=None) -> None:
             + (f"Not installed, skipped: {', '.join(not_installed)}\n" if not_installed else "")
             + "".join(f"Skipped {s['dataset']} at {s['labeled_fraction']:g}: split {s['split']}: {s['reason']}\n"
                       for s in skipped))
+    text += ("\n## Summary\n\nPaired by split: Δ = method − reference, mean over splits [95 % t interval], then "
+             "the splits with Δ > 0 / Δ < 0 (for log-loss, lower is better: Δ < 0 favours the method). The panel "
+             "rows pair the mean over the data sets of each split.\n\n" + summary_table(records) + "\n\n"
+             + dataset_table(records, "accuracy") + "\n\n" + dataset_table(records, "log_loss") + "\n")
     for metric in TABLE_METRICS:
         better = "higher" if metrics.higher_is_better(metric) else "lower"
         text += (f"\n## {metric} ({better} is better)\n\n" + means_table(records, methods, metric) + "\n"

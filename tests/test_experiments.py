@@ -178,6 +178,7 @@ def test_multiclass_panel_smoke(tmp_path, monkeypatch, capsys):
     assert text in capsys.readouterr().out
     for metric in module.TABLE_METRICS:
         assert f"## {metric}" in text
+    assert "## Summary" in text and "| 60% | log_loss | 1 |" in text
     records = json.loads((out / "results.json").read_text())["records"]
     assert len(records) == 2 * 3  # splits x baselines
     assert {r["method"] for r in records} == {"simple_average", "best_single", "stacking"}
