@@ -179,7 +179,7 @@ MULTICLASS_DATASETS: dict[str, str] = {
     ),
     "iris": "Fisher's iris (scikit-learn): 150 x 4, K = 3, 50 per class.",
     "vowel": (
-        "KEEL vowel (Deterding's vowels: train/test flag, speaker, sex and 10 log-area ratios): "
+        "KEEL vowel (Deterding's vowels; KEEL's 13 attributes: train/test flag, speaker, sex, 10 acoustic): "
         "990 x 13, K = 11, 90 per class. Needs the keel extra."
     ),
     "vehicle": (

@@ -188,12 +188,13 @@ def fit_multinomial(
     The symmetric parametrisation of scikit-learn's multinomial `LogisticRegression`: one
     weight row and intercept per class, every row penalised, so with l2 = 1 / (2 C sum omega)
     the minimiser is sklearn's `LogisticRegression(C)` fitted on the columns with omega = 1
-    (K >= 3; for K = 2 sklearn fits the binary model instead, which is this one at 2C with
-    w = W_1 - W_0). Guarded Newton steps from zero as `fit_logistic`: the Hessian of the
-    cross-entropy is sum_i omega_i (diag(p_i) - p_i p_i^T) kron x_i x_i^T (x_i = [f_i; 1]),
-    (K (p + 1))^2 entries, so this is for the few-hundred-parameter problems of stacking. The
-    intercepts are defined up to a common shift: a 1e-8 ridge fixes sum_k b_k = 0 (sklearn's
-    L-BFGS from zero keeps the same sum, so both return the same b).
+    (K >= 3; for K = 2 sklearn fits the binary model instead; this fit at C is the binary one
+    at 2 C, with w = W_1 - W_0). Guarded Newton steps from zero as `fit_logistic`: the Hessian of
+    the cross-entropy is sum_i omega_i (diag(p_i) - p_i p_i^T) kron x_i x_i^T (x_i = [f_i; 1]),
+    (K (p + 1))^2 entries, so this is for the few-thousand-parameter problems of stacking (KEEL
+    letter, K = 26 on 9 K features, is beyond it). The intercepts are defined up to a common
+    shift, along which the gradient is always 0: from zero, sum_k b_k stays 0, as in sklearn's
+    L-BFGS, so both return the same b; a 1e-8 ridge on the Newton system keeps it definite.
 
     Args:
       F: (p, n) features. y: (n,) int labels in 0..K-1, read where omega > 0.
