@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 __all__ = ["fit_logistic", "fit_logistic_prior", "fit_multinomial", "logistic_loss", "multinomial_loss",
@@ -182,6 +183,8 @@ def fit_multinomial(
     n_classes: int,
     classes: Bool[ArrayLike, " K"] | None = None,
     n_steps: int = 30,
+    solver: str = "newton",
+    tol: Real[ArrayLike, ""] = 1e-10,
 ) -> tuple[Float[Array, "K p"], Float[Array, " K"]]:
     r"""Multinomial (softmax) L2 logistic regression: minimises `multinomial_loss` over (W, b).
 
@@ -205,7 +208,12 @@ def fit_multinomial(
         outside it has its logit fixed at -inf (probability 0, W_k = 0, b_k = 0): scikit-learn's
         fit on the labels seen, which never predicts an unseen class.
       n_steps: the most Newton steps (static); the loop ends earlier, at the first step that
-        does not lower the loss (in float64 about 6-10 steps on stacking problems).
+        does not lower the loss (in float64 about 6-10 steps on stacking problems). With
+        "lbfgs", the most L-BFGS steps is 100 n_steps.
+      solver: "newton" (default) or "lbfgs" (static): optax's L-BFGS with its zoom line search,
+        stopping when the gradient's norm falls below `tol`; for problems whose Newton system
+        (K (p + 1))^2 is too large (KEEL letter: 6110^2).
+      tol: the gradient norm at which "lbfgs" stops (traced; unused by "newton").
 
     Returns:
       W: (K, p), b: (K,).
@@ -243,6 +251,10 @@ def fit_multinomial(
     def objective(theta):
         return multinomial_loss(*unpack(theta), F, y, omega, l2, present)
 
+    if solver == "lbfgs":
+        return unpack(_lbfgs(objective, jnp.zeros((K * q,), dtype), 100 * n_steps, tol))
+    if solver != "newton":
+        raise ValueError(f"solver: expected 'newton' or 'lbfgs', got {solver!r}")
     steps = jnp.asarray(_STEP_SIZES, dtype)
 
     def newton(carry):
@@ -268,8 +280,30 @@ def fit_multinomial(
     return unpack(theta)
 
 
+def _lbfgs(objective, theta: jax.Array, max_steps: int, tol) -> jax.Array:
+    """optax's L-BFGS (zoom line search) on a smooth objective, until ||grad|| < tol or
+    `max_steps`; the loop of optax's documentation, in a `lax.while_loop`."""
+    optimizer = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(objective)
+
+    def step(carry):
+        theta, state = carry
+        value, grad = value_and_grad(theta, state=state)
+        updates, state = optimizer.update(grad, state, theta, value=value, grad=grad, value_fn=objective)
+        return optax.apply_updates(theta, updates), state
+
+    def moving(carry):
+        _, state = carry
+        count = optax.tree_utils.tree_get(state, "count")
+        grad = optax.tree_utils.tree_get(state, "grad")
+        return (count == 0) | ((count < max_steps) & (optax.tree_utils.tree_norm(grad) >= tol))
+
+    theta, _ = jax.lax.while_loop(moving, step, (theta, optimizer.init(theta)))
+    return theta
+
+
 # Jitted here so that eager calls compile once per shape, not once per call (the lax loops
 # inside close over per-call functions; why that matters: tests/test_compiles_once.py).
 fit_logistic = jax.jit(fit_logistic, static_argnames="n_steps")
 fit_logistic_prior = jax.jit(fit_logistic_prior, static_argnames="n_steps")
-fit_multinomial = jax.jit(fit_multinomial, static_argnames=("n_classes", "n_steps"))
+fit_multinomial = jax.jit(fit_multinomial, static_argnames=("n_classes", "n_steps", "solver"))

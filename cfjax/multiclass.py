@@ -206,6 +206,11 @@ def best_single(
     return _best_single(R, labels, metric)
 
 
+#: The largest multinomial problem (K (m K + 1) parameters) that stacking fits by Newton steps;
+#: beyond it (KEEL letter: 6110) each Newton system costs minutes, and L-BFGS takes over.
+NEWTON_MAX_PARAMETERS = 2000
+
+
 @jax.jit
 def _stacking(R, labels, C):
     m, K, n = R.shape
@@ -213,7 +218,9 @@ def _stacking(R, labels, C):
     labeled = labels >= 0
     omega = labeled.astype(F.dtype)
     seen = jnp.zeros((K,), F.dtype).at[jnp.where(labeled, labels, 0)].add(omega) > 0
-    W, b = fit_multinomial(F, labels, omega, stacking_l2(jnp.sum(omega), C), K, seen)
+    solver = "newton" if K * (m * K + 1) <= NEWTON_MAX_PARAMETERS else "lbfgs"
+    W, b = fit_multinomial(F, labels, omega, stacking_l2(jnp.sum(omega), C), K, seen, solver=solver,
+                           tol=jnp.sqrt(jnp.finfo(F.dtype).eps) * 1e-2)
     return multinomial_proba(W, b, F, seen)
 
 
@@ -226,7 +233,9 @@ def stacking(
     the column's `simple_average`); one weight vector and intercept per class, softmax link,
     minimising  sum_{i labeled} CE_i + ||W||_F^2 / (2 C)  (intercepts unpenalised), which is
     scikit-learn's `LogisticRegression(C=C)` on those features for K >= 3 (multinomial, lbfgs;
-    checked to 1e-5 in float64, where sklearn's own tolerance is the gap). `C` is traced.
+    checked to 1e-6 in float64, where sklearn's own tolerance is the gap). `C` is traced. Fitted
+    by guarded Newton steps up to `NEWTON_MAX_PARAMETERS` (2000) parameters K (m K + 1), by
+    L-BFGS beyond (until the gradient norm is 0.01 sqrt(eps) of the dtype).
 
     K = 2: scikit-learn fits a binary model instead. This one stays multinomial, and equals
     the binary `cfjax.baselines.stacking` of R[:, 1, :] at 4 C (the two classes' features

@@ -47,8 +47,9 @@ def loop_average(R):
 # ----- the multinomial fit -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
 @pytest.mark.parametrize("K", [3, 5])
-def test_fit_multinomial_is_sklearns_logistic_regression(K):
+def test_fit_multinomial_is_sklearns_logistic_regression(K, solver):
     """Float64: the coefficients, intercepts and probabilities of LogisticRegression(C=1)
     (multinomial, lbfgs, run to tol 1e-12), whose gap to the optimum is its own tolerance:
     our gradient is zero to 1e-12 and our loss is not above sklearn's."""
@@ -60,13 +61,13 @@ def test_fit_multinomial_is_sklearns_logistic_regression(K):
     sk = LogisticRegression(C=1.0, tol=1e-12, max_iter=100_000).fit(X, y)
     with jax.enable_x64(True):
         l2 = baselines.stacking_l2(n, 1.0)
-        W, b = fit_multinomial(jnp.asarray(X.T), jnp.asarray(y), jnp.ones(n), l2, K)
+        W, b = fit_multinomial(jnp.asarray(X.T), jnp.asarray(y), jnp.ones(n), l2, K, solver=solver, tol=1e-13)
         np.testing.assert_allclose(np.asarray(W), sk.coef_, atol=1e-5)
         np.testing.assert_allclose(np.asarray(b), sk.intercept_, atol=1e-5)
         np.testing.assert_allclose(np.asarray(multinomial_proba(W, b, X.T)), sk.predict_proba(X).T, atol=1e-6)
         loss = lambda W, b: multinomial_loss(W, b, X.T, y, np.ones(n), l2)
         gW, gb = jax.grad(loss, argnums=(0, 1))(W, b)
-        assert np.abs(np.asarray(gW)).max() < 1e-12 and np.abs(np.asarray(gb)).max() < 1e-12
+        assert np.abs(np.asarray(gW)).max() < 1e-12 and np.abs(np.asarray(gb)).max() < 1e-12  # lbfgs: 1e-13
         assert float(loss(W, b)) <= float(loss(jnp.asarray(sk.coef_), jnp.asarray(sk.intercept_))) + 1e-14
 
 
@@ -106,6 +107,19 @@ def test_stacking_is_sklearns_on_the_mK_features(missing):
         sk3 = LogisticRegression(C=3.0, tol=1e-12, max_iter=100_000).fit(F[:, lab].T, labels[lab])
         np.testing.assert_allclose(np.asarray(multiclass.stacking(R, labels, C=3.0)), sk3.predict_proba(F.T).T,
                                    atol=1e-6)
+
+
+def test_stacking_beyond_newton_uses_lbfgs():
+    """K (m K + 1) above NEWTON_MAX_PARAMETERS (m = 2, K = 32: 2080): the L-BFGS path, still
+    sklearn's LogisticRegression(C=1)."""
+    m, K, n = 2, 32, 160
+    assert K * (m * K + 1) > multiclass.NEWTON_MAX_PARAMETERS
+    R, labels, _ = ensemble(seed=10, m=m, K=K, n=n, labeled=0.7)
+    lab = labels >= 0
+    with jax.enable_x64(True):
+        F = R.reshape(m * K, n)
+        sk = LogisticRegression(C=1.0, tol=1e-12, max_iter=100_000).fit(F[:, lab].T, labels[lab])
+        np.testing.assert_allclose(np.asarray(multiclass.stacking(R, labels)), sk.predict_proba(F.T).T, atol=1e-6)
 
 
 def test_stacking_class_absent_from_the_labels():
