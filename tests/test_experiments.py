@@ -157,3 +157,31 @@ def test_scarce_design_laplace_evidence_matches_quadrature():
     top = joint.max()
     quadrature = top + np.log(np.exp(joint - top).sum() * (h * (s[1] - s[0])) ** 2)
     assert abs(laplace - quadrature) < 0.02, (laplace, quadrature)
+
+
+def test_multiclass_panel_smoke(tmp_path, monkeypatch, capsys):
+    """The K-class panel at smoke size (wine3 at 60 %, 2 splits) with two cheap base
+    models: every baseline scored, every table written, nothing left in float64 mode."""
+    import jax
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+
+    from cfjax import datasets
+
+    monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
+    monkeypatch.setattr(datasets, "base_models", lambda seed=0: {"naive_bayes": GaussianNB(),
+                                                                 "logistic": LogisticRegression(max_iter=1000)})
+    module = _load("multiclass_panel")
+    module.main(["--smoke", "--cache-dir", str(tmp_path / "cache")])
+    out = tmp_path / "multiclass_panel"
+    text = (out / "table.md").read_text()
+    assert text in capsys.readouterr().out
+    for metric in module.TABLE_METRICS:
+        assert f"## {metric}" in text
+    assert "## Summary" in text and "| 60% | log_loss | 1 |" in text
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert len(records) == 2 * 3  # splits x baselines
+    assert {r["method"] for r in records} == {"simple_average", "best_single", "stacking"}
+    assert all(math.isfinite(r[m]) for r in records for m in ("log_loss", "accuracy", "pr_auc", "roc_auc"))
+    assert (out / "results.csv").is_file() and (out / "config.json").is_file()
+    assert not jax.config.jax_enable_x64

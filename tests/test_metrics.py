@@ -262,7 +262,7 @@ def test_registry():
     assert not metrics.higher_is_better("brier") and not metrics.higher_is_better("log_loss")
     assert metrics.get("roc_auc") is metrics.roc_auc
     with pytest.raises(ValueError, match="name"):
-        metrics.higher_is_better("accuracy")
+        metrics.higher_is_better("f1")
     with pytest.raises(ValueError, match="name"):
         metrics.get("f1")
 
@@ -327,3 +327,202 @@ def test_property_matches_sklearn(case):
         if metrics.higher_is_better(name):
             assert 0.0 <= got <= 1.0
         np.testing.assert_allclose(got, sk_metric(name, ys, ss), rtol=1e-9, atol=1e-12)
+
+
+# ----- K classes ---------------------------------------------------------------------------------
+
+MC_NAMES = ["log_loss", "accuracy", "pr_auc", "roc_auc"]
+MC_JIT = {name: jax.jit(fn) for name, fn in metrics.MULTICLASS_METRICS.items()}
+
+
+def mc_case(rng, K, n, kind="continuous"):
+    """Labels with every class, probabilities (K, n) whose columns sum to 1, a mask keeping
+    every class; kind "round" rounds the logits so that scores tie within a class."""
+    y = rng.integers(0, K, n)
+    y[:K] = np.arange(K)
+    logits = rng.normal(size=(K, n)) + 1.5 * (np.arange(K)[:, None] == y[None, :])
+    if kind == "round":
+        logits = np.round(logits)
+    p = np.exp(logits)
+    p /= p.sum(axis=0, keepdims=True)
+    mask = rng.random(n) < 0.7
+    mask[:K] = True
+    return y, p, mask
+
+
+def sk_multiclass(name, y, p, K):
+    """sklearn on an already-masked subset (y (n,), p (K, n))."""
+    if name == "log_loss":
+        return skm.log_loss(y, p.T, labels=list(range(K)))
+    if name == "accuracy":
+        return skm.accuracy_score(y, p.argmax(axis=0))
+    if name == "pr_auc":
+        present = [k for k in range(K) if (y == k).any()]
+        return np.mean([skm.average_precision_score(y == k, p[k]) for k in present])
+    return skm.roc_auc_score(y, p.T, multi_class="ovr", average="macro", labels=list(range(K)))
+
+
+@pytest.mark.parametrize("name", MC_NAMES)
+@pytest.mark.parametrize("kind", ["continuous", "round"])
+def test_multiclass_matches_sklearn(name, kind):
+    rng = np.random.default_rng([MC_NAMES.index(name), len(kind)])
+    with jax.enable_x64(True):
+        for K in (3, 5):
+            y, p, mask = mc_case(rng, K, N, kind)
+            got = MC_JIT[name](jnp.asarray(y), jnp.asarray(p), jnp.asarray(mask))
+            assert got.dtype == jnp.float64
+            np.testing.assert_allclose(float(got), sk_multiclass(name, y[mask], p[:, mask], K), rtol=1e-9)
+
+
+def test_macro_pr_auc_is_sklearns_macro_average():
+    """With every class present, macro_pr_auc is sklearn's average="macro" over the binarised labels."""
+    rng = np.random.default_rng(21)
+    y, p, _ = mc_case(rng, 4, N)
+    with jax.enable_x64(True):
+        want = skm.average_precision_score(np.eye(4)[y], p.T, average="macro")
+        np.testing.assert_allclose(float(MC_JIT["pr_auc"](y, p)), want, rtol=1e-12)
+
+
+def test_multiclass_ties_and_clipping():
+    """Tied probabilities (argmax to the lowest class, as sklearn's predict) and exact 0 / 1."""
+    y = np.array([0, 1, 2, 2, 1, 0])
+    p = np.array([[0.5, 0.5, 0.0, 1 / 3, 0.0, 1.0],
+                  [0.5, 0.5, 0.0, 1 / 3, 1.0, 0.0],
+                  [0.0, 0.0, 1.0, 1 / 3, 0.0, 0.0]])
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(float(MC_JIT["accuracy"](y, p)), skm.accuracy_score(y, p.argmax(0)))
+        assert float(MC_JIT["accuracy"](y, p)) == 4 / 6  # columns 1 and 3: ties go to class 0
+        for name in ["log_loss", "pr_auc", "roc_auc"]:
+            np.testing.assert_allclose(float(MC_JIT[name](y, p)), sk_multiclass(name, y, p, 3), rtol=1e-12)
+        p32 = p.astype(np.float32)
+        np.testing.assert_allclose(float(MC_JIT["log_loss"](y, p32)),
+                                   skm.log_loss(y, p32.T, labels=[0, 1, 2]), rtol=1e-6)
+
+
+def test_class_absent_from_the_mask_is_skipped():
+    """A class with no selected positive: its one-vs-rest AP and AUC are undefined and left out
+    of the macro mean (sklearn warns or raises there); log-loss and accuracy do not care."""
+    rng = np.random.default_rng(22)
+    K = 4
+    y, p, mask = mc_case(rng, K, N)
+    mask = mask & (y != 2)
+    with jax.enable_x64(True):
+        per_class = np.asarray(metrics.one_vs_rest(metrics.average_precision, y, p, mask))
+        assert np.isnan(per_class[2]) and np.isfinite(np.delete(per_class, 2)).all()
+        ys, ps = y[mask], p[:, mask]
+        present = [0, 1, 3]
+        want_ap = np.mean([skm.average_precision_score(ys == k, ps[k]) for k in present])
+        want_auc = np.mean([skm.roc_auc_score(ys == k, ps[k]) for k in present])
+        np.testing.assert_allclose(float(MC_JIT["pr_auc"](y, p, mask)), want_ap, rtol=1e-12)
+        np.testing.assert_allclose(float(MC_JIT["roc_auc"](y, p, mask)), want_auc, rtol=1e-12)
+        np.testing.assert_allclose(float(MC_JIT["log_loss"](y, p, mask)),
+                                   skm.log_loss(ys, ps.T, labels=list(range(K))), rtol=1e-12)
+        # one selected class only: no negative anywhere, so ROC is NaN; AP of that class is 1
+        only = mask & (y == 1)
+        assert np.isnan(float(MC_JIT["roc_auc"](y, p, only)))
+        assert float(MC_JIT["pr_auc"](y, p, only)) == 1.0
+        for name in MC_NAMES:
+            assert np.isnan(float(MC_JIT[name](y, p, np.zeros(N, bool))))
+
+
+@pytest.mark.parametrize("name", MC_NAMES)
+def test_multiclass_masked_entries_never_leak(name):
+    """NaN probabilities and -1 labels (an unlabeled column) outside the mask change nothing."""
+    rng = np.random.default_rng(23)
+    y, p, mask = mc_case(rng, 3, N)
+    clean = MC_JIT[name](y, p, mask)
+    dirty = MC_JIT[name](np.where(mask, y, -1), np.where(mask[None, :], p, np.nan), mask)
+    assert float(dirty) == float(clean)
+
+
+def test_binary_case_agrees_with_the_binary_metrics():
+    """K = 2 on [1 - r, r]: log-loss and ROC-AUC equal the binary ones on r, accuracy is r > 0.5,
+    and the one-vs-rest AP of class 1 is the binary AP."""
+    rng = np.random.default_rng(24)
+    y, s, mask = make_case(rng, N, "round1", masked=True)
+    p = np.stack([1.0 - s, s])
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(float(MC_JIT["log_loss"](y, p, mask)), float(JIT["log_loss"](y, s, mask)),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(float(MC_JIT["roc_auc"](y, p, mask)), float(JIT["roc_auc"](y, s, mask)),
+                                   rtol=1e-12)
+        assert float(MC_JIT["accuracy"](y, p, mask)) == np.mean((s[mask] > 0.5) == y[mask])
+        ap = np.asarray(metrics.one_vs_rest(metrics.average_precision, y, p, mask))
+        np.testing.assert_allclose(ap[1], float(JIT["pr_auc"](y, s, mask)), rtol=1e-12)
+
+
+@jax.jit
+@chex.assert_max_traces(n=1)
+def _mc_per_classifier(y, R, mask):
+    """Every K-class metric of every classifier of R (m, K, n): (4, m), one vmap per metric."""
+    return jnp.stack([jax.vmap(fn, in_axes=(None, 0, None))(y, R, mask) for fn in metrics.MULTICLASS_METRICS.values()])
+
+
+def test_multiclass_vmap_over_classifiers_equals_loop():
+    """The metrics of each classifier of an (m, K, n) ensemble: vmapped, one trace for new values."""
+    for seed in (25, 26):
+        rng = np.random.default_rng(seed)
+        y, _, mask = mc_case(rng, 3, N)
+        R = np.stack([mc_case(rng, 3, N)[1] for _ in range(4)]).astype(np.float32)
+        got = np.asarray(_mc_per_classifier(jnp.asarray(y), jnp.asarray(R), jnp.asarray(mask)))
+        loop = [[float(fn(y, R[u], mask)) for u in range(4)] for fn in metrics.MULTICLASS_METRICS.values()]
+        np.testing.assert_allclose(got, loop, rtol=1e-5)
+
+
+def test_multiclass_registry():
+    assert list(metrics.MULTICLASS_METRICS) == MC_NAMES
+    assert metrics.higher_is_better("accuracy") and not metrics.higher_is_better("log_loss")
+    assert metrics.get_multiclass("pr_auc") is metrics.macro_pr_auc
+    with pytest.raises(ValueError, match="name"):
+        metrics.get_multiclass("brier")
+
+
+@pytest.mark.usefixtures("without_type_checks")
+def test_multiclass_shape_validation():
+    with pytest.raises(ValueError, match="proba"):
+        metrics.accuracy(jnp.zeros(4, int), jnp.zeros(4))
+    with pytest.raises(ValueError, match="K >= 2"):
+        metrics.multiclass_log_loss(jnp.zeros(4, int), jnp.zeros((1, 4)))
+    with pytest.raises(ValueError, match="y_true"):
+        metrics.macro_pr_auc(jnp.zeros(3, int), jnp.zeros((3, 4)))
+    with pytest.raises(ValueError, match="mask"):
+        metrics.macro_roc_auc(jnp.zeros(4, int), jnp.zeros((3, 4)), jnp.ones(5, bool))
+
+
+@jax.jit
+def _all_multiclass(y, p, mask):
+    return jnp.stack([fn(y, p, mask) for fn in metrics.MULTICLASS_METRICS.values()])
+
+
+@st.composite
+def small_multiclass(draw):
+    """K = 3, n <= 10, probabilities from a coarse grid (ties within and across classes), any mask."""
+    n = draw(st.integers(1, N_MAX))
+    y = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
+    w = np.array(draw(st.lists(st.integers(1, 4), min_size=3 * n, max_size=3 * n)), dtype=np.float64)
+    p = w.reshape(3, n) / w.reshape(3, n).sum(axis=0)
+    mask = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    return y, p, mask
+
+
+@given(small_multiclass())
+def test_property_multiclass_matches_sklearn(case):
+    """Padded to N_MAX with masked-out garbage (NaN, label -1): one program for every example.
+    The macro means skip the classes sklearn cannot score; NaN when none is left."""
+    y, p, mask = case
+    pad = N_MAX - len(y)
+    with jax.enable_x64(True):
+        got = np.asarray(_all_multiclass(
+            jnp.asarray(np.concatenate([y, -np.ones(pad, int)])),
+            jnp.asarray(np.concatenate([p, np.full((3, pad), np.nan)], axis=1)),
+            jnp.asarray(np.concatenate([mask, np.zeros(pad, bool)])),
+        ))
+    ys, ps = y[mask], p[:, mask]
+    if not mask.any():
+        assert np.isnan(got).all()
+        return
+    ap = [skm.average_precision_score(ys == k, ps[k]) for k in range(3) if (ys == k).any()]
+    auc = [skm.roc_auc_score(ys == k, ps[k]) for k in range(3) if 0 < (ys == k).sum() < len(ys)]
+    want = [skm.log_loss(ys, ps.T, labels=[0, 1, 2]), skm.accuracy_score(ys, ps.argmax(0)),
+            np.mean(ap), np.mean(auc) if auc else np.nan]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
