@@ -334,8 +334,13 @@ def discriminant_direction(R_hat: jax.Array, labels: jax.Array, mask: jax.Array)
 
 
 def _off_center(theta: PriorTheta) -> jax.Array:
-    """Q = I - c c^T for the unit prior direction c (no gradient through c)."""
-    c = jax.lax.stop_gradient(theta.center)
+    """Q = I - c c^T for the unit prior direction c of theta (no gradient through c)."""
+    return _off_direction(theta.center)
+
+
+def _off_direction(center: jax.Array) -> jax.Array:
+    """Q = I - c c^T for the unit direction c of `center` (no gradient through c)."""
+    c = jax.lax.stop_gradient(center)
     c = c / jnp.maximum(jnp.linalg.norm(c), 1e-30)
     return jnp.eye(c.shape[-1], dtype=c.dtype) - jnp.outer(c, c)
 
@@ -373,14 +378,17 @@ def prior_direction(fixed: Inputs, labels: jax.Array, labeled: jax.Array, weight
 def _prior_exact_fit(theta: PriorTheta, fixed: Inputs, labels, omega, hparams) -> PriorTheta:
     labeled = omega > 0
     center = prior_direction(fixed, labels, labeled, hparams.agg_prior_sml)
-    Q = _off_center(theta._replace(center=center))
-    c = center / jnp.linalg.norm(center)
-    # the prior: deviations from the direction have standard deviation tau = agg_prior; the
-    # scale along it is (nearly) free, so a strong prior still learns how confident to be
-    precision = Q / hparams.agg_prior + 1e-4 * jnp.outer(c, c)
-    w, b = fit_logistic_prior(fixed.R_hat, labels, labeled.astype(fixed.R_hat.dtype), precision,
-                              theta.w, theta.b)
+    w, b = fit_logistic_prior(fixed.R_hat, labels, labeled.astype(fixed.R_hat.dtype),
+                              prior_precision(center, hparams.agg_prior), theta.w, theta.b)
     return PriorTheta(w=w, b=b, center=center)
+
+
+def prior_precision(center: jax.Array, scale: jax.Array) -> jax.Array:
+    """The prior's precision on w (m, m): (I - c c^T) / scale + 1e-4 c c^T for the unit direction
+    c of `center`. Deviations from the direction have standard deviation `scale` (agg_prior);
+    the scale along it is (nearly) free, so a strong prior still learns how confident to be."""
+    c = center / jnp.linalg.norm(center)
+    return _off_direction(center) / scale + 1e-4 * jnp.outer(c, c)
 
 
 prior = register(

@@ -39,18 +39,24 @@ def logistic_loss(
 def _guarded_newton(objective, grad_and_hessian, theta: jax.Array, n_steps: int) -> jax.Array:
     """`n_steps` Newton steps on a convex objective, each keeping the best of the step sizes
     `_STEP_SIZES` (1, 1/2, 1/4, 1/8, 0): the objective never rises, non-finite candidates lose."""
-    steps = jnp.asarray(_STEP_SIZES, theta.dtype)
-
     def newton(theta, _):
-        grad, H = grad_and_hessian(theta)
-        delta = jnp.linalg.solve(H, grad)
-        candidates = theta[None, :] - steps[:, None] * delta[None, :]
-        losses = jax.vmap(objective)(candidates)
-        losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
-        return candidates[jnp.argmin(losses)], None
+        return _newton_step(objective, grad_and_hessian, theta)[0], None
 
     theta, _ = jax.lax.scan(newton, theta, None, length=n_steps)
     return theta
+
+
+def _newton_step(objective, grad_and_hessian, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(theta, objective there) after one guarded Newton step: the best of the step sizes
+    `_STEP_SIZES` along the Newton direction, a non-finite candidate never chosen."""
+    steps = jnp.asarray(_STEP_SIZES, theta.dtype)
+    grad, H = grad_and_hessian(theta)
+    delta = jnp.linalg.solve(H, grad)
+    candidates = theta[None, :] - steps[:, None] * delta[None, :]
+    losses = jax.vmap(objective)(candidates)
+    losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
+    best = jnp.argmin(losses)
+    return candidates[best], losses[best]
 
 
 def fit_logistic(
@@ -145,10 +151,15 @@ def multinomial_proba(
     classes: Bool[ArrayLike, " K"] | None = None,
 ) -> Float[Array, "K n"]:
     """softmax_k(W_k^T f_i + b_k) (K, n); classes outside `classes` (K,) get probability 0."""
+    return jax.nn.softmax(_multinomial_logits(W, b, F, classes), axis=0)
+
+
+def _multinomial_logits(W, b, F, classes) -> jax.Array:
+    """W F + b (K, n), -inf on the rows of classes outside `classes` (None: every class)."""
     z = W @ F + b[:, None]
     if classes is not None:
         z = jnp.where(jnp.asarray(classes)[:, None], z, -jnp.inf)
-    return jax.nn.softmax(z, axis=0)
+    return z
 
 
 def multinomial_loss(
@@ -165,10 +176,7 @@ def multinomial_loss(
     F: (p, n); y: (n,) int in 0..K-1 (read where omega > 0); omega: (n,); `classes` as in
     `multinomial_proba`.
     """
-    z = W @ F + b[:, None]
-    if classes is not None:
-        z = jnp.where(jnp.asarray(classes)[:, None], z, -jnp.inf)
-    logp = jax.nn.log_softmax(z, axis=0)
+    logp = jax.nn.log_softmax(_multinomial_logits(W, b, F, classes), axis=0)
     index = jnp.clip(jnp.asarray(y).astype(jnp.int32), 0, W.shape[0] - 1)
     ce = -jnp.take_along_axis(logp, index[None, :], axis=0)[0]
     ce = jnp.where(omega > 0, ce, 0.0)  # unread columns: their label may be -1
@@ -255,17 +263,11 @@ def fit_multinomial(
         return unpack(_lbfgs(objective, jnp.zeros((K * q,), dtype), 100 * n_steps, tol))
     if solver != "newton":
         raise ValueError(f"solver: expected 'newton' or 'lbfgs', got {solver!r}")
-    steps = jnp.asarray(_STEP_SIZES, dtype)
 
     def newton(carry):
         theta, loss, i, _ = carry
-        grad, H = grad_and_hessian(theta)
-        delta = jnp.linalg.solve(H, grad)
-        candidates = theta[None, :] - steps[:, None] * delta[None, :]
-        losses = jax.vmap(objective)(candidates)
-        losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
-        best = jnp.argmin(losses)
-        return candidates[best], losses[best], i + 1, losses[best] < loss
+        theta, new_loss = _newton_step(objective, grad_and_hessian, theta)
+        return theta, new_loss, i + 1, new_loss < loss
 
     def moving(carry):
         _, _, i, improved = carry

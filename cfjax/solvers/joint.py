@@ -119,13 +119,18 @@ def step(state: JointState, problem: Problem, hparams: Hparams, config: Config) 
     value, grads = jax.value_and_grad(objective)(state.params, problem, hparams, config)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params, value=value)
     params = with_fold_in(optax.apply_updates(state.params, updates), problem, hparams, config)
+    return track_best(state, params, problem, hparams, config)._replace(opt_state=opt_state)
+
+
+def track_best(state: Any, params: Params, problem: Problem, hparams: Hparams, config: Config) -> Any:
+    """`state` (a JointState, or any state with its fields) at the new `params`, with the
+    early-stopping bookkeeping: the best monitored loss so far, its parameters, and the number
+    of steps since it improved."""
     monitor = monitored_loss(params, problem, hparams, config)
     improved = monitor < state.best_monitor
-    best_params = jax.tree.map(lambda b, p: jnp.where(improved, p, b), state.best_params, params)
-    return JointState(
+    return state._replace(
         params=params,
-        opt_state=opt_state,
-        best_params=best_params,
+        best_params=jax.tree.map(lambda b, p: jnp.where(improved, p, b), state.best_params, params),
         best_monitor=jnp.where(improved, monitor, state.best_monitor),
         bad_steps=jnp.where(improved, 0, state.bad_steps + 1),
     )

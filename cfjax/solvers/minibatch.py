@@ -284,7 +284,7 @@ def init(key: jax.Array, problem: Problem, hparams: Hparams, config: Config,
 def epoch(state: MinibatchState, problem: Problem, hparams: Hparams, config: Config) -> MinibatchState:
     """One epoch (joint's `step` under the batch_size option): the batches of a keyed permutation,
     then Y folded in for every column and joint's early-stopping bookkeeping on the epoch."""
-    from cfjax.solvers.joint import monitored_loss
+    from cfjax.solvers.joint import track_best
 
     n = problem.n_instances
     size, steps = batch_size(config, n), steps_per_epoch(config, n)
@@ -293,14 +293,4 @@ def epoch(state: MinibatchState, problem: Problem, hparams: Hparams, config: Con
     trainable, opt_state, _ = run_batches(Trainable(state.params.X, state.params.theta), state.opt_state, problem,
                                           index, scale_of(problem), hparams, config, steps)
     params = _fold_in(trainable, problem, hparams, config)
-    monitor = monitored_loss(params, problem, hparams, config)
-    improved = monitor < state.best_monitor
-    best_params = jax.tree.map(lambda b, p: jnp.where(improved, p, b), state.best_params, params)
-    return MinibatchState(
-        params=params,
-        opt_state=opt_state,
-        best_params=best_params,
-        best_monitor=jnp.where(improved, monitor, state.best_monitor),
-        bad_steps=jnp.where(improved, 0, state.bad_steps + 1),
-        key=key,
-    )
+    return track_best(state, params, problem, hparams, config)._replace(opt_state=opt_state, key=key)
