@@ -54,7 +54,7 @@ from common import provenance, results_dir, write_json
 from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
 
 import cfjax
-from cfjax import baselines, benchmark, datasets, losses, metrics, predict, validation
+from cfjax import aggregators, baselines, benchmark, datasets, metrics, predict, validation
 from cfjax.benchmark import t_interval
 from cfjax.solvers import auto, driver
 from cfjax.solvers.auto import Candidate
@@ -200,15 +200,12 @@ def laplace_log_evidence(F, y, weights, precision, w, b, bias_precision: float =
     return -energy + 0.5 * jnp.linalg.slogdet(prior)[1] - 0.5 * jnp.linalg.slogdet(H)[1]
 
 
-def _prior_evidence(params, problem, config, scale) -> jax.Array:
-    """The Laplace log evidence of a prior-aggregator fit (its precision as in `_prior_exact_fit`)."""
+def _prior_evidence(params, problem, scale) -> jax.Array:
+    """The Laplace log evidence of a prior-aggregator fit: the model its exact fit maximises
+    (every labeled column weighted 1, `aggregators.prior_precision`), at the fit's (w, b)."""
     theta = params.theta
-    c = theta.center / jnp.linalg.norm(theta.center)
-    m = c.shape[0]
-    precision = (jnp.eye(m, dtype=c.dtype) - jnp.outer(c, c)) / scale + 1e-4 * jnp.outer(c, c)
-    R_hat = params.X.T @ params.Y
-    return laplace_log_evidence(R_hat, problem.labels, losses.supervised_weights(problem, config), precision,
-                                theta.w, theta.b)
+    return laplace_log_evidence(params.X.T @ params.Y, problem.labels, problem.labeled.astype(problem.R.dtype),
+                                aggregators.prior_precision(theta.center, scale), theta.w, theta.b)
 
 
 @partial(jax.jit, static_argnames="config")
@@ -217,7 +214,7 @@ def _evidence_fits(key, problem, hparams, config):
 
     def one(scale):
         fit = driver.fit_traced(key, problem, hparams._replace(agg_prior=scale), config)
-        return fit.params, _prior_evidence(fit.params, problem, config, scale)
+        return fit.params, _prior_evidence(fit.params, problem, scale)
 
     return jax.vmap(one)(scales)
 
