@@ -20,6 +20,13 @@ transformation:
   but contains the logit-linear rules, as `attention` does at A = 0): a theta, shaped like
   `template`, whose logit is exactly ``w^T r_hat + b``. With it (or `linear`), `auto` can return a
   logit-linear candidate's fit in this aggregator (`embed_linear`).
+* ``multiclass`` (a flag, default False): the aggregator also combines K-class problems
+  (`cfjax.Problem`'s K-class layout, K >= 3: R_hat has m K rows, row u K + k classifier u's class
+  k). Its init is then called with the keyword ``n_classes=K`` (and m the number of
+  classifiers), its logits are (K, n) (a softmax over classes), and `exact_fit` reads one-hot
+  labels (K, n). `linear` and `from_linear` stay binary: MM-ALS and `auto`'s rewriting of one
+  aggregator's rule in another are binary-only. Aggregators without the flag are refused on
+  K-class problems, with an error that names the ones that take them.
 
 Parameters indexed by the latent dimension (attention's d x d map) must leave the logits
 unchanged when they and the factors are zero-padded to a larger d: `auto` pads every candidate's
@@ -40,7 +47,13 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
-from cfjax.logistic import fit_logistic, fit_logistic_prior
+from cfjax.logistic import (
+    NEWTON_MAX_PARAMETERS,
+    fit_logistic,
+    fit_logistic_prior,
+    fit_multinomial,
+    multinomial_penalty,
+)
 
 __all__ = [
     "AGGREGATORS",
@@ -52,6 +65,7 @@ __all__ = [
     "WeightedTheta",
     "attention",
     "attention_weights",
+    "averaging_direction",
     "discriminant_direction",
     "embed_linear",
     "fit_on_fixed_inputs",
@@ -60,6 +74,7 @@ __all__ = [
     "inputs",
     "logits",
     "mean",
+    "multiclass_names",
     "pad_theta",
     "prior",
     "prior_direction",
@@ -106,13 +121,25 @@ class Aggregator(NamedTuple):
     linear: Linear | None = None
     from_linear: Callable[[Any, jax.Array, jax.Array], Any] | None = None
     description: str = ""
+    multiclass: bool = False
 
 
 def initial_theta(aggregator: Aggregator | str, key: jax.Array, m: int, latent_dim: int, hparams: Any,
-                  dtype: Any) -> Any:
-    """The aggregator's starting parameters for m classifiers and d = `latent_dim` factors."""
+                  dtype: Any, n_classes: int = 2) -> Any:
+    """The aggregator's starting parameters for m classifiers, d = `latent_dim` factors and
+    `n_classes` classes (K >= 3 only for a `multiclass` aggregator)."""
     agg = get(aggregator) if isinstance(aggregator, str) else aggregator
-    return agg.init(key, m, hparams, dtype, latent_dim)
+    if n_classes == 2:
+        return agg.init(key, m, hparams, dtype, latent_dim)
+    if not agg.multiclass:
+        raise ValueError(f"aggregator: {agg.name!r} combines two classes only; for K = {n_classes} "
+                         f"use one of {multiclass_names()}")
+    return agg.init(key, m, hparams, dtype, latent_dim, n_classes=n_classes)
+
+
+def multiclass_names() -> list[str]:
+    """The registered aggregators that take K-class problems."""
+    return sorted(name for name, agg in _REGISTRY.items() if agg.multiclass)
 
 
 def embed_linear(aggregator: Aggregator | str) -> Callable[[Any, jax.Array, jax.Array], Any] | None:
@@ -152,8 +179,9 @@ def logits(
     observed: Bool[ArrayLike, "m n"] | None = None,
     R_hat: Float[Array, "m n"] | None = None,
     from_factors: bool = False,
-) -> Float[Array, " n"]:
-    """The aggregator's logits (n,) for every column of a fit: the one place they are formed.
+) -> Float[Array, "*K n"]:
+    """The aggregator's logits (n,) for every column of a fit, (K, n) for a K-class one: the one
+    place they are formed.
 
     `from_factors` (static): for an aggregator with a `linear` pair and no `R_hat` given, form
     w^T (X^T Y) + b as (X w)^T Y + b, O((m + n) d) instead of an (m, n) reconstruction (equal up
@@ -162,6 +190,8 @@ def logits(
     agg = get(config.aggregator)
     if from_factors and R_hat is None and agg.linear is not None:
         w, b = agg.linear.weights(params.theta)
+        if w.ndim == 2:  # K classes: (W X^T) Y + b, (K, n)
+            return (w @ params.X.T) @ params.Y + b[:, None]
         return (params.X @ w) @ params.Y + b
     return agg.logits(params.theta, inputs(params, observed, R_hat))
 
@@ -177,7 +207,7 @@ def fit_on_fixed_inputs(
     aggregator: Aggregator,
     theta: Any,
     fixed: Inputs,
-    labels: Real[ArrayLike, " n"],
+    labels: Real[ArrayLike, "*K n"],
     omega: Real[ArrayLike, " n"],
     hparams: Any,
     n_steps: int = 200,
@@ -200,7 +230,10 @@ def _lbfgs_fit(aggregator: Aggregator, theta: Any, fixed: Inputs, labels: jax.Ar
 
     def objective(t):
         s = aggregator.logits(t, fixed)
-        ce = -jax.nn.log_sigmoid(jnp.where(labels > 0.5, s, -s))
+        if labels.ndim == 2:  # K classes: one-hot labels, (K, n) logits
+            ce = -jnp.sum(labels * jax.nn.log_softmax(s, axis=0), axis=0)
+        else:
+            ce = -jax.nn.log_sigmoid(jnp.where(labels > 0.5, s, -s))
         return jnp.sum(omega * ce) / total + hparams.agg_l2 * penalty(aggregator, t)
 
     solver = optax.lbfgs()
@@ -241,33 +274,80 @@ def get(name: str) -> Aggregator:
 
 
 class WeightedTheta(NamedTuple):
-    """Parameters of the weighted logistic aggregator: logit_i = w^T r_i + b."""
+    """Parameters of the weighted logistic aggregator: logit_i = w^T r_i + b.
 
-    w: jax.Array  # (m,)
-    b: jax.Array  # ()
+    For K classes the multinomial one: logits_i = W r_i + b, w = W of shape (K, m K), b (K,).
+    """
+
+    w: jax.Array  # (m,), or (K, m K)
+    b: jax.Array  # (), or (K,)
 
 
-def _weighted_init(key: jax.Array, m: int, hparams: Any, dtype: Any, latent_dim: int = 0) -> WeightedTheta:
+def _weighted_init(key: jax.Array, m: int, hparams: Any, dtype: Any, latent_dim: int = 0,
+                   n_classes: int = 2) -> WeightedTheta:
     # 4/m and -2: the first-order logit of the plain mean around p = 1/2, so the initial
-    # predictions rank instances exactly as simple averaging does.
-    return WeightedTheta(w=jnp.full((m,), 4.0 / m, dtype), b=jnp.asarray(-2.0, dtype))
+    # predictions rank instances exactly as simple averaging does. For K classes the same
+    # around p = 1/K: log p_k ~ K p_k + const, so W_k = K/m on class k's rows, the softmax of K
+    # times the mean, which ranks every class as averaging does.
+    if n_classes == 2:
+        return WeightedTheta(w=jnp.full((m,), 4.0 / m, dtype), b=jnp.asarray(-2.0, dtype))
+    return WeightedTheta(w=(n_classes / m) * averaging_direction(m, n_classes, dtype),
+                         b=jnp.zeros((n_classes,), dtype))
+
+
+def _weighted_logits(theta: Any, x: Inputs) -> jax.Array:
+    # theta: WeightedTheta or PriorTheta (the two share the logit)
+    if theta.w.ndim == 2:
+        return theta.w @ x.R_hat + theta.b[:, None]
+    return theta.w @ x.R_hat + theta.b
 
 
 def _weighted_exact_fit(theta: WeightedTheta, fixed: Inputs, labels, omega, hparams) -> WeightedTheta:
+    if labels.ndim == 2:
+        W, b = _fit_softmax(fixed.R_hat, labels, omega, hparams.agg_l2)
+        return WeightedTheta(w=W, b=b)
     w, b = fit_logistic(fixed.R_hat, labels, omega, hparams.agg_l2, theta.w, theta.b)
     return WeightedTheta(w=w, b=b)
+
+
+def _fit_softmax(F: jax.Array, labels: jax.Array, omega: jax.Array, l2: jax.Array, center: jax.Array | None = None,
+                 along: jax.Array | float = 0.0) -> tuple[jax.Array, jax.Array]:
+    """The multinomial logistic fit (`cfjax.logistic.fit_multinomial`, penalty l2 towards the line
+    of `center` when given) on features F (p, n) and one-hot labels (K, n): exact, by Newton steps
+    up to `NEWTON_MAX_PARAMETERS` parameters and L-BFGS beyond. A class no weighted column holds
+    keeps logit -inf's limit: W_k = 0 and a bias far below the others (finite, so the losses stay
+    finite; scikit-learn never predicts it)."""
+    K, (p, _) = labels.shape[0], F.shape
+    seen = labels @ omega > 0
+    solver = "newton" if K * (p + 1) <= NEWTON_MAX_PARAMETERS else "lbfgs"
+    W, b = fit_multinomial(F, jnp.argmax(labels, axis=0), omega, l2, K, seen, solver=solver,
+                           tol=jnp.sqrt(jnp.finfo(F.dtype).eps) * 1e-2, center=center, along=along)
+    return W, jnp.where(seen, b, jnp.min(jnp.where(seen, b, jnp.inf)) - _UNSEEN_CLASS_MARGIN)
+
+
+def averaging_direction(m: int, n_classes: int, dtype: Any) -> jax.Array:
+    """(K, m K): W with W_k = 1 on class k's rows, 0 elsewhere: softmax(s W r_hat) is the softmax
+    of s times the classifiers' summed probabilities, so every W on its line ranks each class as
+    averaging does."""
+    return jnp.tile(jnp.eye(n_classes, dtype=dtype), (1, m))
+
+
+#: How far below every seen class's bias a class without a labeled column is put: e^-30, the
+#: probability 0 of `fit_multinomial`'s masked logit made finite.
+_UNSEEN_CLASS_MARGIN = 30.0
 
 
 weighted = register(
     Aggregator(
         name="weighted",
         init=_weighted_init,
-        logits=lambda theta, x: theta.w @ x.R_hat + theta.b,
+        logits=_weighted_logits,
         penalty=lambda theta: jnp.sum(theta.w**2),
         exact_fit=_weighted_exact_fit,
         linear=Linear(weights=lambda t: (t.w, t.b), with_weights=lambda t, w, b: WeightedTheta(w=w, b=b),
                       penalty_matrix=lambda t: jnp.eye(t.w.shape[-1], dtype=t.w.dtype)),
-        description="sigmoid(w^T r + b), w and b learned",
+        description="sigmoid(w^T r + b), w and b learned; for K classes softmax(W r + b)",
+        multiclass=True,
     )
 )
 
@@ -345,9 +425,11 @@ def _off_direction(center: jax.Array) -> jax.Array:
     return jnp.eye(c.shape[-1], dtype=c.dtype) - jnp.outer(c, c)
 
 
-def _prior_init(key: jax.Array, m: int, hparams: Any, dtype: Any, latent_dim: int = 0) -> PriorTheta:
-    base = _weighted_init(key, m, hparams, dtype)
-    return PriorTheta(w=base.w, b=base.b, center=jnp.ones((m,), dtype))
+def _prior_init(key: jax.Array, m: int, hparams: Any, dtype: Any, latent_dim: int = 0,
+                n_classes: int = 2) -> PriorTheta:
+    base = _weighted_init(key, m, hparams, dtype, latent_dim, n_classes)
+    center = jnp.ones((m,), dtype) if n_classes == 2 else averaging_direction(m, n_classes, dtype)
+    return PriorTheta(w=base.w, b=base.b, center=center)
 
 
 def unsupervised_direction(fixed: Inputs) -> jax.Array:
@@ -377,6 +459,11 @@ def prior_direction(fixed: Inputs, labels: jax.Array, labeled: jax.Array, weight
 
 def _prior_exact_fit(theta: PriorTheta, fixed: Inputs, labels, omega, hparams) -> PriorTheta:
     labeled = omega > 0
+    if labels.ndim == 2:  # K classes: centred on averaging, the same prior on the mean scale
+        weights = labeled.astype(fixed.R_hat.dtype)
+        l2 = 1.0 / (2.0 * hparams.agg_prior * jnp.maximum(jnp.sum(weights), 1.0))
+        W, b = _fit_softmax(fixed.R_hat, labels, weights, l2, theta.center, _PRIOR_ALONG * hparams.agg_prior)
+        return theta._replace(w=W, b=b)
     center = prior_direction(fixed, labels, labeled, hparams.agg_prior_sml)
     w, b = fit_logistic_prior(fixed.R_hat, labels, labeled.astype(fixed.R_hat.dtype),
                               prior_precision(center, hparams.agg_prior), theta.w, theta.b)
@@ -388,15 +475,25 @@ def prior_precision(center: jax.Array, scale: jax.Array) -> jax.Array:
     c of `center`. Deviations from the direction have standard deviation `scale` (agg_prior);
     the scale along it is (nearly) free, so a strong prior still learns how confident to be."""
     c = center / jnp.linalg.norm(center)
-    return _off_direction(center) / scale + 1e-4 * jnp.outer(c, c)
+    return _off_direction(center) / scale + _PRIOR_ALONG * jnp.outer(c, c)
+
+
+#: The prior's precision along its direction, on the summed log-likelihood (nearly free).
+_PRIOR_ALONG = 1e-4
+
+
+def _prior_penalty(theta: PriorTheta) -> jax.Array:
+    if theta.w.ndim == 2:
+        return multinomial_penalty(theta.w, theta.center)
+    return theta.w @ _off_center(theta) @ theta.w
 
 
 prior = register(
     Aggregator(
         name="prior",
         init=_prior_init,
-        logits=lambda theta, x: theta.w @ x.R_hat + theta.b,
-        penalty=lambda theta: theta.w @ _off_center(theta) @ theta.w,
+        logits=_weighted_logits,
+        penalty=_prior_penalty,
         exact_fit=_prior_exact_fit,
         linear=Linear(weights=lambda t: (t.w, t.b), with_weights=lambda t, w, b: t._replace(w=w, b=b),
                       penalty_matrix=_off_center),
@@ -404,8 +501,10 @@ prior = register(
             "sigmoid(w^T r + b) under a Gaussian prior centred on a direction: when fitted exactly "
             "(two_stage), the spectral meta-learner's reliabilities of every column blended with the "
             "diagonal discriminant of the labeled columns (Hparams.agg_prior_sml), averaging "
-            "otherwise; scale Hparams.agg_prior, on the summed log-likelihood"
+            "otherwise; scale Hparams.agg_prior, on the summed log-likelihood. For K classes "
+            "softmax(W r + b), centred on averaging (W_k on class k's rows)"
         ),
+        multiclass=True,
     )
 )
 

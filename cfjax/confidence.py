@@ -48,6 +48,7 @@ class Strategy(NamedTuple):
     learn: Callable[[Problem, Hparams], dict] = lambda problem, hparams: {}
     learns_from_labels: bool = False  # True when `learn` reads the training labels
     description: str = ""
+    multiclass: bool = True  # False: its weights read R as binary predictions (K-class refused)
 
 
 _REGISTRY: dict[str, Strategy] = {}
@@ -101,16 +102,18 @@ def label_aware(problem: Problem, hparams: Hparams) -> jax.Array:
     """The seed's Solution 1 on training columns: y = 1: c (1 + alpha r); y = 0: c (1 + alpha (1 - r)).
 
     Cells that agree with the label weigh more in reconstruction; unlabeled and validation
-    columns (and so every new column at fold-in) keep their base confidence.
+    columns (and so every new column at fold-in) keep their base confidence. For K classes each
+    row is a one-vs-rest prediction of its class (`Problem.row_labels`): y is 1 on the true
+    class's rows.
     """
-    agreement_ = jnp.where(problem.labels[None, :] > 0.5, problem.R, 1.0 - problem.R)
+    agreement_ = jnp.where(problem.row_labels() > 0.5, problem.R, 1.0 - problem.R)
     boost = jnp.where(problem.labeled[None, :], 1.0 + hparams.alpha * agreement_, 1.0)
     return problem.C * boost
 
 
 def _calibration_learn(problem: Problem, hparams: Hparams) -> dict:
     weight = (problem.observed & problem.labeled[None, :]).astype(problem.R.dtype)
-    sq = weight * (problem.R - problem.labels[None, :]) ** 2
+    sq = weight * (problem.R - problem.row_labels()) ** 2
     count = weight.sum(axis=1)
     brier = jnp.where(count > 0, sq.sum(axis=1) / jnp.maximum(count, 1.0), 0.0)
     return {"classifier_weight": 1.0 - brier}
@@ -119,7 +122,8 @@ def _calibration_learn(problem: Problem, hparams: Hparams) -> dict:
 def calibration(problem: Problem, hparams: Hparams) -> jax.Array:
     """Per classifier, 1 - Brier score on its observed training columns (1 if it has none).
 
-    Learned from the training labels: new columns at fold-in get the training weights.
+    Learned from the training labels: new columns at fold-in get the training weights. For K
+    classes per row: the one-vs-rest Brier score of the classifier's class-k probability.
     """
     return problem.C * _calibration_learn(problem, hparams)["classifier_weight"][:, None]
 
@@ -138,9 +142,10 @@ def _stateless(name: str, fn: Callable[[Problem, Hparams], jax.Array]) -> Strate
                     description=fn.__doc__.splitlines()[0])
 
 
-for _name, _fn in (("uniform", uniform), ("certainty", certainty), ("label_aware", label_aware),
-                   ("agreement", agreement)):
+for _name, _fn in (("uniform", uniform), ("certainty", certainty), ("label_aware", label_aware)):
     register(_stateless(_name, _fn))
+# the variance across a column's rows: for K classes they mix classes, so it is binary only
+register(_stateless("agreement", agreement)._replace(multiclass=False))
 
 register(
     Strategy(
@@ -224,6 +229,7 @@ register(
         weights=lambda stats, problem, hparams: problem.C * learned_reliability(stats, problem),
         learn=_reliability_learn,
         learns_from_labels=True,
+        multiclass=False,  # its features read the column's consensus across rows as one class
         description=(
             "c times the learned probability that the classifier is right on the cell (per-classifier "
             "logistic model on the cell's certainty and agreement, cross-fitted on the labeled columns)"

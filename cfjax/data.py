@@ -18,6 +18,7 @@ __all__ = [
     "LOGIT_EPS",
     "PRESETS",
     "Ensemble",
+    "class_index",
     "from_numpy",
     "hold_out",
     "logit_space",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 _R_TOL = 1e-6
+_SUM_TOL = 1e-4  # as cfjax.multiclass: K class probabilities of one prediction sum to 1
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:
@@ -54,7 +56,11 @@ def from_numpy(
 
     Args:
       R: (m, n) probabilities in [0, 1] (values within 1e-6 outside are clipped). NaN marks a
-        missing prediction: that cell is unobserved and gets zero confidence.
+        missing prediction: that cell is unobserved and gets zero confidence. Or (m, K, n): each
+        classifier's K class probabilities per instance (summing to 1 within 1e-4; a missing
+        prediction is NaN in all K), labels then in {0..K-1}. K >= 3 gives the K-class
+        `Problem` (classes as rows, one-hot labels: see `Problem`); K = 2 gives exactly the
+        binary problem of R[:, 1, :], whose fit is the same.
       labels: (n,) with 0 / 1 for labeled instances and NaN or -1 for unlabeled ones.
       confidence: optional (m, n) base confidence, finite and >= 0 (default 1 on observed cells).
         Unobserved cells get 0 whatever is given.
@@ -76,8 +82,11 @@ def from_numpy(
         of the wrong shape, NaN, inf or negative on an observed cell, or zero on a whole column.
     """
     R = _as_float_array(R, "R")
+    if R.ndim == 3:
+        return _from_class_probabilities(R, labels, confidence, validation=validation, dtype=dtype,
+                                         require_labels=require_labels)
     if R.ndim != 2:
-        raise ValueError(f"R: expected a 2-D (m, n) array, got shape {R.shape}")
+        raise ValueError(f"R: expected a 2-D (m, n) array (or (m, K, n) for K classes), got shape {R.shape}")
     m, n = R.shape
     if m < 1:
         raise ValueError(f"R: needs at least one classifier (row), got m={m}")
@@ -153,13 +162,72 @@ def from_numpy(
 
 
 def _check_two_classes(labels01: np.ndarray, mask: np.ndarray, name: str) -> None:
+    """Training columns exist and hold two classes or more (labels (n,) binary or (K, n) one-hot)."""
     if not mask.any():
         raise ValueError(f"{name}: no labeled instance (every label is -1/NaN); supervised methods need labels")
-    classes = np.unique(labels01[mask])
+    classes = np.unique(labels01[mask] if labels01.ndim == 1 else np.argmax(labels01[:, mask], axis=0))
     if classes.size < 2:
-        raise ValueError(
-            f"{name}: labeled instances are all of class {int(classes[0])}; supervised methods need both classes"
-        )
+        need = "both classes" if labels01.ndim == 1 else "at least two classes"
+        raise ValueError(f"{name}: labeled instances are all of class {int(classes[0])}; supervised methods need {need}")
+
+
+def _from_class_probabilities(R: np.ndarray, labels: Any, confidence: Any, *, validation: Any, dtype: Any,
+                              require_labels: bool) -> Problem:
+    """`from_numpy` of an (m, K, n) ensemble: K = 2 as the binary R[:, 1, :], K >= 3 as classes in rows."""
+    m, K, n = R.shape
+    if K < 2:
+        raise ValueError(f"R: an (m, K, n) ensemble needs K >= 2 classes, got K={K}")
+    if np.isinf(R).any():
+        raise ValueError("R: contains infinite values (use NaN for a missing prediction)")
+    missing = np.isnan(R)
+    partial = missing.any(axis=1) & ~missing.all(axis=1)
+    if partial.any():
+        u, i = np.argwhere(partial)[0]
+        raise ValueError(f"R: cell (classifier {u}, instance {i}) is NaN in some classes only; a missing "
+                         "prediction is NaN in all K")
+    sums = np.nansum(R, axis=1)[~missing.all(axis=1)]
+    if sums.size and np.abs(sums - 1.0).max() > _SUM_TOL:
+        raise ValueError(f"R: each classifier's K class probabilities must sum to 1 (within {_SUM_TOL:g}); "
+                         f"found sums in [{sums.min():.6g}, {sums.max():.6g}]")
+    labels = _as_float_array(labels, "labels")
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels: expected shape ({n},) to match R's n={n} columns, got {labels.shape}")
+    if np.isinf(labels).any():
+        raise ValueError("labels: contains infinite values")
+    unlabeled = np.isnan(labels) | (labels == -1)
+    bad = ~unlabeled & ~np.isin(labels, np.arange(K))
+    if bad.any():
+        raise ValueError(f"labels: values must be classes 0..{K - 1}, or -1/NaN for unlabeled; found "
+                         f"{np.unique(labels[bad])[:5].tolist()}")
+    if confidence is not None:
+        confidence = _as_float_array(confidence, "confidence")
+        if confidence.shape != (m, n):
+            raise ValueError(f"confidence: expected shape {(m, n)} (one per classifier and instance), "
+                             f"got {confidence.shape}")
+    if K == 2:  # the class-1 probabilities carry everything: the binary problem itself
+        return from_numpy(R[:, 1, :], labels, confidence, validation=validation, dtype=dtype,
+                          require_labels=require_labels)
+    # classes as rows: the (m K, n) rows are binary "is class k" predictions, each validated as one
+    # (the one-hot labels are set below), and every row of a classifier shares its confidence
+    rows = R.reshape(m * K, n)
+    first = from_numpy(rows, np.zeros(n), None if confidence is None else np.repeat(confidence, K, axis=0),
+                       validation=None, dtype=dtype, require_labels=False)
+    has_label = ~unlabeled
+    if validation is None:
+        valid = np.zeros(n, dtype=bool)
+    else:
+        valid = np.asarray(validation)
+        if valid.shape != (n,) or valid.dtype != bool:
+            raise ValueError(f"validation: expected a bool mask of shape ({n},), got {valid.dtype} {valid.shape}")
+        if (valid & ~has_label).any():
+            raise ValueError("validation: marks columns that have no label")
+    train = has_label & ~valid
+    onehot = np.zeros((K, n))
+    onehot[labels[has_label].astype(int), np.flatnonzero(has_label)] = 1.0
+    if require_labels:
+        _check_two_classes(onehot, train, "labels")
+    return first._replace(labels=jnp.asarray(onehot, first.R.dtype), labeled=jnp.asarray(train),
+                          validation=jnp.asarray(valid))
 
 
 def validate_problem(problem: Problem) -> None:
@@ -170,9 +238,16 @@ def validate_problem(problem: Problem) -> None:
     if C.shape != R.shape or np.asarray(problem.observed).shape != R.shape:
         raise ValueError("problem.C / problem.observed: shapes must equal R's")
     n = R.shape[1]
-    for name in ("labels", "labeled", "validation"):
+    for name in ("labeled", "validation"):
         if np.asarray(getattr(problem, name)).shape != (n,):
             raise ValueError(f"problem.{name}: expected shape ({n},)")
+    labels = np.asarray(problem.labels)
+    if labels.shape != (n,):  # else the K-class layout: one-hot (K, n), R's rows a multiple of K
+        if labels.ndim != 2 or labels.shape[1] != n or labels.shape[0] < 3 or R.shape[0] % labels.shape[0]:
+            raise ValueError(f"problem.labels: expected shape ({n},), or one-hot (K, {n}) with K >= 3 dividing "
+                             f"R's {R.shape[0]} rows, got {labels.shape}")
+        if not (np.isin(labels, (0.0, 1.0)).all() and (labels.sum(axis=0) <= 1).all()):
+            raise ValueError("problem.labels: a K-class problem's labels must be one-hot columns (or all 0)")
     if not (np.isfinite(R).all() and np.isfinite(C).all()):
         raise ValueError("problem.R / problem.C: must be finite (unobserved cells hold 0)")
     if (C < 0).any():
@@ -184,6 +259,13 @@ def validate_problem(problem: Problem) -> None:
 def require_labels(problem: Problem) -> None:
     """Raises unless the training columns of `problem` hold both classes."""
     _check_two_classes(np.asarray(problem.labels), np.asarray(problem.labeled), "labels")
+
+
+def class_index(problem: Problem) -> np.ndarray:
+    """(n,) int on the host: each column's class, 0 where it has no label (binary labels, or the
+    argmax of the K-class one-hot)."""
+    labels = np.asarray(problem.labels)
+    return (labels > 0.5).astype(np.int64) if problem.n_classes == 2 else np.argmax(labels, axis=0)
 
 
 def mask_columns(problem: Problem, columns: Any) -> Problem:
@@ -204,11 +286,11 @@ def hold_out(key: jax.Array, problem: Problem, fraction: float = 0.2) -> Problem
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction: must lie in (0, 1), got {fraction}")
-    labels = np.asarray(problem.labels)
+    labels = class_index(problem)
     train = np.asarray(problem.labeled).copy()
     valid = np.asarray(problem.validation).copy()
     order = np.asarray(jax.random.permutation(key, problem.n_instances))
-    for cls in (0.0, 1.0):
+    for cls in range(problem.n_classes):
         members = order[train[order] & (labels[order] == cls)]
         k = round(fraction * members.size)
         k = min(max(k, 1 if members.size >= 2 else 0), members.size - 1 if members.size >= 2 else 0)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
-__all__ = ["fit_logistic", "fit_logistic_prior", "fit_multinomial", "logistic_loss", "multinomial_loss",
+__all__ = ["NEWTON_MAX_PARAMETERS", "fit_logistic", "fit_logistic_prior", "fit_multinomial", "logistic_loss", "multinomial_loss", "multinomial_penalty",
            "multinomial_proba"]
 
 _STEP_SIZES = (1.0, 0.5, 0.25, 0.125, 0.0)
@@ -170,17 +170,36 @@ def multinomial_loss(
     omega: Real[ArrayLike, " n"],
     l2: Real[ArrayLike, ""],
     classes: Bool[ArrayLike, " K"] | None = None,
+    center: Float[ArrayLike, "K p"] | None = None,
+    along: Real[ArrayLike, ""] = 0.0,
 ) -> Float[Array, ""]:
     """sum_i omega_i CE(y_i, softmax(W f_i + b)) / sum_i omega_i + l2 ||W||_F^2 (b unpenalised).
 
     F: (p, n); y: (n,) int in 0..K-1 (read where omega > 0); omega: (n,); `classes` as in
-    `multinomial_proba`.
+    `multinomial_proba`. With `center` (K, p), the penalty is l2 (||W||^2 - (1 - along) <W, c>^2)
+    for the unit direction c of `center`: deviations from the line through it are penalised, the
+    scale along it only by `along` times as much (`multinomial_penalty`).
     """
     logp = jax.nn.log_softmax(_multinomial_logits(W, b, F, classes), axis=0)
     index = jnp.clip(jnp.asarray(y).astype(jnp.int32), 0, W.shape[0] - 1)
     ce = -jnp.take_along_axis(logp, index[None, :], axis=0)[0]
     ce = jnp.where(omega > 0, ce, 0.0)  # unread columns: their label may be -1
-    return jnp.sum(omega * ce) / jnp.maximum(jnp.sum(omega), 1e-30) + l2 * jnp.sum(W**2)
+    return jnp.sum(omega * ce) / jnp.maximum(jnp.sum(omega), 1e-30) + l2 * multinomial_penalty(W, center, along)
+
+
+def multinomial_penalty(W: jax.Array, center: jax.Array | None = None, along: Real[ArrayLike, ""] = 0.0) -> jax.Array:
+    """||W||_F^2, or with `center`: ||W||^2 - (1 - along) <W, c>^2 for its unit direction c (no
+    gradient through c): the squared distance from the line through `center`, plus `along` times
+    the squared length along it."""
+    if center is None:
+        return jnp.sum(W**2)
+    c = jax.lax.stop_gradient(center / jnp.linalg.norm(center))
+    return jnp.sum(W**2) - (1.0 - along) * jnp.sum(W * c) ** 2
+
+
+#: The largest multinomial problem (K (p + 1) parameters) fitted by Newton steps; beyond it
+#: (stacking on KEEL letter: 6110) each Newton system costs minutes, and L-BFGS takes over.
+NEWTON_MAX_PARAMETERS = 2000
 
 
 def fit_multinomial(
@@ -193,6 +212,8 @@ def fit_multinomial(
     n_steps: int = 30,
     solver: str = "newton",
     tol: Real[ArrayLike, ""] = 1e-10,
+    center: Float[ArrayLike, "K p"] | None = None,
+    along: Real[ArrayLike, ""] = 0.0,
 ) -> tuple[Float[Array, "K p"], Float[Array, " K"]]:
     r"""Multinomial (softmax) L2 logistic regression: minimises `multinomial_loss` over (W, b).
 
@@ -222,6 +243,8 @@ def fit_multinomial(
         stopping when the gradient's norm falls below `tol`; for problems whose Newton system
         (K (p + 1))^2 is too large (KEEL letter: 6110^2).
       tol: the gradient norm at which "lbfgs" stops (traced; unused by "newton").
+      center, along: the penalty towards a line instead of 0 (`multinomial_loss`); traced. The
+        K-class `prior` aggregator's fit (centred on averaging).
 
     Returns:
       W: (K, p), b: (K,).
@@ -244,20 +267,27 @@ def fit_multinomial(
         theta = theta.reshape(K, q)
         return theta[:, :p], theta[:, p]
 
+    # the line of `center` in theta's layout (zero on the intercepts), unit length
+    line = jnp.zeros((K * q,), dtype) if center is None else jnp.concatenate(
+        [jnp.asarray(center, dtype), jnp.zeros((K, 1), dtype)], axis=1).reshape(-1)
+    line = line / jnp.maximum(jnp.linalg.norm(line), 1e-30)
+    toward = 0.0 if center is None else 1.0 - jnp.asarray(along, dtype)
+
     def grad_and_hessian(theta):
         W, b = unpack(theta)
         P = multinomial_proba(W, b, F, present)  # (K, n)
         grad = ((P - Y) * w[None, :]) @ Fa.T  # (K, q)
-        grad = grad.reshape(-1) + 2.0 * l2 * (theta * jnp.tile(is_weight, K))
+        grad = grad.reshape(-1) + 2.0 * l2 * (theta * jnp.tile(is_weight, K) - toward * (line @ theta) * line)
         WP = P * w[None, :]
         diag_blocks = jnp.einsum("an,kn,bn->kab", Fa, WP, Fa)  # (K, q, q)
         Z = (P[:, None, :] * Fa[None, :, :]).reshape(K * q, n)
         H = jnp.einsum("kab,kl->kalb", diag_blocks, eye).reshape(K * q, K * q) - (Z * w[None, :]) @ Z.T
         scale = jnp.max(jnp.diagonal(H))
+        H = H - 2.0 * l2 * toward * jnp.outer(line, line)
         return grad, H + jnp.diag(penalty + 1e-8 * scale)
 
     def objective(theta):
-        return multinomial_loss(*unpack(theta), F, y, omega, l2, present)
+        return multinomial_loss(*unpack(theta), F, y, omega, l2, present, center, along)
 
     if solver == "lbfgs":
         return unpack(_lbfgs(objective, jnp.zeros((K * q,), dtype), 100 * n_steps, tol))

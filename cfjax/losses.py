@@ -57,6 +57,8 @@ __all__ = [
     "loss_parts",
     "reconstruct",
     "reconstruction_parts",
+    "softmax_cross_entropy",
+    "supervised_cross_entropy",
     "supervised_parts",
     "supervised_weights",
     "weighted_squared_error",
@@ -201,16 +203,14 @@ def weighted_squared_error(
 def class_weights(problem: Problem, mask: Bool[ArrayLike, " n"]) -> Float[Array, " n"]:
     """Inverse class-frequency weights omega (n,) over `mask`, 0 outside it.
 
-    omega_i = |L| / (2 |L_{y_i}|), so each class carries half of the total weight.
+    omega_i = |L| / (K |L_{y_i}|), so each class carries 1/K of the total weight (K = 2: half).
     """
     dtype = problem.R.dtype
     maskf = mask.astype(dtype)
-    n_pos = jnp.sum(maskf * problem.labels)
-    n_neg = jnp.sum(maskf) - n_pos
-    total = n_pos + n_neg
-    w_pos = total / (2.0 * jnp.maximum(n_pos, 1.0))
-    w_neg = total / (2.0 * jnp.maximum(n_neg, 1.0))
-    return maskf * jnp.where(problem.labels > 0.5, w_pos, w_neg)
+    onehot = problem.class_indicators().astype(dtype)
+    counts = onehot @ maskf  # (K,) integers, exact in floating point
+    per_class = jnp.sum(counts) / (onehot.shape[0] * jnp.maximum(counts, 1.0))
+    return maskf * (per_class @ onehot)
 
 
 def supervised_weights(
@@ -236,6 +236,34 @@ def cross_entropy(
     signed = jnp.where(labels > 0.5, logits, -logits)  # s_t: the logit of the true class
     nll = -jax.nn.log_sigmoid(signed)
     return jnp.exp(focal_gamma * jax.nn.log_sigmoid(-signed)) * nll
+
+
+def softmax_cross_entropy(
+    labels: Real[ArrayLike, "K n"],
+    logits: Float[ArrayLike, "K n"],
+    focal_gamma: Real[ArrayLike, ""],
+) -> Float[Array, " n"]:
+    """Per-column (focal) K-class cross-entropy from logits (K, n) and one-hot labels (K, n).
+
+    -log p_t times (1 - p_t)^gamma, with log(1 - p_t) the log-sum-exp of the other classes'
+    log-probabilities: finite for every finite logit, as the binary `cross_entropy` (whose
+    K = 2 case this is). A column with no label (all-zero one-hot) gives 0.
+    """
+    logp = jax.nn.log_softmax(logits, axis=0)
+    truth = jnp.asarray(labels) > 0.5
+    nll = -jnp.sum(jnp.where(truth, logp, 0.0), axis=0)
+    log_rest = jax.nn.logsumexp(jnp.where(truth, -jnp.inf, logp), axis=0)  # log(1 - p_t)
+    return jnp.exp(focal_gamma * log_rest) * nll
+
+
+def supervised_cross_entropy(
+    problem: Problem, logits: Float[Array, "*K n"], focal_gamma: Real[ArrayLike, ""]
+) -> Float[Array, " n"]:
+    """Per-column cross-entropy of the problem's labels under `logits`: (n,) logits and the binary
+    `cross_entropy`, or (K, n) logits and `softmax_cross_entropy` for a K-class problem."""
+    if problem.n_classes == 2:
+        return cross_entropy(problem.labels, logits, focal_gamma)
+    return softmax_cross_entropy(problem.labels, logits, focal_gamma)
 
 
 def reconstruction_parts(
@@ -271,7 +299,7 @@ def supervised_parts(
     agg = aggregators.get(config.aggregator)
     logits = aggregators.logits(params, config, observed=problem.observed, R_hat=R_hat, from_factors=True)
     omega = supervised_weights(problem, config, mask)
-    ce_sum = jnp.sum(omega * cross_entropy(problem.labels, logits, hparams.focal_gamma))
+    ce_sum = jnp.sum(omega * supervised_cross_entropy(problem, logits, hparams.focal_gamma))
     sup = ce_sum / jnp.maximum(jnp.sum(omega), 1e-30) + hparams.agg_l2 * aggregators.penalty(agg, params.theta)
     return sup, ce_sum
 

@@ -60,6 +60,7 @@ __all__ = [
     "macro_roc_auc",
     "multiclass_log_loss",
     "one_vs_rest",
+    "pr_auc_of_logits",
     "roc_auc",
 ]
 
@@ -445,3 +446,16 @@ def get_multiclass(name: str) -> Callable[..., jax.Array]:
     if name not in MULTICLASS_METRICS:
         raise ValueError(f"name: unknown K-class metric {name!r}; choose from {sorted(MULTICLASS_METRICS)}")
     return MULTICLASS_METRICS[name]
+
+
+def pr_auc_of_logits(labels: Real[ArrayLike, "*K n"], logits: Float[ArrayLike, "*K n"], mask: _Mask = None
+                     ) -> Float[Array, ""]:
+    """The PR-AUC a fit is monitored and selected by, from a `Problem`'s labels and an
+    aggregator's logits: `average_precision` for binary labels (n,) and logits (n,); for one-hot
+    K-class labels (K, n) and logits (K, n), `macro_pr_auc` of the softmax probabilities (a
+    class's ranking reads its probability, not its logit, whose normaliser differs per column)."""
+    labels = jnp.asarray(labels)
+    if labels.ndim == 1:
+        return average_precision(labels, logits, mask)
+    return macro_pr_auc(jnp.argmax(labels, axis=0), jax.nn.softmax(logits, axis=0), mask)
+

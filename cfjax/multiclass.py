@@ -45,7 +45,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from cfjax import metrics
 from cfjax.baselines import stacking_l2
-from cfjax.logistic import fit_multinomial, multinomial_proba
+from cfjax.logistic import NEWTON_MAX_PARAMETERS, fit_multinomial, multinomial_proba
 
 __all__ = [
     "BASELINES",
@@ -204,11 +204,6 @@ def best_single(
     check_inputs(R, labels, need_labeled=True)
     R, labels = _as_arrays(R, labels)
     return _best_single(R, labels, metric)
-
-
-#: The largest multinomial problem (K (m K + 1) parameters) that stacking fits by Newton steps;
-#: beyond it (KEEL letter: 6110) each Newton system costs minutes, and L-BFGS takes over.
-NEWTON_MAX_PARAMETERS = 2000
 
 
 @jax.jit

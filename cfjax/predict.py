@@ -25,14 +25,17 @@ from cfjax.structs import Config, FitResult, Hparams, Params, Problem
 __all__ = ["fold_in", "fold_in_proba", "logits", "proba"]
 
 
-def logits(params: Params, config: Config, problem: Problem | None = None) -> Float[Array, " n"]:
-    """Aggregator logits for every column of the fit, (n,); `problem` gives the observed mask."""
+def logits(params: Params, config: Config, problem: Problem | None = None) -> Float[Array, "*K n"]:
+    """Aggregator logits for every column of the fit, (n,), or (K, n) for a K-class fit;
+    `problem` gives the observed mask."""
     return aggregators.logits(params, config, None if problem is None else problem.observed)
 
 
-def proba(params: Params, config: Config, problem: Problem | None = None) -> Float[Array, " n"]:
-    """Transductive probabilities for every column of the fit, (n,)."""
-    return jax.nn.sigmoid(logits(params, config, problem))
+def proba(params: Params, config: Config, problem: Problem | None = None) -> Float[Array, "*K n"]:
+    """Transductive probabilities for every column of the fit: (n,) of the positive class, or
+    (K, n) class probabilities (columns summing to 1) for a K-class fit."""
+    z = logits(params, config, problem)
+    return jax.nn.sigmoid(z) if z.ndim == 1 else jax.nn.softmax(z, axis=0)
 
 
 def _fitted_system(fitted: FitResult | Params, config: Config) -> tuple[Params, dict]:
@@ -76,8 +79,8 @@ def fold_in(
 
 def fold_in_proba(
     fitted: FitResult | Params, problem: Problem, hparams: Hparams, config: Config
-) -> Float[Array, " n"]:
-    """Inductive probabilities for the columns of `problem` (n_new,)."""
+) -> Float[Array, "*K n"]:
+    """Inductive probabilities for the columns of `problem` (n_new,), or (K, n_new)."""
     params, _ = _fitted_system(fitted, config)
     Y = fold_in(fitted, problem, hparams, config)
     return proba(params._replace(Y=Y), config, problem)

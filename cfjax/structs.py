@@ -45,6 +45,12 @@ class Problem(NamedTuple):
         monitoring, early stopping and model selection. Disjoint from `labeled`.
 
     Columns in neither mask are the transductive targets: their labels are not in the problem.
+
+    **K classes** (K >= 3, `cfjax.from_numpy` of an (m, K, n) ensemble): the classes are rows.
+    R, C and observed are (m K, n), row u K + k holding classifier u's probability of class k,
+    so every factorization kernel is unchanged and X is (d, m K); labels are one-hot (K, n)
+    (all zero where neither mask is set). `n_classes` tells the two layouts apart from the
+    shapes alone (labels have as many axes as R), so K is static wherever a shape is.
     """
 
     R: Array
@@ -55,8 +61,31 @@ class Problem(NamedTuple):
     validation: Array
 
     @property
+    def n_classes(self) -> int:
+        """K: 2 for the binary layout, labels.shape[-2] for the K-class one."""
+        return self.labels.shape[-2] if self.labels.ndim == self.R.ndim else 2
+
+    def class_indicators(self) -> Array:
+        """(K, n) one-hot class membership of every column: [1 - y; y] for binary labels, the
+        labels themselves for K classes (zero columns where there is no label)."""
+        if self.n_classes == 2:
+            return jnp.stack([1.0 - self.labels, self.labels])
+        return self.labels
+
+    def row_labels(self) -> Array:
+        """The label each row of R predicts, broadcastable to R: y (1, n) for binary; for K
+        classes the one-hot entry of the row's class tiled over the classifiers ((m K, n): row
+        u K + k is a one-vs-rest prediction of class k). What label-reading confidence compares
+        R with."""
+        if self.n_classes == 2:
+            return self.labels[None, :]
+        return jnp.tile(self.labels, (self.R.shape[-2] // self.n_classes, 1))
+
+    @property
     def n_classifiers(self) -> int:
-        return self.R.shape[-2]
+        """m, the base classifiers (R's rows, or its rows over K for K classes)."""
+        rows = self.R.shape[-2]
+        return rows if self.n_classes == 2 else rows // self.n_classes
 
     @property
     def n_instances(self) -> int:

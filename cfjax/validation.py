@@ -18,6 +18,7 @@ __all__ = [
     "check_config",
     "check_fit_inputs",
     "check_hparams",
+    "check_multiclass",
     "check_scalar_hparams",
     "default_latent_dim",
     "resolve_config",
@@ -64,9 +65,11 @@ def check_hparams(hparams: Hparams) -> None:
         )
 
 
-def default_latent_dim(m: int, n: int) -> int:
-    """The latent dimension of `Config(latent_dim=None)`: min(4, m, n)."""
-    return max(1, min(4, m, n))
+def default_latent_dim(m: int, n: int, n_classes: int = 2) -> int:
+    """The latent dimension of `Config(latent_dim=None)`: min(4, m, n) for m rows of R; for K
+    classes min(max(4, K), m K, n), since a rank below K cannot keep K classes apart (on digits
+    at 10 % labeled, stacking on the reconstruction fell from 0.92 accuracy to 0.77 at d = 4)."""
+    return max(1, min(max(4, n_classes), m, n))
 
 
 def resolve_config(config: Config, problem: Problem) -> Config:
@@ -79,7 +82,7 @@ def resolve_config(config: Config, problem: Problem) -> Config:
         raise ValueError(f"config: expected cfjax.Config, got {type(config).__name__}")
     if config.latent_dim is None:
         m, n = np.shape(problem.R)[-2:]
-        return config.replace(latent_dim=default_latent_dim(m, n))
+        return config.replace(latent_dim=default_latent_dim(m, n, problem.n_classes))
     return config
 
 
@@ -155,6 +158,29 @@ def check_config(config: Config, problem: Problem | None = None) -> None:
         m, n = np.shape(problem.R)[-2:]
         if config.latent_dim > min(m, n):
             raise ValueError(f"latent_dim: must be <= min(m, n) = {min(m, n)}, got {config.latent_dim}")
+    if problem is not None and problem.n_classes > 2:
+        check_multiclass(config, problem.n_classes)
+
+
+def check_multiclass(config: Config, n_classes: int) -> None:
+    """Refuses what a K-class problem (K >= 3) cannot be fitted with: a method or an aggregator
+    without K-class support, or minibatches (the epoch's class weights are binary)."""
+    from cfjax import solvers
+
+    methods = [name for name, m in solvers.METHODS.items() if m.multiclass]
+    if not solvers.get(config.method).multiclass:
+        raise ValueError(f"method: {config.method!r} is binary only; a {n_classes}-class problem takes one of "
+                         f"{methods}")
+    if not aggregators.get(config.aggregator).multiclass:
+        raise ValueError(f"aggregator: {config.aggregator!r} combines two classes only; a {n_classes}-class "
+                         f"problem takes one of {aggregators.multiclass_names()}")
+    if not confidence.get(config.confidence).multiclass:
+        names = sorted(name for name, s in confidence.STRATEGIES.items() if s.multiclass)
+        raise ValueError(f"confidence: {config.confidence!r} is binary only; a {n_classes}-class problem takes "
+                         f"one of {names}")
+    if config.option("batch_size") is not None:
+        raise ValueError(f"options batch_size: minibatch training is binary only; fit the {n_classes}-class "
+                         "problem on the full batch")
 
 
 def check_scalar_hparams(hparams: Hparams) -> None:

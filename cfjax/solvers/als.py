@@ -35,5 +35,6 @@ METHOD = register(
         step=als_step,
         description="ALS on the reconstruction alone (rho = 1); aggregator left at its init",
         uses_labels=False,
+        multiclass=True,
     )
 )

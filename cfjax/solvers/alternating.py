@@ -81,6 +81,7 @@ def alternation(
         converges=lambda config: every(config) == 1,
         description=description,
         defaults=defaults,
+        multiclass=True,
     )
 
 

@@ -139,13 +139,15 @@ def stratified_fold_ids(key: jax.Array, labels: jax.Array, labeled: jax.Array, n
 
     Within each class the labeled columns are taken in the order of a keyed permutation and
     dealt round-robin, so every fold holds floor or ceil of (class count / K) of each class
-    (`cfjax.selection.stratified_folds` gives them as validated masks).
+    (`cfjax.selection.stratified_folds` gives them as validated masks). `labels`: binary (n,) or
+    one-hot (C, n) for C classes.
     """
-    n = labels.shape[0]
+    n = labels.shape[-1]
     order = jax.random.permutation(key, n)
     fold = jnp.full((n,), -1, jnp.int32)
-    for positive in (False, True):
-        member = (labeled & ((labels > 0.5) == positive))[order]
+    classes = (labels > 0.5).astype(jnp.int32) if labels.ndim == 1 else jnp.argmax(labels, axis=0)
+    for k in range(2 if labels.ndim == 1 else labels.shape[0]):
+        member = (labeled & (classes == k))[order]
         rank = jnp.cumsum(member.astype(jnp.int32)) - 1
         fold = fold.at[order].set(jnp.where(member, rank % n_folds, fold[order]))
     return fold
@@ -192,7 +194,7 @@ def run_candidate(key: jax.Array, problem: Problem, hparams: Hparams, config: Co
     results = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(labeled, grid)  # (J+1, P)
 
     def score(params: Params, mask: jax.Array) -> jax.Array:
-        return metrics.average_precision(problem.labels, aggregator_logits(params, cfg, problem.observed), mask)
+        return metrics.pr_auc_of_logits(problem.labels, aggregator_logits(params, cfg, problem.observed), mask)
 
     folds_only = jax.tree.map(lambda x: x[:-1], results.params)
     scores = jax.vmap(lambda p, mask: jax.vmap(lambda q: score(q, mask))(p))(folds_only, held)
@@ -222,11 +224,12 @@ def choose(scores: jax.Array, rule: str, z: float, n_folds: int) -> tuple[jax.Ar
     return jnp.argmax(close), mean, se  # the first option within z SE of the best
 
 
-def _as_config_theta(theta: Any, source: str, target: str, m: int, d: int, hparams: Hparams, dtype: Any) -> Any:
+def _as_config_theta(theta: Any, source: str, target: str, problem: Problem, d: int, hparams: Hparams) -> Any:
     """A candidate's theta of aggregator `source` as one of `target` at latent dimension d (the
     largest rank among the candidates), with the same logits: zero-padded when the aggregators
     are the same, else read as (w, b) and embedded (`aggregators.embed_linear`)."""
-    template = aggregators.initial_theta(target, jax.random.key(0), m, d, hparams, dtype)
+    template = aggregators.initial_theta(target, jax.random.key(0), problem.n_classifiers, d, hparams,
+                                         problem.R.dtype, n_classes=problem.n_classes)
     if source == target:
         return aggregators.pad_theta(theta, template)
     w, b = aggregators.get(source).linear.weights(theta)
@@ -247,7 +250,7 @@ def combine(runs: tuple[CandidateRun, ...], problem: Problem, hparams: Hparams, 
             params = full.params._replace(
                 X=jnp.pad(full.params.X, ((0, d_max - cfg.latent_dim), (0, 0))),
                 Y=jnp.pad(full.params.Y, ((0, d_max - cfg.latent_dim), (0, 0))),
-                theta=_as_config_theta(full.params.theta, cfg.aggregator, config.aggregator, m, d_max, hparams, dtype),
+                theta=_as_config_theta(full.params.theta, cfg.aggregator, config.aggregator, problem, d_max, hparams),
             )
             fits.append(full._replace(params=params))
     scores = jnp.concatenate([run.scores.T for run in runs], axis=0)  # (O, J)
@@ -379,5 +382,6 @@ METHOD = register(
             "aggregator on R and on the base logits, and fold-in joint at latent_dim"
         ),
         defaults=(("lam", 0.01),),
+        multiclass=True,
     )
 )

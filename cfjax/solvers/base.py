@@ -16,7 +16,8 @@ validation iterate), ``stop(state, config) -> bool`` (early stopping), ``converg
 the method fixes, e.g. MM-ALS's focal_gamma = 0) and ``check_config(config)`` (host-side
 validation of the options it reads); ``batches`` says whether it trains on batches of columns
 (`Config.options` ``batch_size``: fold-in joint, `cfjax.solvers.minibatch`); every other method
-refuses that option, as its step needs every column at once. One driver (`cfjax.solvers.driver`) runs every such
+refuses that option, as its step needs every column at once; ``multiclass`` says whether it
+takes K-class problems (`cfjax.Problem`'s K-class layout). One driver (`cfjax.solvers.driver`) runs every such
 method: the scan, the history, convergence, early stopping, warm starts, progress and
 checkpoints.
 
@@ -70,6 +71,7 @@ class Method(NamedTuple):
     uses_labels: bool = True
     defaults: tuple = ()
     batches: bool = False
+    multiclass: bool = False
 
     def hparams(self, **overrides: Any) -> Hparams:
         """`Hparams.create` with this method's defaults, then `overrides`."""
@@ -147,7 +149,7 @@ def initial_params(key: jax.Array, problem: Problem, hparams: Hparams, config: C
     budget goes to what the objective adds, not to leaving a random start. "random": keyed
     N(0, init_scale^2) entries. The aggregator starts from its own `init`.
     """
-    m, n = problem.R.shape
+    m, n = problem.R.shape  # m K rows for K classes: the factorization does not see the class axis
     d = config.latent_dim
     dtype = problem.R.dtype
     if config.init == "svd":
@@ -159,5 +161,6 @@ def initial_params(key: jax.Array, problem: Problem, hparams: Hparams, config: C
     else:
         raise ValueError(f"config.init: unknown {config.init!r}; choose 'svd' or 'random'")
     # fold_in keeps the factors' draws what they were before aggregators took a key
-    theta = aggregators.initial_theta(config.aggregator, jax.random.fold_in(key, 1), m, d, hparams, dtype)
+    theta = aggregators.initial_theta(config.aggregator, jax.random.fold_in(key, 1), problem.n_classifiers, d,
+                                      hparams, dtype, n_classes=problem.n_classes)
     return Params(X=X.astype(dtype), Y=Y.astype(dtype), theta=theta)

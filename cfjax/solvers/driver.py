@@ -73,11 +73,12 @@ def prepare(problem: Problem, hparams: Hparams, config: Config, stats: Any = Non
 
 
 def _validation_score(params: Params, problem: Problem, config: Config) -> jax.Array:
-    """PR-AUC on the validation columns; NaN (and no sort over n) when there are none."""
+    """PR-AUC on the validation columns (macro one-vs-rest for K classes); NaN (and no sort over
+    n) when there are none."""
 
     def score():
-        return metrics.average_precision(problem.labels, aggregator_logits(params, config, problem.observed),
-                                         problem.validation)
+        return metrics.pr_auc_of_logits(problem.labels, aggregator_logits(params, config, problem.observed),
+                                        problem.validation)
 
     return jax.lax.cond(jnp.any(problem.validation), score, lambda: jnp.full((), jnp.nan, problem.R.dtype))
 

@@ -35,5 +35,6 @@ METHOD = register(
         step=als_step,
         finalize=fit_aggregator,
         description="ALS to convergence, then the aggregator fitted exactly (Newton)",
+        multiclass=True,
     )
 )
