@@ -10,7 +10,10 @@ A strategy (`Strategy`) is two pure functions:
   (`cfjax.predict.fold_in`), so inductive prediction solves the same system as training.
 
 Every strategy rescales the problem's base confidence `problem.C`, so unobserved cells (C = 0)
-stay at 0 whatever the strategy. `Config.confidence` names one; `register` adds one.
+stay at 0 whatever the strategy. `Config.confidence` names one; `register` adds one. A strategy
+with ``multiclass=True`` also weighs the rows of a K-class problem (`cfjax.Problem`: row
+u K + k is classifier u's probability of class k, a one-vs-rest prediction whose label is
+`Problem.row_labels`); the others are refused on K-class problems.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class Strategy(NamedTuple):
     learn: Callable[[Problem, Hparams], dict] = lambda problem, hparams: {}
     learns_from_labels: bool = False  # True when `learn` reads the training labels
     description: str = ""
-    multiclass: bool = True  # False: its weights read R as binary predictions (K-class refused)
+    multiclass: bool = False  # True: its weights also hold for K-class problems' class rows
 
 
 _REGISTRY: dict[str, Strategy] = {}
@@ -137,15 +140,15 @@ def agreement(problem: Problem, hparams: Hparams) -> jax.Array:
     return problem.C * jnp.maximum(1.0 - 4.0 * var, hparams.certainty_floor)[None, :]
 
 
-def _stateless(name: str, fn: Callable[[Problem, Hparams], jax.Array]) -> Strategy:
+def _stateless(name: str, fn: Callable[[Problem, Hparams], jax.Array], multiclass: bool = True) -> Strategy:
     return Strategy(name=name, weights=lambda stats, problem, hparams: fn(problem, hparams),
-                    description=fn.__doc__.splitlines()[0])
+                    description=fn.__doc__.splitlines()[0], multiclass=multiclass)
 
 
 for _name, _fn in (("uniform", uniform), ("certainty", certainty), ("label_aware", label_aware)):
     register(_stateless(_name, _fn))
 # the variance across a column's rows: for K classes they mix classes, so it is binary only
-register(_stateless("agreement", agreement)._replace(multiclass=False))
+register(_stateless("agreement", agreement, multiclass=False))
 
 register(
     Strategy(
@@ -154,6 +157,7 @@ register(
         learn=_calibration_learn,
         learns_from_labels=True,
         description=calibration.__doc__.splitlines()[0],
+        multiclass=True,
     )
 )
 
@@ -228,8 +232,7 @@ register(
         name="learned",
         weights=lambda stats, problem, hparams: problem.C * learned_reliability(stats, problem),
         learn=_reliability_learn,
-        learns_from_labels=True,
-        multiclass=False,  # its features read the column's consensus across rows as one class
+        learns_from_labels=True,  # binary only: its features read a column's rows as one class
         description=(
             "c times the learned probability that the classifier is right on the cell (per-classifier "
             "logistic model on the cell's certainty and agreement, cross-fitted on the labeled columns)"

@@ -259,8 +259,9 @@ class History(NamedTuple):
     """Per-iteration trace of a fit, each field of shape (max_iter,).
 
     Iterations after the loop stopped (early stopping, convergence) repeat the last value.
-    `valid_pr_auc` is the PR-AUC on the problem's validation columns; NaN when the problem
-    has no validation columns of both classes (undefined, as scikit-learn would refuse).
+    `valid_pr_auc` is the PR-AUC on the problem's validation columns (for K classes the macro
+    one-vs-rest PR-AUC of the class probabilities); NaN when the problem has no validation
+    columns of both classes (undefined, as scikit-learn would refuse).
     """
 
     total: Array
