@@ -134,7 +134,10 @@ def test_auto_uses_lapack_above_unroll_limit_and_still_matches():
 def test_auto_dispatch(d, rows, want):
     F = jax.ShapeDtypeStruct((d, 3), jnp.float32)
     RC = jax.ShapeDtypeStruct((rows, 3), jnp.float32)
-    jaxpr = jax.make_jaxpr(lambda F, R, C: ridge.solve_rows(F, R, C, 0.1))(F, RC, RC)
+    # a (zero) rank-one term: no shared-Gram branch (one dense Cholesky, `solve_shared`) beside the
+    # per-row back-end whose choice this checks
+    extras = dict(extra_gram_scale=jnp.zeros((rows,)), extra_gram_vec=jnp.zeros((d,)))
+    jaxpr = jax.make_jaxpr(lambda F, R, C: ridge.solve_rows(F, R, C, 0.1, **extras))(F, RC, RC)
     names = _primitive_names(jaxpr.jaxpr)
     assert ("cholesky" in names) == (want == "lapack")
     assert any(name.startswith("custom_vjp_call") for name in names) == (want == "looped")
@@ -493,3 +496,29 @@ def test_validation_names_the_argument(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         ridge.solve_rows(**args)
+
+
+@pytest.mark.parametrize("layout", ["uniform", "per_classifier"])
+def test_one_shared_gram_when_the_confidence_does_not_vary(layout):
+    """Complete data under uniform confidence (or any C constant along the solved axis): every
+    system has the same Gram, factorised once (`solve_shared`); the same solutions as the loop,
+    and the same gradient through update_Y as finite differences (fold-in joint differentiates it)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(5)
+        d, m, n = 4, 6, 120
+        X, Y, R = rng.normal(size=(d, m)), rng.normal(size=(d, n)), rng.random((m, n))
+        per_row = np.ones((m, 1)) if layout == "uniform" else rng.random((m, 1)) + 0.5
+        C_cols = np.repeat(per_row, n, axis=1)  # every instance's system: X diag(c) X^T
+        C_rows = np.repeat(rng.random((1, n)) + 0.5 if layout != "uniform" else np.ones((1, n)), m, axis=0)
+        for chunk in (0, 50):
+            Y_fast = ridge.update_Y(X, R, C_cols, 0.1, chunk_size=chunk)
+            X_fast = ridge.update_X(Y, R, C_rows, 0.1, chunk_size=chunk)
+            np.testing.assert_allclose(np.asarray(Y_fast), np_update_Y(X, R, C_cols, 0.1), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(np.asarray(X_fast), np_update_X(Y, R, C_rows, 0.1), rtol=1e-10, atol=1e-12)
+        f = lambda X: jnp.sum(ridge.update_Y(X, R, C_cols, 0.1) ** 2)
+        grad = np.asarray(jax.grad(f)(jnp.asarray(X)))
+        for a, u in ((0, 0), (2, 3), (3, 5)):
+            e = np.zeros((d, m))
+            e[a, u] = 1e-6
+            assert grad[a, u] == pytest.approx((float(f(X + e)) - float(f(X - e))) / 2e-6, rel=1e-6)
+

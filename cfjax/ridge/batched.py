@@ -44,7 +44,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Real
 
-from cfjax.ridge.cholesky import METHODS, jitter, packed_index, pairs, solve_packed
+from cfjax.ridge.cholesky import METHODS, jitter, packed_index, pairs, solve_packed, solve_shared
 
 __all__ = [
     "CHUNK_BYTES",
@@ -161,8 +161,9 @@ def gram_packed(
     )
 
 
-def _finish(G, rhs, lam, scale, vec, extra_rhs, method):
-    """Z (d, rows) from packed Grams G (d(d+1)/2, rows) and right-hand sides (d, rows)."""
+def _finish(G, rhs, lam, scale, vec, extra_rhs, method, shared: bool = False):
+    """Z (d, rows) from packed Grams G (d(d+1)/2, rows) and right-hand sides (d, rows); with
+    `shared` (static), G is (d(d+1)/2, 1), one Gram for every row (`solve_shared`)."""
     d = rhs.shape[0]
     dtype = G.dtype
     # A 0/1 mask over the packed entries rather than a scatter/gather on the diagonal: it
@@ -177,7 +178,17 @@ def _finish(G, rhs, lam, scale, vec, extra_rhs, method):
         rhs = rhs + extra_rhs
     mean_diag = jnp.matmul(jnp.asarray(on_diag / d, dtype), G, precision=_HIGHEST)
     floor = jitter(dtype) * mean_diag + jnp.finfo(dtype).tiny
+    if shared:
+        return solve_shared(G[:, 0], rhs, floor[0])
     return solve_packed(G, rhs, floor, method)
+
+
+def _shared_weights(W: jax.Array, axis: int) -> jax.Array:
+    """Whether every slice of W (a confidence) along `axis` is the same: then every row's Gram is
+    the same matrix, factorised once (`solve_shared`). Complete data under uniform confidence
+    (the default) is the common case; the check is one pass over W."""
+    first = lax.slice_in_dim(W, 0, 1, axis=axis)
+    return jnp.all(W == first)
 
 
 def _solve_instances(F, Rt, Ct, lam, scale, vec, erhs, chunk_size, method):
@@ -195,7 +206,20 @@ def _solve_instances(F, Rt, Ct, lam, scale, vec, erhs, chunk_size, method):
         rhs = jnp.matmul(F, C_c * R_c, precision=_HIGHEST)
         return _finish(G, rhs, lam, scale_c, vec, erhs_c, method)
 
-    chunk = _resolve_chunk(chunk_size, d, rows, KR.dtype)
+    def shared():
+        G = jnp.matmul(KR, Ct[:, :1], precision=_HIGHEST)  # the one Gram
+        rhs = jnp.matmul(F, Ct * Rt, precision=_HIGHEST)
+        return _finish(G, rhs, lam, None, None, erhs, method, shared=True)
+
+    if scale is None:  # rows differ only through C: one Gram when C's rows (batch-last: columns) agree
+        return lax.cond(_shared_weights(Ct, axis=1), shared,
+                        lambda: _solve_per_row(one, Rt, Ct, scale, erhs, d, rows, KR.dtype, chunk_size))
+    return _solve_per_row(one, Rt, Ct, scale, erhs, d, rows, KR.dtype, chunk_size)
+
+
+def _solve_per_row(one, Rt, Ct, scale, erhs, d, rows, dtype, chunk_size):
+    """`one` on every row's system, in chunks of rows under `lax.map` (see `_solve_instances`)."""
+    chunk = _resolve_chunk(chunk_size, d, rows, dtype)
     if chunk >= rows:
         return one(Rt, Ct, scale, erhs)
     n_chunks, starts = _chunk_starts(rows, chunk)
@@ -352,6 +376,21 @@ def update_X(
             G = jnp.matmul(_khatri_rao_packed(Y_c), C_c.T, precision=_HIGHEST)
             return G, jnp.matmul(Y_c, (C_c * R_c).T, precision=_HIGHEST)
 
+        if scale is None:  # every classifier's Gram is the same when C's rows agree: form and factor one
+            def shared():
+                def first_gram(Y_c, W_c):
+                    C_c, R_c = W_c
+                    return (jnp.matmul(_khatri_rao_packed(Y_c), C_c[:1].T, precision=_HIGHEST),
+                            jnp.matmul(Y_c, (C_c * R_c).T, precision=_HIGHEST))
+
+                G, rhs = _reduce_over_instances(Y, (C, R), chunk_size, first_gram)
+                return _finish(G, rhs, lam, None, None, erhs, method, shared=True)
+
+            def per_row():
+                G, rhs = _reduce_over_instances(Y, (C, R), chunk_size, contributions)
+                return _finish(G, rhs, lam, scale, vec, erhs, method)
+
+            return lax.cond(_shared_weights(C, axis=0), shared, per_row)
         G, rhs = _reduce_over_instances(Y, (C, R), chunk_size, contributions)
     return _finish(G, rhs, lam, scale, vec, erhs, method)
 

@@ -38,6 +38,7 @@ __all__ = [
     "pairs",
     "resolve_method",
     "solve_packed",
+    "solve_shared",
     "sym_index",
 ]
 
@@ -221,6 +222,21 @@ def _cholesky_solve_lapack(G: jax.Array, b: jax.Array, floor: jax.Array) -> jax.
 
     L = lax.cond(jnp.any(bad), refactor, lambda L: L, L)
     return solve(L)
+
+
+def solve_shared(G: jax.Array, b: jax.Array, floor: jax.Array) -> jax.Array:
+    """Solve G x_j = b_j for every column of b with ONE packed SPD matrix G (d(d+1)/2,): one
+    Cholesky factorisation (re-factored with `floor` on the diagonal if it is not finite, as the
+    lapack path does per row) and two triangular solves with all right-hand sides. b: (d, rows);
+    floor: scalar. Differentiable by autodiff (the triangular solves' own rules)."""
+    d = b.shape[0]
+    sym = np.array([[packed_index(a, c) for c in range(d)] for a in range(d)])
+    A = G[sym]
+    L = jnp.linalg.cholesky(A)
+    L = lax.cond(jnp.all(jnp.isfinite(L)), lambda L: L,
+                 lambda L: jnp.linalg.cholesky(A + floor * jnp.eye(d, dtype=A.dtype)), L)
+    z = lax.linalg.triangular_solve(L, b, left_side=True, lower=True)
+    return lax.linalg.triangular_solve(L, z, left_side=True, lower=True, transpose_a=True)
 
 
 def resolve_method(method: str, d: int, rows: int) -> str:
