@@ -22,6 +22,7 @@ __all__ = [
     "aggregator_weights",
     "attention_by_region",
     "auto_choice",
+    "confusion",
     "heatmaps",
     "latent_scatter",
     "loss_curves",
@@ -152,6 +153,82 @@ def rho_sweep(
     ax.set_xlabel(r"$\rho$")
     ax.set_ylabel(metric)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    return _finish(fig, path)
+
+
+def confusion(
+    y_true: Any,
+    proba: Any,
+    mask: Any = None,
+    classes: Sequence[Any] | None = None,
+    ax: Any = None,
+    path: str | os.PathLike | None = None,
+):
+    r"""The row-normalised confusion matrix of K-class predictions, as a heat map: the per-class
+    view of a K-class fit.
+
+    Cell (j, k) is the share of the selected instances of true class j whose most probable
+    class is k (the argmax of `proba`, ties to the lower index as `cfjax.metrics.accuracy`), so
+    each row sums to 1 and the diagonal holds each class's recall; scikit-learn's
+    `confusion_matrix(y, proba.argmax(0), labels=range(K), normalize="true")`. Each cell is
+    annotated with its share; the row labels give each true class's count, and a class with no
+    selected instance has a blank row. The title gives the accuracy.
+
+    Args:
+      y_true: (n,) int true classes in 0..K-1 (anything, e.g. -1, where `mask` is False).
+      proba: (K, n) class probabilities, a column per instance, as `cfjax.proba` of a K-class
+        fit (the estimator's (n, K) `predict_proba` transposed); or (n,) probabilities of class
+        1 of a binary fit, read as K = 2.
+      mask: optional (n,) bool, the instances to count (e.g. the test columns); default all.
+      classes: optional K names of the classes (default 0..K-1).
+    """
+    p = np.asarray(proba, np.float64)
+    if p.ndim == 1:
+        p = np.stack([1.0 - p, p])
+    if p.ndim != 2 or p.shape[0] < 2:
+        raise ValueError(f"proba: expected (K, n) class probabilities or (n,) of class 1, got shape {p.shape}")
+    K, n = p.shape
+    y = np.asarray(y_true)
+    if y.shape != (n,):
+        raise ValueError(f"y_true: expected shape ({n},) to match proba's {n} columns, got {y.shape}")
+    keep = np.ones(n, bool) if mask is None else np.asarray(mask)
+    if keep.shape != (n,) or keep.dtype != bool:
+        raise ValueError(f"mask: expected a bool mask of shape ({n},), got {keep.dtype} {keep.shape}")
+    if not keep.any():
+        raise ValueError("mask: selects no instance")
+    y = y[keep]
+    if not np.issubdtype(y.dtype, np.number):
+        raise ValueError(f"y_true: expected int classes 0..{K - 1}, got dtype {y.dtype}")
+    bad = ~np.isin(y, np.arange(K))
+    if bad.any():
+        raise ValueError(f"y_true: selected entries must be classes 0..{K - 1}, found {np.unique(y[bad])[:5].tolist()}")
+    if not np.isfinite(p[:, keep]).all():
+        raise ValueError("proba: selected columns must be finite")
+    names = [str(c) for c in (range(K) if classes is None else classes)]
+    if len(names) != K:
+        raise ValueError(f"classes: expected {K} names, one per row of proba, got {len(names)}")
+    predicted = np.argmax(p[:, keep], axis=0)
+    counts = np.zeros((K, K))
+    np.add.at(counts, (y.astype(int), predicted), 1.0)
+    totals = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = counts / totals[:, None]  # NaN rows: no instance of that class
+    size = 1.2 + 0.55 * K
+    fig, ax = _figure_and_ax(ax, (size + 1.6, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for j in range(K):
+        for k in range(K):
+            if np.isfinite(shares[j, k]):
+                ax.text(k, j, f"{shares[j, k]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if shares[j, k] > 0.6 else "black")
+    long = max(map(len, names)) > 3
+    ax.set_xticks(range(K), names, rotation=45 if long else 0, ha="right" if long else "center")
+    ax.set_yticks(range(K), [f"{name} (n={int(t)})" for name, t in zip(names, totals)])
+    ax.set_xlabel("predicted class (most probable)")
+    ax.set_ylabel("true class")
+    accuracy = float(np.trace(counts) / counts.sum())
+    ax.set_title(f"accuracy {accuracy:.3f} on {int(counts.sum())} instances", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label("share of the true class")
     return _finish(fig, path)
 
 
