@@ -236,7 +236,7 @@ def test_benchmark_no_applicable_pair_exits_2(tmp_path, capsys):
 def k_class_npz(tmp_path_factory):
     from tests.test_multiclass import ensemble
 
-    R, labels, y = ensemble(6, n=48, missing=0.1)
+    R, labels, _ = ensemble(6, n=48, missing=0.1)
     path = tmp_path_factory.mktemp("cli_k") / "ens3.npz"
     np.savez(path, R=R, labels=labels)
     return path, R, labels

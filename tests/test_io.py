@@ -166,6 +166,7 @@ def test_k_class_fit_and_sweep_round_trip(aggregator, tmp_path):
     loaded, config2, hparams2 = io.load(io.save(tmp_path / "k", result, config, hparams))
     _assert_tree_equal(loaded, result._replace(state=None))
     assert config2 == config and loaded.params.theta.b.shape == (3,)
+    _assert_tree_equal(hparams2, hparams)
     proba = cfjax.proba(loaded.params, config2)
     assert proba.shape == (3, 40)
     np.testing.assert_array_equal(np.asarray(proba), np.asarray(cfjax.proba(result.params, config)))

@@ -219,6 +219,17 @@ def test_x_layout_is_hstacked_predict_proba(k_data):
     np.testing.assert_array_equal(X, np.hstack([R[u].T for u in range(R.shape[0])]))
 
 
+@pytest.mark.slow  # auto on K classes: its candidates compile (~1 min cold)
+def test_k_class_default_is_the_library_default_pipeline(k_data):
+    """CFEnsembleClassifier() on (n, m K) X and cfjax.fit(key, from_numpy(R, labels)): the same fit."""
+    R, X, labels, _ = k_data
+    est = CFEnsembleClassifier().fit(X, labels)
+    direct = cfjax.fit(jax.random.key(0), cfjax.from_numpy(R, labels))
+    assert est.config_.method == "auto"
+    np.testing.assert_array_equal(est.transductive_proba_,
+                                  np.asarray(cfjax.proba(direct.params, est.config_), np.float64).T)
+
+
 def test_k_class_fit_matches_the_library(k_data):
     R, X, labels, _ = k_data
     est = CFEnsembleClassifier(rho=0.3, **SMALL).fit(X, labels)
