@@ -248,6 +248,10 @@ def _curve_inputs(y_true: Any, probas: Mapping[str, Any], mask: Any):
     out = {}
     for name, p in probas.items():
         p = np.asarray(p, np.float64)
+        if p.ndim == 2 and p.shape[1:] == y.shape:
+            raise ValueError(f"probas[{name!r}]: {p.shape} reads as the class probabilities of a {p.shape[0]}-class "
+                             "fit; these curves are binary: draw plots.confusion(y_true, proba), or one class k "
+                             "against the rest (y_true == k, proba[k])")
         if p.shape != y.shape:
             raise ValueError(f"probas[{name!r}]: expected shape {y.shape}, got {p.shape}")
         out[name] = p[keep]
@@ -341,10 +345,15 @@ def heatmaps(
     label switches from 0 to 1 inside a block whose labels are known. Unobserved cells are
     blank in R and in the residual.
 
+    A K-class problem's rows are its (classifier, class) pairs, row u K + k; its columns are
+    ordered by class (0..K-1) and then by the predicted probability of that class (of the most
+    probable class where the label is not known), with a dotted line at each change of class.
+
     Args:
-      problem: the fitted `Problem` (m, n).
+      problem: the fitted `Problem` (m, n), or (m K, n) for K classes.
       params: the fit's `Params` (X (d, m), Y (d, n)).
-      y_true: optional (n,) labels of every column, used to order the unlabeled block.
+      y_true: optional (n,) labels of every column (0..K-1 for K classes), used to order the
+        unlabeled block.
       config: for the aggregator of the predicted probability; default: inferred from theta.
     """
     plt = _pyplot()
@@ -355,12 +364,21 @@ def heatmaps(
         raise ValueError(f"params: reconstruction has shape {R_hat.shape}, problem.R has {R.shape}")
     score = np.asarray(proba(params, _aggregator_of(params, config)), np.float64)
     labeled = np.asarray(problem.labeled) | np.asarray(problem.validation)
-    label = np.where(labeled, np.asarray(problem.labels, np.float64), -1.0)
+    n_classes = problem.n_classes
+    if n_classes == 2:
+        label = np.where(labeled, np.asarray(problem.labels, np.float64), -1.0)
+    else:
+        label = np.where(labeled, np.argmax(np.asarray(problem.labels), axis=0), -1).astype(np.float64)
     if y_true is not None:
         y_true = np.asarray(y_true, np.float64)
         if y_true.shape != label.shape:
             raise ValueError(f"y_true: expected shape {label.shape}, got {y_true.shape}")
         label = np.where(labeled, label, y_true)
+    if n_classes > 2:  # the probability of the column's class, or of its most probable one
+        if not np.isin(label, np.arange(-1, n_classes)).all():
+            raise ValueError(f"y_true: expected classes 0..{n_classes - 1}")
+        known = np.where(label >= 0, label, np.argmax(score, axis=0)).astype(int)
+        score = score[known, np.arange(score.shape[1])]
     # lexsort: last key first; labeled block first, then label, then predicted probability
     order = np.lexsort((score, label, ~labeled))
     boundary = int(labeled.sum())
@@ -373,6 +391,9 @@ def heatmaps(
         and (sorted_label[start:stop] > 0.5).any()
         and (sorted_label[start:stop] == 0).any()
     ]
+    if n_classes > 2:  # every change of (known) class inside a block
+        changes = np.flatnonzero((sorted_label[1:] != sorted_label[:-1]) & (sorted_label[:-1] >= 0)) + 1
+        class_edges = [int(e) for e in changes if e != boundary]
     panels = (
         ("R", np.where(observed, R, np.nan), "viridis", (0, 1), "probability"),
         (r"$X^T Y$", R_hat, "viridis", (0, 1), "probability"),
@@ -394,7 +415,7 @@ def heatmaps(
             ax.axvline(boundary - 0.5, color="red", linewidth=1.5)
         for edge in class_edges:
             ax.axvline(edge - 0.5, color="white", linewidth=1.0, linestyle=":")
-        ax.set_ylabel("classifier")
+        ax.set_ylabel("classifier" if n_classes == 2 else "classifier x class")
         ax.set_title(title)
         fig.colorbar(image, ax=ax, label=unit)
     axes[-1].set_xlabel(
@@ -471,7 +492,8 @@ def aggregator_weights(
     w, b = agg.linear.weights(params.theta)
     w = np.asarray(w, np.float64)
     if w.ndim != 1:
-        raise ValueError(f"params: expected one fit's weights (m,), got {w.shape}")
+        raise ValueError(f"params: expected one binary fit's weights (m,), got {w.shape} (a K-class fit's "
+                         "are (K, m K), one row per class; a sweep's have leading axes: take one fit)")
     names = [f"{u}" for u in range(w.size)] if names is None else [str(n) for n in names]
     if len(names) != w.size:
         raise ValueError(f"names: expected {w.size} names, got {len(names)}")

@@ -379,3 +379,31 @@ def test_confusion_is_sklearns_row_normalised_matrix(tmp_path):
     ):
         with pytest.raises(ValueError, match=f"^{name}: "):
             plots.confusion(*args)
+
+
+def test_k_class_heatmaps_and_binary_only_plots_say_so(tmp_path):
+    """heatmaps draws a K-class problem's (classifier, class) rows, its columns ordered by class;
+    the binary curves and the weight bars refuse K-class inputs naming the argument."""
+    from tests.test_multiclass import ensemble
+
+    R, labels, y = ensemble(0)
+    problem = cfjax.from_numpy(R, labels)
+    rng = np.random.default_rng(0)
+    config = Config(latent_dim=3)
+    theta = cfjax.aggregators.initial_theta("weighted", jax.random.key(0), 4, 3, Hparams.create(), np.float32,
+                                            n_classes=3)
+    params = cfjax.Params(X=jax.numpy.asarray(rng.normal(size=(3, 12)), np.float32),
+                          Y=jax.numpy.asarray(rng.normal(size=(3, 60)), np.float32), theta=theta)
+    fig = plots.heatmaps(problem, params, y_true=y, config=config, path=tmp_path / "k.png")
+    _saved(fig, tmp_path / "k.png")
+    assert fig.axes[0].images[0].get_array().shape == (12, 60)
+    assert fig.axes[0].get_ylabel() == "classifier x class"
+    # a dotted line where the class changes: twice in the labeled block, twice in the rest
+    dotted = [line for line in fig.axes[0].lines if line.get_linestyle() == ":"]
+    assert len(dotted) == 4
+    assert layout_problems(fig) == []
+    proba = np.asarray(cfjax.proba(params, config))
+    with pytest.raises(ValueError, match=r"probas\['cf'\]: \(3, 60\) reads as the class probabilities"):
+        plots.pr_curves(y, {"cf": proba})
+    with pytest.raises(ValueError, match=r"params: expected one binary fit's weights"):
+        plots.aggregator_weights(params, config=config)
