@@ -2,6 +2,7 @@
 
     cfjax benchmark [--datasets ...] [--methods ...] [--splits N] [--labeled F ...] [--out DIR]
     cfjax fit INPUT.npz --method NAME [--rho X|auto] [--latent-dim D] [--seed S] [--batch-size B] --output OUT.npz
+        (R (m, n) with 0/1 labels, or (m, K, n) class probabilities with labels 0..K-1: a K-class fit)
     cfjax fit R.npy|R.zarr|DIR --labels labels.npy [--batch-size B] [--block-size K] --output OUT.npz
     cfjax methods
     cfjax datasets
@@ -142,6 +143,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         confidence=args.confidence, space=args.space,
     )
     options = _minibatch_options(args, None)
+    n_classes = R.shape[1] if R.ndim == 3 else 2
+    if options and n_classes > 2:
+        raise UserError(f"--batch-size: minibatch training is binary only; INPUT's R {R.shape} holds {n_classes} "
+                        "classes: leave --batch-size out to fit them on the full batch")
     if options:
         config = config.replace(options=options)
     method = cfjax.solvers.get(config.method)
@@ -170,10 +175,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if method.fit is not None:
         rows = cfjax.solvers.auto.describe(result, config, problem)
         chosen_row = next(r for r in rows if r["chosen"])
-        what = f"chose {chosen_row['option']} (cross-validated PR-AUC {chosen_row['cv_mean']:.4f})"
+        score = "PR-AUC" if problem.n_classes == 2 else "macro PR-AUC"
+        what = f"chose {chosen_row['option']} (cross-validated {score} {chosen_row['cv_mean']:.4f})"
     else:
         what = f"rho={float(hparams.rho):.3g}, {int(result.n_iter)} iterations"
-    print(f"{config.method}: fitted {problem.R.shape[0]} classifiers x {problem.R.shape[1]} instances "
+    classes = f" x {problem.n_classes} classes" if problem.n_classes > 2 else ""
+    print(f"{config.method}: fitted {problem.n_classifiers} classifiers{classes} x {problem.n_instances} instances "
           f"({labeled} labeled); {what}; wrote {args.output}")
     return 0
 
@@ -411,10 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=_cmd_benchmark)
 
-    fit = sub.add_parser("fit", help="fit your own ensemble from an .npz (R: m x n, labels: n), or stream R "
-                                     "from a .npy / zarr / directory")
+    fit = sub.add_parser("fit", help="fit your own ensemble from an .npz (R: m x n, or m x K x n for K classes; "
+                                     "labels: n), or stream R from a .npy / zarr / directory")
     fit.add_argument("input", metavar="INPUT",
-                     help="an .npz holding R and labels (read whole); or R as a .npy (memory-mapped), a .zarr, "
+                     help="an .npz holding R and labels (read whole): R (m, n) of positive-class probabilities "
+                          "with labels 0/1, or (m, K, n) of K class probabilities with labels 0..K-1 (the written "
+                          "proba is then (K, n)); -1 or NaN marks an unlabeled column. Or R as a .npy "
+                          "(memory-mapped), a .zarr, "
                           "or a directory with R.npy (or R.zarr), labels.npy and optionally C.npy: read in blocks "
                           "of columns and fitted by minibatch joint, so n is bounded by the disk")
     fit.add_argument("--method", default=None, help="a method name (default: the default pipeline, auto)")

@@ -28,7 +28,9 @@ Leading batch axes are kept as they are, so a sweep's (G, S) `FitResult` round-t
 Only plain arrays are stored (no pickles): `load` reads with `allow_pickle=False`.
 `load(path) -> (FitResult, Config, Hparams)` rebuilds the aggregator's pytree from the
 registry (`cfjax.aggregators.get(config.aggregator).init`), so the structure comes from code,
-the values from the file. Host-side only.
+the values from the file. A K-class fit (X of shape (d, m K)) round-trips too: its number of
+classes is the K whose template's leaf shapes are the file's (K = 2 first; the file's
+``meta_json`` records it as well). Host-side only.
 
 `provenance()` is the record every result folder gets (versions, device, git commit, time).
 """
@@ -180,6 +182,7 @@ def save(
             )
         arrays[f"extra/{name}"] = arr
     meta = dict(
+        n_classes=_n_classes_of(config, np.shape(result.params.X), arrays),
         format=FORMAT,
         format_version=FORMAT_VERSION,
         cfjax_version=_cfjax_version(),
@@ -231,6 +234,32 @@ def _read(path: PathLike) -> tuple[Path, dict[str, np.ndarray], dict[str, Any]]:
     return target, arrays, meta
 
 
+def _theta_template(aggregator: str, x_shape: tuple[int, ...], n_classes: int) -> Any:
+    """The aggregator's initial parameters (as shapes) for X of `x_shape` (..., d, rows) and K
+    classes, rows = m (K = 2) or m K."""
+    d, rows = x_shape[-2], x_shape[-1]
+    m = rows if n_classes == 2 else rows // n_classes
+    return jax.eval_shape(lambda: aggregators.initial_theta(aggregator, jax.random.key(0), m, d, Hparams.create(),
+                                                            jnp.float32, n_classes=n_classes))
+
+
+def _n_classes_of(config: Config, x_shape: tuple[int, ...], arrays: dict[str, np.ndarray]) -> int | None:
+    """K of a fit from its stored aggregator parameters: the first K (2, then each K >= 3 that
+    divides X's rows, for an aggregator that takes K classes) whose template has the stored
+    leaf shapes (leading batch axes of a sweep allowed); None when none has."""
+    batch = tuple(x_shape[:-2])
+    agg = aggregators.get(config.aggregator)
+    rows = x_shape[-1]
+    candidates = [2] + ([k for k in range(3, rows + 1) if rows % k == 0] if agg.multiclass else [])
+    for k in candidates:
+        paths, _ = jax.tree_util.tree_flatten_with_path(_theta_template(config.aggregator, x_shape, k))
+        names = ["params/theta/" + "/".join(_key_name(p) for p in path) for path, _ in paths]
+        if all(name in arrays and np.shape(arrays[name]) == batch + tuple(leaf.shape)
+               for name, (_, leaf) in zip(names, paths)):
+            return k
+    return None
+
+
 def load(path: PathLike) -> tuple[FitResult, Config, Hparams]:
     """Reads a file written by `save`.
 
@@ -254,10 +283,11 @@ def load(path: PathLike) -> tuple[FitResult, Config, Hparams]:
             raise ValueError(
                 f"{where} uses aggregator {config.aggregator!r}, unknown to this cfjax"
             )
-        template = aggregators.initial_theta(
-            config.aggregator, jax.random.key(0), arrays["params/X"].shape[-1], arrays["params/X"].shape[-2],
-            Hparams.create(), jnp.float32,
-        )
+        n_classes = _n_classes_of(config, arrays["params/X"].shape, arrays)
+        if n_classes is None:
+            raise ValueError(f"{where} holds aggregator parameters of shapes no {config.aggregator!r} fit of its "
+                             f"X {arrays['params/X'].shape} has")
+        template = _theta_template(config.aggregator, arrays["params/X"].shape, n_classes)
         paths, treedef = jax.tree_util.tree_flatten_with_path(template)
         theta_leaves = [
             jnp.asarray(arrays["params/theta/" + "/".join(_key_name(k) for k in p)])

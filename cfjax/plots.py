@@ -22,6 +22,7 @@ __all__ = [
     "aggregator_weights",
     "attention_by_region",
     "auto_choice",
+    "confusion",
     "heatmaps",
     "latent_scatter",
     "loss_curves",
@@ -155,6 +156,82 @@ def rho_sweep(
     return _finish(fig, path)
 
 
+def confusion(
+    y_true: Any,
+    proba: Any,
+    mask: Any = None,
+    classes: Sequence[Any] | None = None,
+    ax: Any = None,
+    path: str | os.PathLike | None = None,
+):
+    r"""The row-normalised confusion matrix of K-class predictions, as a heat map: the per-class
+    view of a K-class fit.
+
+    Cell (j, k) is the share of the selected instances of true class j whose most probable
+    class is k (the argmax of `proba`, ties to the lower index as `cfjax.metrics.accuracy`), so
+    each row sums to 1 and the diagonal holds each class's recall; scikit-learn's
+    `confusion_matrix(y, proba.argmax(0), labels=range(K), normalize="true")`. Each cell is
+    annotated with its share; the row labels give each true class's count, and a class with no
+    selected instance has a blank row. The title gives the accuracy.
+
+    Args:
+      y_true: (n,) int true classes in 0..K-1 (anything, e.g. -1, where `mask` is False).
+      proba: (K, n) class probabilities, a column per instance, as `cfjax.proba` of a K-class
+        fit (the estimator's (n, K) `predict_proba` transposed); or (n,) probabilities of class
+        1 of a binary fit, read as K = 2.
+      mask: optional (n,) bool, the instances to count (e.g. the test columns); default all.
+      classes: optional K names of the classes (default 0..K-1).
+    """
+    p = np.asarray(proba, np.float64)
+    if p.ndim == 1:
+        p = np.stack([1.0 - p, p])
+    if p.ndim != 2 or p.shape[0] < 2:
+        raise ValueError(f"proba: expected (K, n) class probabilities or (n,) of class 1, got shape {p.shape}")
+    K, n = p.shape
+    y = np.asarray(y_true)
+    if y.shape != (n,):
+        raise ValueError(f"y_true: expected shape ({n},) to match proba's {n} columns, got {y.shape}")
+    keep = np.ones(n, bool) if mask is None else np.asarray(mask)
+    if keep.shape != (n,) or keep.dtype != bool:
+        raise ValueError(f"mask: expected a bool mask of shape ({n},), got {keep.dtype} {keep.shape}")
+    if not keep.any():
+        raise ValueError("mask: selects no instance")
+    y = y[keep]
+    if not np.issubdtype(y.dtype, np.number):
+        raise ValueError(f"y_true: expected int classes 0..{K - 1}, got dtype {y.dtype}")
+    bad = ~np.isin(y, np.arange(K))
+    if bad.any():
+        raise ValueError(f"y_true: selected entries must be classes 0..{K - 1}, found {np.unique(y[bad])[:5].tolist()}")
+    if not np.isfinite(p[:, keep]).all():
+        raise ValueError("proba: selected columns must be finite")
+    names = [str(c) for c in (range(K) if classes is None else classes)]
+    if len(names) != K:
+        raise ValueError(f"classes: expected {K} names, one per row of proba, got {len(names)}")
+    predicted = np.argmax(p[:, keep], axis=0)
+    counts = np.zeros((K, K))
+    np.add.at(counts, (y.astype(int), predicted), 1.0)
+    totals = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = counts / totals[:, None]  # NaN rows: no instance of that class
+    size = 1.2 + 0.55 * K
+    fig, ax = _figure_and_ax(ax, (size + 1.6, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for j in range(K):
+        for k in range(K):
+            if np.isfinite(shares[j, k]):
+                ax.text(k, j, f"{shares[j, k]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if shares[j, k] > 0.6 else "black")
+    long = max(map(len, names)) > 3
+    ax.set_xticks(range(K), names, rotation=45 if long else 0, ha="right" if long else "center")
+    ax.set_yticks(range(K), [f"{name} (n={int(t)})" for name, t in zip(names, totals)])
+    ax.set_xlabel("predicted class (most probable)")
+    ax.set_ylabel("true class")
+    accuracy = float(np.trace(counts) / counts.sum())
+    ax.set_title(f"accuracy {accuracy:.3f} on {int(counts.sum())} instances", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label("share of the true class")
+    return _finish(fig, path)
+
+
 def _curve_style(i: int) -> dict[str, str]:
     """Colour and line style of the i-th curve: the 10 default colours, then the same colours
     dashed, then dash-dotted (past 10 curves, colours alone repeat: the benchmark draws 14)."""
@@ -171,6 +248,10 @@ def _curve_inputs(y_true: Any, probas: Mapping[str, Any], mask: Any):
     out = {}
     for name, p in probas.items():
         p = np.asarray(p, np.float64)
+        if p.ndim == 2 and p.shape[1:] == y.shape:
+            raise ValueError(f"probas[{name!r}]: {p.shape} reads as the class probabilities of a {p.shape[0]}-class "
+                             "fit; these curves are binary: draw plots.confusion(y_true, proba), or one class k "
+                             "against the rest (y_true == k, proba[k])")
         if p.shape != y.shape:
             raise ValueError(f"probas[{name!r}]: expected shape {y.shape}, got {p.shape}")
         out[name] = p[keep]
@@ -264,10 +345,15 @@ def heatmaps(
     label switches from 0 to 1 inside a block whose labels are known. Unobserved cells are
     blank in R and in the residual.
 
+    A K-class problem's rows are its (classifier, class) pairs, row u K + k; its columns are
+    ordered by class (0..K-1) and then by the predicted probability of that class (of the most
+    probable class where the label is not known), with a dotted line at each change of class.
+
     Args:
-      problem: the fitted `Problem` (m, n).
+      problem: the fitted `Problem` (m, n), or (m K, n) for K classes.
       params: the fit's `Params` (X (d, m), Y (d, n)).
-      y_true: optional (n,) labels of every column, used to order the unlabeled block.
+      y_true: optional (n,) labels of every column (0..K-1 for K classes), used to order the
+        unlabeled block.
       config: for the aggregator of the predicted probability; default: inferred from theta.
     """
     plt = _pyplot()
@@ -278,12 +364,21 @@ def heatmaps(
         raise ValueError(f"params: reconstruction has shape {R_hat.shape}, problem.R has {R.shape}")
     score = np.asarray(proba(params, _aggregator_of(params, config)), np.float64)
     labeled = np.asarray(problem.labeled) | np.asarray(problem.validation)
-    label = np.where(labeled, np.asarray(problem.labels, np.float64), -1.0)
+    n_classes = problem.n_classes
+    if n_classes == 2:
+        label = np.where(labeled, np.asarray(problem.labels, np.float64), -1.0)
+    else:
+        label = np.where(labeled, np.argmax(np.asarray(problem.labels), axis=0), -1).astype(np.float64)
     if y_true is not None:
         y_true = np.asarray(y_true, np.float64)
         if y_true.shape != label.shape:
             raise ValueError(f"y_true: expected shape {label.shape}, got {y_true.shape}")
         label = np.where(labeled, label, y_true)
+    if n_classes > 2:  # the probability of the column's class, or of its most probable one
+        if not np.isin(label, np.arange(-1, n_classes)).all():
+            raise ValueError(f"y_true: expected classes 0..{n_classes - 1}")
+        known = np.where(label >= 0, label, np.argmax(score, axis=0)).astype(int)
+        score = score[known, np.arange(score.shape[1])]
     # lexsort: last key first; labeled block first, then label, then predicted probability
     order = np.lexsort((score, label, ~labeled))
     boundary = int(labeled.sum())
@@ -296,6 +391,9 @@ def heatmaps(
         and (sorted_label[start:stop] > 0.5).any()
         and (sorted_label[start:stop] == 0).any()
     ]
+    if n_classes > 2:  # every change of (known) class inside a block
+        changes = np.flatnonzero((sorted_label[1:] != sorted_label[:-1]) & (sorted_label[:-1] >= 0)) + 1
+        class_edges = [int(e) for e in changes if e != boundary]
     panels = (
         ("R", np.where(observed, R, np.nan), "viridis", (0, 1), "probability"),
         (r"$X^T Y$", R_hat, "viridis", (0, 1), "probability"),
@@ -317,7 +415,7 @@ def heatmaps(
             ax.axvline(boundary - 0.5, color="red", linewidth=1.5)
         for edge in class_edges:
             ax.axvline(edge - 0.5, color="white", linewidth=1.0, linestyle=":")
-        ax.set_ylabel("classifier")
+        ax.set_ylabel("classifier" if n_classes == 2 else "classifier x class")
         ax.set_title(title)
         fig.colorbar(image, ax=ax, label=unit)
     axes[-1].set_xlabel(
@@ -394,7 +492,8 @@ def aggregator_weights(
     w, b = agg.linear.weights(params.theta)
     w = np.asarray(w, np.float64)
     if w.ndim != 1:
-        raise ValueError(f"params: expected one fit's weights (m,), got {w.shape}")
+        raise ValueError(f"params: expected one binary fit's weights (m,), got {w.shape} (a K-class fit's "
+                         "are (K, m K), one row per class; a sweep's have leading axes: take one fit)")
     names = [f"{u}" for u in range(w.size)] if names is None else [str(n) for n in names]
     if len(names) != w.size:
         raise ValueError(f"names: expected {w.size} names, got {len(names)}")

@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 
 from cfjax import metrics
 from cfjax.api import fit_unchecked
-from cfjax.data import require_labels
+from cfjax.data import class_index, require_labels
 from cfjax.predict import proba
 from cfjax.solvers.auto import stratified_fold_ids
 from cfjax.structs import Config, FitResult, Hparams, Problem
@@ -32,8 +32,9 @@ __all__ = ["Selection", "fold_problem", "select", "stratified_folds"]
 def stratified_folds(key: jax.Array, problem: Problem, n_folds: int = 3) -> np.ndarray:
     """K disjoint folds of the training columns (`problem.labeled`), stratified by class.
 
-    Within each class the training columns are shuffled by `key` and dealt round-robin, so every
-    fold holds floor or ceil of (class count / K) of each class: the assignment of
+    Within each class (two, or a K-class problem's K) the training columns are shuffled by `key`
+    and dealt round-robin, so every fold holds floor or ceil of (class count / K) of each class:
+    the assignment of
     `cfjax.solvers.auto.stratified_fold_ids` (traced), here validated on the host and as masks.
     Reads labels only where `problem.labeled` is set.
 
@@ -42,16 +43,16 @@ def stratified_folds(key: jax.Array, problem: Problem, n_folds: int = 3) -> np.n
 
     Raises:
       ValueError: if K < 2 or a class has fewer than K training columns (a fold would lack it
-        or its complement would).
+        or its complement would). For a K-class problem every class needs K training columns.
     """
     if not isinstance(n_folds, (int, np.integer)) or isinstance(n_folds, bool) or n_folds < 2:
         raise ValueError(f"n_folds: must be an int >= 2, got {n_folds!r}")
-    labels = np.asarray(problem.labels)
+    classes = class_index(problem)
     train = np.asarray(problem.labeled)
-    for cls in (False, True):
-        count = int(np.sum(train & ((labels > 0.5) == cls)))
+    for cls in range(problem.n_classes):
+        count = int(np.sum(train & (classes == cls)))
         if count < n_folds:
-            raise ValueError(f"n_folds: class {int(cls)} has {count} training columns, fewer than n_folds={n_folds}")
+            raise ValueError(f"n_folds: class {cls} has {count} training columns, fewer than n_folds={n_folds}")
     ids = np.asarray(stratified_fold_ids(key, problem.labels, problem.labeled, n_folds))
     return ids[None, :] == np.arange(n_folds)[:, None]
 
@@ -68,8 +69,12 @@ def fold_problem(problem: Problem, fold: Any) -> Problem:
 
 @functools.partial(jax.jit, static_argnames=("config", "metric"))
 def _scores(params, labels: jax.Array, mask: jax.Array, config: Config, metric: str) -> jax.Array:
-    """`metric` of each fit's transductive probabilities on `mask`: params (G, S, ...) -> (G, S)."""
-    score = metrics.get(metric)
+    """`metric` of each fit's transductive probabilities on `mask`: params (G, S, ...) -> (G, S).
+    K-class labels (one-hot (K, n)) are scored by the K-class metric of that name."""
+    if labels.ndim == 2:
+        score, labels = metrics.get_multiclass(metric), jnp.argmax(labels, axis=0)
+    else:
+        score = metrics.get(metric)
 
     def one(p):
         return score(labels, proba(p, config), mask)
@@ -131,7 +136,9 @@ def select(
       grid: `Hparams` with fields of shape (G,) (e.g. from `grid`).
       config: static configuration of every fit.
       n_folds: K >= 2.
-      metric: a name in `cfjax.metrics.METRICS`; its direction from `metrics.higher_is_better`.
+      metric: a name in `cfjax.metrics.METRICS` (for a K-class problem, in
+        `cfjax.metrics.MULTICLASS_METRICS`: "pr_auc" is then the macro one-vs-rest PR-AUC of
+        the softmax probabilities); its direction from `metrics.higher_is_better`.
       seeds: S >= 1 fits per grid point and fold; their scores are averaged. The refit uses the
         first of these keys.
       strategy, batch_size, mesh: as in `run`.
@@ -139,7 +146,6 @@ def select(
     Returns:
       `Selection`.
     """
-    metrics.get(metric)
     if not isinstance(seeds, (int, np.integer)) or isinstance(seeds, bool) or seeds < 1:
         raise ValueError(f"seeds: must be an int >= 1, got {seeds!r}")
     if not (
@@ -151,6 +157,10 @@ def select(
     _, hparams_grid, config, _, _ = check_sweep_inputs(
         jax.random.split(key, 1), problem, _as_grid(grid), config, strategy, batch_size
     )
+    try:
+        (metrics.get if problem.n_classes == 2 else metrics.get_multiclass)(metric)
+    except ValueError as err:
+        raise ValueError(f"metric: {str(err).removeprefix('name: ')}") from None
     fold_key, fit_key = jax.random.split(key)
     keys = jax.random.split(fit_key, seeds)
     folds = stratified_folds(fold_key, problem, n_folds)

@@ -1,10 +1,19 @@
 """A scikit-learn estimator over CF-Ensemble: `CFEnsembleClassifier`.
 
-The estimator sees the ensemble the scikit-learn way round: `X` is R^T, an (n, m) array whose
-rows are instances and whose columns are the m base classifiers' predicted probabilities of the
-positive class (NaN marks a missing prediction). `y` follows scikit-learn's semi-supervised
-convention: -1 (or NaN) marks an unlabeled row; the other values must be exactly two classes,
-of which `classes_[1]` (the larger, as `np.unique` sorts) is the positive class.
+The estimator sees the ensemble the scikit-learn way round, rows are instances. `y` follows
+scikit-learn's semi-supervised convention: -1 (or NaN) marks an unlabeled row; the other values
+are the classes, any K >= 2 labels (strings too), sorted into `classes_` as `np.unique` sorts.
+K is read from y, and it fixes how X is read:
+
+* **two classes**: `X` is R^T, an (n, m) array whose columns are the m base classifiers'
+  probabilities of the positive class `classes_[1]` (NaN marks a missing prediction).
+* **K >= 3 classes**: `X` is (n, m K), classifier-major: columns u K .. u K + K - 1 are base
+  classifier u's K class probabilities in the order of `classes_`, so each row's block of K
+  sums to 1 (a missing prediction is NaN in all K). This is what stacking the base models'
+  `predict_proba` outputs side by side gives, `np.hstack([clf.predict_proba(X) for clf in
+  base])`, and it is read as the (m, K, n) ensemble of `cfjax.from_numpy`
+  (``X.T.reshape(m, K, n)``). `predict_proba` returns (n, K) and `transductive_proba_` is
+  (n, K). Every class needs a labeled row (K comes from y alone).
 
 Two ways to predict, as in the library (`cfjax.predict`):
 
@@ -51,7 +60,7 @@ from cfjax import solvers
 from cfjax.api import enable_compilation_cache, prepare_inputs
 from cfjax.api import fit as cf_fit
 from cfjax.api import settings as cf_settings
-from cfjax.data import from_numpy
+from cfjax.data import _R_TOL, _SUM_TOL, from_numpy
 from cfjax.predict import fold_in_proba, proba
 
 __all__ = [
@@ -76,10 +85,18 @@ _DOMAIN = (
     "arbitrary reals (blobs, iris or regression features), which fit rejects with ValueError"
 )
 
+_LAYOUT = (
+    "for K >= 3 classes X must be a K-class ensemble, (n, m K) with each classifier's K columns "
+    "summing to 1; the check feeds uniform [0, 1] features with a 3- or 4-class y, which fit "
+    "rejects with ValueError"
+)
+
 #: The checks of `sklearn.utils.estimator_checks.check_estimator` that fail by design, each
 #: with its reason: pass it as `check_estimator(est, expected_failed_checks=...)`. All but one
-#: pass once X is mapped into [0, 1] (tests/test_sklearn.py runs them on a sigmoid-squashed
-#: twin of the estimator); scikit-learn has no tag for "inputs in [0, 1]".
+#: pass once X is mapped into the domain: into [0, 1], and for a K-class y into K class
+#: probabilities per feature (tests/test_sklearn.py runs them on such a twin of the estimator);
+#: scikit-learn has no tag for "inputs in [0, 1]". The estimator is tagged multi-class, so the
+#: checks feed it 3- and 4-class targets too; the last three entries fail for those only.
 EXPECTED_FAILED_CHECKS: dict[str, str] = {
     **{
         name: _DOMAIN
@@ -112,12 +129,26 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {
     "check_positive_only_tag_during_fit": "without the positive_only tag the check expects "
     "negative X to be accepted; with it, every X >= 0 would be promised to work. Neither fits "
     "[0, 1]",
+    **{name: _LAYOUT for name in ("check_dtype_object", "check_fit_score_takes_y", "check_supervised_y_2d")},
 }
 
 
-def _score_function(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+def _score_function(name: str, n_classes: int = 2) -> Callable[[np.ndarray, np.ndarray], float]:
+    """`name`'s score of (y_true, proba): y_true in {0, 1} and proba (n,) of class 1 for two
+    classes; for K >= 3, y_true in 0..K-1 and proba (n, K) (macro one-vs-rest for the rankings)."""
     from sklearn import metrics as skm
 
+    if n_classes > 2:
+        labels = list(range(n_classes))
+        table_k: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+            "average_precision": lambda y, p: skm.average_precision_score(
+                np.eye(n_classes)[y], p, average="macro"),
+            "roc_auc": lambda y, p: skm.roc_auc_score(y, p, multi_class="ovr", labels=labels),
+            "neg_log_loss": lambda y, p: -skm.log_loss(y, p, labels=labels),
+            "neg_brier_score": lambda y, p: -skm.brier_score_loss(y, p, labels=labels),
+            "accuracy": lambda y, p: skm.accuracy_score(y, np.argmax(p, axis=1)),
+        }
+        return table_k[name]
     table: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
         "average_precision": skm.average_precision_score,
         "roc_auc": skm.roc_auc_score,
@@ -143,6 +174,35 @@ def _rename(err: ValueError) -> ValueError:
     return ValueError(msg)
 
 
+def _class_ensemble(X: np.ndarray, K: int) -> np.ndarray:
+    """(n, m K) classifier-major X -> the (m, K, n) ensemble, validated on the host (ValueError
+    naming X: values outside [0, 1], a column count that is not a multiple of K, a classifier's
+    block of K that is NaN in some classes only or does not sum to 1)."""
+    n, width = X.shape
+    values = X[~np.isnan(X)]
+    if values.size and (values.min() < -_R_TOL or values.max() > 1 + _R_TOL):
+        raise ValueError(f"X: probabilities must lie in [0, 1]; found values in [{values.min():.6g}, "
+                         f"{values.max():.6g}]")
+    if width % K:
+        raise ValueError(f"X: has {width} columns, not a multiple of the K = {K} classes of y's labeled rows; for "
+                         f"K classes X is (n, m K), columns u K .. u K + K - 1 holding classifier u's K class "
+                         "probabilities (np.hstack of the base models' predict_proba)")
+    blocks = X.reshape(n, width // K, K)  # [i, u, k] = X[i, u K + k]
+    missing = np.isnan(blocks)
+    partial = missing.any(axis=2) & ~missing.all(axis=2)
+    if partial.any():
+        i, u = np.argwhere(partial)[0]
+        raise ValueError(f"X: row {i}, columns {u * K}..{u * K + K - 1} (classifier {u}) are NaN in some classes "
+                         "only; a missing prediction is NaN in all K")
+    sums = np.nansum(blocks, axis=2)
+    off = ~missing.all(axis=2) & (np.abs(sums - 1.0) > _SUM_TOL)
+    if off.any():
+        i, u = np.argwhere(off)[0]
+        raise ValueError(f"X: row {i}, columns {u * K}..{u * K + K - 1} (classifier {u}'s K = {K} class "
+                         f"probabilities) sum to {sums[i, u]:.6g}, not 1 (within {_SUM_TOL:g})")
+    return blocks.transpose(1, 2, 0)
+
+
 def _unlabeled_mask(y: np.ndarray) -> np.ndarray:
     """Rows marked -1 or NaN (numeric y only: a string or object y has no unlabeled marker)."""
     if y.dtype.kind in "iub":
@@ -153,7 +213,9 @@ def _unlabeled_mask(y: np.ndarray) -> np.ndarray:
 
 
 class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
-    """CF-Ensemble as a scikit-learn binary classifier (transductive fit, fold-in prediction).
+    """CF-Ensemble as a scikit-learn classifier of K >= 2 classes (transductive fit, fold-in
+    prediction). X's layout depends on K (the module docstring): (n, m) for two classes,
+    (n, m K) classifier-major for K >= 3.
 
     With no arguments it is the library's default pipeline: `CFEnsembleClassifier().fit(X, y)`
     gives the probabilities of `cfjax.fit(jax.random.key(0), cfjax.from_numpy(X.T, y))`.
@@ -174,13 +236,15 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
       seed: seed of the `jax.random.key` passed to the fit.
 
     Attributes (after `fit`):
-      classes_: (2,) the two labels; `classes_[1]` is the positive class.
-      transductive_proba_: (n,) probability of `classes_[1]` for every row given to `fit`,
-        from the learned instance factors (unlabeled rows included: the transductive targets).
+      classes_: (K,) the labels; for two classes `classes_[1]` is the positive class.
+      transductive_proba_: for two classes (n,), the probability of `classes_[1]`; for K >= 3
+        (n, K), the probability of each of `classes_`: for every row given to `fit`, from the
+        learned instance factors (unlabeled rows included: the transductive targets).
       result_: the `cfjax.FitResult`.
       config_: the `cfjax.Config` used. hparams_: the `cfjax.Hparams` used.
       n_iter_: iterations the fit ran (`result_.n_iter`).
-      n_features_in_: m, the number of base classifiers.
+      n_features_in_: X's columns (m, or m K for K >= 3 classes).
+      n_classifiers_: m, the number of base classifiers.
     """
 
     def __init__(
@@ -210,7 +274,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True  # NaN is a missing prediction, not an error
-        tags.classifier_tags.multi_class = False
+        tags.classifier_tags.multi_class = True  # K >= 3 classes: X is (n, m K)
         return tags
 
     # ----------------------------------------------------------------------------------------
@@ -231,9 +295,10 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         """Fits on every row of X; rows with y = -1 (or NaN) are the transductive targets.
 
         Args:
-          X: (n, m) probabilities in [0, 1], NaN = missing; each row and column needs an
-            observed cell.
-          y: (n,) two classes, -1 / NaN for unlabeled rows.
+          X: (n, m) probabilities of the positive class for two classes, (n, m K) class
+            probabilities classifier-major for K >= 3 (the module docstring); in [0, 1], NaN =
+            missing; each row and each classifier needs an observed cell.
+          y: (n,) K >= 2 classes, -1 / NaN for unlabeled rows; every class labeled at least once.
 
         Raises:
           ValueError: naming X, y or the parameter at fault.
@@ -251,17 +316,21 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         except ValueError as err:  # scikit-learn's message does not say which argument
             raise ValueError(f"y: {err}") from None
         classes = np.unique(y_labeled)
-        if classes.size != 2:
+        if classes.size < 2:
             raise ValueError(
-                f"y: Only binary classification is supported (CF-Ensemble is binary); the labeled "
-                f"rows must hold exactly two classes, got "
-                f"{classes.size} class(es) {classes[:5].tolist()} (-1 / NaN mark unlabeled rows)"
+                f"y: the labeled rows must hold at least two classes, got {classes.size} class(es) "
+                f"{classes[:5].tolist()} (-1 / NaN mark unlabeled rows)"
             )
         labels = np.where(unlabeled, -1.0, 0.0)
-        labels[~unlabeled] = (y_labeled == classes[1]).astype(np.float64)
+        if classes.size == 2:
+            labels[~unlabeled] = (y_labeled == classes[1]).astype(np.float64)
+            R = X.T
+        else:
+            labels[~unlabeled] = np.searchsorted(classes, y_labeled)
+            R = _class_ensemble(X, classes.size)
         hparams, config = self._settings()
         try:
-            problem = from_numpy(X.T, labels, require_labels=solvers.get(config.method).uses_labels)
+            problem = from_numpy(R, labels, require_labels=solvers.get(config.method).uses_labels)
         except ValueError as err:
             raise _rename(err) from None
         try:
@@ -276,11 +345,12 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.config_ = config
         self.hparams_ = hparams
         self.n_iter_ = int(result.n_iter)
-        self.transductive_proba_ = np.asarray(proba(result.params, config), np.float64)
+        self.n_classifiers_ = problem.n_classifiers
+        self.transductive_proba_ = np.asarray(proba(result.params, config), np.float64).T
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """(n_new, 2) probabilities of `classes_` for new rows, by fold-in with X fixed."""
+        """(n_new, K) probabilities of `classes_` for new rows, by fold-in with X fixed."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
         n = X.shape[0]
@@ -289,20 +359,24 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         # or a classifier absent from this batch; padding up to a power of two bounds the
         # number of compiled batch shapes (GridSearchCV's folds differ in size by one).
         width = max(_MIN_PREDICT_WIDTH, 1 << n.bit_length())
-        R = np.concatenate([X.T, np.full((X.shape[1], width - n), 0.5)], axis=1)
+        K = self.classes_.size
+        if K == 2:
+            R = np.concatenate([X.T, np.full((X.shape[1], width - n), 0.5)], axis=1)
+        else:  # (m, K, n), padded with columns of uniform class probabilities
+            R = _class_ensemble(X, K)
+            R = np.concatenate([R, np.full(R.shape[:2] + (width - n,), 1.0 / K)], axis=2)
         try:
             problem = from_numpy(R, np.full(width, -1.0), require_labels=False)
         except ValueError as err:
             raise _rename(err) from None
         p = _fold_in_proba_jit(self.result_, problem, self.hparams_, self.config_)
-        p = np.asarray(p, np.float64)[:n]
-        return np.stack([1.0 - p, p], axis=1)
+        p = np.asarray(p, np.float64)[..., :n]
+        return np.stack([1.0 - p, p], axis=1) if K == 2 else p.T
 
     def predict(self, X: Any) -> np.ndarray:
-        """`classes_[1]` where the fold-in probability exceeds 0.5, else `classes_[0]`.
-
-        The argmax of `predict_proba`, so a tie at exactly 0.5 goes to `classes_[0]`.
-        """
+        """The most probable of `classes_` for each row: the argmax of `predict_proba`, so a tie
+        goes to the earlier class (for two classes: `classes_[1]` where the fold-in probability
+        exceeds 0.5)."""
         p = self.predict_proba(X)
         return self.classes_[np.argmax(p, axis=1)]
 
@@ -326,8 +400,10 @@ def transductive_cross_val_score(
       X: (n, m) as in `CFEnsembleClassifier.fit`. y: (n,) with -1 / NaN for unlabeled rows.
       cv: an int (stratified K folds), a splitter or an iterable, as
         `sklearn.model_selection.check_cv`; applied to the labeled rows only.
-      scoring: a name in `SCORINGS` or a callable (y_true in {0, 1}, proba of the positive
-        class) -> float, higher is better.
+      scoring: a name in `SCORINGS` or a callable (y_true, proba) -> float, higher is better:
+        y_true in {0, 1} and proba (n_fold,) of the positive class for two classes; for K >= 3,
+        y_true in 0..K-1 (the index in `classes_`) and proba (n_fold, K). For K >= 3 the
+        rankings are macro one-vs-rest and brier the multi-class Brier score.
 
     Returns:
       (n_splits,) scores.
@@ -337,10 +413,7 @@ def transductive_cross_val_score(
             raise ValueError(
                 f"scoring: unknown {scoring!r}; choose from {list(SCORINGS)} or pass a callable"
             )
-        score_fn = _score_function(scoring)
-    elif callable(scoring):
-        score_fn = scoring
-    else:
+    elif not callable(scoring):
         raise ValueError(f"scoring: expected a name or a callable, got {scoring!r}")
     y = column_or_1d(np.asarray(y), warn=True)
     if y.dtype.kind == "b":
@@ -350,10 +423,11 @@ def transductive_cross_val_score(
     unlabeled = _unlabeled_mask(y)
     rows = np.flatnonzero(~unlabeled)
     classes = np.unique(y[rows])
-    if classes.size != 2:
+    if classes.size < 2:
         raise ValueError(
-            f"y: labeled rows must hold exactly two classes, got {classes.tolist()[:5]}"
+            f"y: labeled rows must hold at least two classes, got {classes.tolist()[:5]}"
         )
+    score_fn = _score_function(scoring, classes.size) if isinstance(scoring, str) else scoring
     splitter = check_cv(cv, y[rows], classifier=True)
     if y.dtype.kind not in "iuf":
         raise ValueError(f"y: must be numeric (-1 marks a hidden label), got dtype {y.dtype}")
@@ -362,7 +436,14 @@ def transductive_cross_val_score(
         fold = rows[test]
         y_masked = y.copy()
         y_masked[fold] = -1
+        kept = np.unique(y_masked[~_unlabeled_mask(y_masked)])
+        if classes.size > 2 and kept.size != classes.size:  # fit would read fewer classes (another X layout)
+            raise ValueError(f"cv: a fold holds every labeled row of a class (the other rows have classes "
+                             f"{kept.tolist()} of {classes.tolist()}); use fewer folds")
         model = clone(estimator).fit(X, y_masked)
-        truth = (y[fold] == model.classes_[1]).astype(int)
+        if classes.size == 2:
+            truth = (y[fold] == model.classes_[1]).astype(int)
+        else:
+            truth = np.searchsorted(model.classes_, y[fold])
         scores.append(float(score_fn(truth, model.transductive_proba_[fold])))
     return np.asarray(scores)

@@ -170,6 +170,10 @@ def open_columns(R: Any, labels: Any = None, C: Any = None) -> ColumnSource:
         if C is None and (folder / "C.npy").exists():
             C = folder / "C.npy"
     r = _reader(R, "R")
+    if len(r.shape) == 3:
+        raise ValueError(f"R: expected a 2-D (m, n) array, got shape {r.shape}: an (m, K, n) ensemble of K class "
+                         "probabilities is not read in blocks (minibatch training is binary); give R and labels "
+                         "in an .npz (`cfjax fit INPUT.npz`), which fits all K classes")
     if len(r.shape) != 2:
         raise ValueError(f"R: expected a 2-D (m, n) array, got shape {r.shape}")
     if r.dtype.kind not in "fiu":

@@ -17,7 +17,12 @@ CASES = (
     ("joint_fold_in", "joint", "fold_in", False),
     ("mm_als", "mm_als", "free", False),
     ("sweep_joint_fold_in", "joint", "fold_in", True),
+    # K = 3 classes: R (m K, n) and one-hot labels (K, n), split along their last axis
+    ("k_class_als", "als", "free", False),
+    ("k_class_joint_fold_in", "joint", "fold_in", False),
 )
+#: The K-class cases, also run alone (float64, Auto axes) by the fast tier: ``sharded_cases.py k_class``.
+K_CLASS_CASES = tuple(c for c in CASES if c[0].startswith("k_class"))
 #: (dtype, axis type) pairs: float64 shows exactness under both axis types; float32 the
 #: figures a user sees (the axis type changes nothing numerically, so one suffices there).
 SETTINGS = (("float64", "auto"), ("float64", "explicit"), ("float32", "auto"))
@@ -59,8 +64,14 @@ def run_case(name, method, formulation, is_sweep, axis_type, dtype_name) -> dict
     dtype = jnp.dtype(dtype_name)
     kind = AxisType.Auto if axis_type == "auto" else AxisType.Explicit
     mesh = jax.make_mesh((N_DEVICES,), ("n",), axis_types=(kind,))
-    ens = data.preset(jax.random.key(0), "seed", n_instances=N_INSTANCES, missing_rate=0.1, dtype=dtype)
-    problem = ens.problem
+    if name.startswith("k_class"):
+        from test_multiclass import ensemble  # a sibling of this file: its folder is sys.path[0]
+
+        R, labels, _ = ensemble(0, n=N_INSTANCES, missing=0.1)
+        problem = cfjax.from_numpy(R, labels, dtype=dtype)
+    else:
+        problem = data.preset(jax.random.key(0), "seed", n_instances=N_INSTANCES, missing_rate=0.1,
+                              dtype=dtype).problem
     config = Config(method=method, formulation=formulation, latent_dim=4, max_iter=10)
     if is_sweep:
         keys = jax.random.split(jax.random.key(1), 2)
@@ -113,13 +124,19 @@ def layout_case() -> dict:
 
 
 def main() -> None:
-    """Every row; with the argument ``layout``, the layout row only (a few seconds)."""
+    """Every row; with the argument ``layout``, the layout row only (a few seconds); with
+    ``k_class``, the layout row and the K-class cases in float64 under Auto axes."""
     import jax
 
     if jax.device_count() != N_DEVICES:
         raise SystemExit(f"expected {N_DEVICES} devices (set XLA_FLAGS), got {jax.device_count()}")
     print(json.dumps(layout_case()), flush=True)
     if sys.argv[1:] == ["layout"]:
+        return
+    if sys.argv[1:] == ["k_class"]:
+        with jax.enable_x64(True):
+            for case in K_CLASS_CASES:
+                print(json.dumps(run_case(*case, "auto", "float64")), flush=True)
         return
     for dtype_name, axis_type in SETTINGS:
         with jax.enable_x64(dtype_name == "float64"):

@@ -227,3 +227,67 @@ def test_benchmark_no_applicable_pair_exits_2(tmp_path, capsys):
     code, _, err = _run(["benchmark", "--datasets", "synthetic-imbalanced_5", "--labeled", "0.01",
                          "--out", tmp_path], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "synthetic-imbalanced_5 at 0.01" in err
+
+
+# ----- K classes: R (m, K, n) in the .npz ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def k_class_npz(tmp_path_factory):
+    from tests.test_multiclass import ensemble
+
+    R, labels, _ = ensemble(6, n=48, missing=0.1)
+    path = tmp_path_factory.mktemp("cli_k") / "ens3.npz"
+    np.savez(path, R=R, labels=labels)
+    return path, R, labels
+
+
+def test_fit_k_class_npz_writes_k_by_n_probabilities(k_class_npz, tmp_path, capsys):
+    """`cfjax fit` of an (m, K, n) R is the K-class fit of `from_numpy(R, labels)`: (K, n) probabilities."""
+    path, R, labels = k_class_npz
+    out = tmp_path / "out.npz"
+    code, stdout, err = _run(["fit", path, "--method", "two_stage", "--rho", "0.5", "--latent-dim", "3",
+                              "--max-iter", "5", "--output", out, "--quiet"], capsys)
+    assert code == 0, err
+    assert "4 classifiers x 3 classes x 48 instances" in stdout
+    result, config, hparams = io.load(out)
+    proba = io.load_extra(out)["proba"]
+    assert proba.shape == (3, 48)
+    np.testing.assert_allclose(proba.sum(axis=0), 1.0, rtol=1e-5)
+    direct = cfjax.fit(jax.random.key(0), cfjax.from_numpy(R, labels), hparams, config)
+    np.testing.assert_allclose(proba, np.asarray(cfjax.proba(direct.params, config)), rtol=1e-5, atol=1e-7)
+    assert result.params.X.shape == (3, 12) and result.params.theta.b.shape == (3,)
+
+
+def test_fit_k_class_rho_auto(k_class_npz, tmp_path, capsys):
+    path, _, _ = k_class_npz
+    out = tmp_path / "out.npz"
+    code, _, err = _run(["fit", path, "--method", "two_stage", "--rho", "auto", "--latent-dim", "3",
+                         "--max-iter", "5", "--output", out, "--quiet"], capsys)
+    assert code == 0, err
+    extra = io.load_extra(out)
+    assert extra["proba"].shape == (3, 48) and np.isfinite(extra["cv_pr_auc"]).all()
+
+
+@pytest.mark.parametrize(
+    "argv_tail, fragment",
+    [
+        (["--method", "mm_als"], "method: 'mm_als' is binary only"),
+        (["--method", "joint", "--batch-size", "8"], "--batch-size: minibatch training is binary only"),
+    ],
+)
+def test_fit_k_class_refusals_exit_2_with_one_line(k_class_npz, tmp_path, capsys, argv_tail, fragment):
+    path, _, _ = k_class_npz
+    code, _, err = _run(["fit", path, *argv_tail, "--output", tmp_path / "o.npz", "--quiet"], capsys)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_fit_k_class_from_disk_in_blocks_is_refused(k_class_npz, tmp_path, capsys):
+    """The streaming path is binary: an (m, K, n) R.npy is refused, pointing at the .npz."""
+    _, R, labels = k_class_npz
+    np.save(tmp_path / "R.npy", R)
+    np.save(tmp_path / "labels.npy", labels)
+    code, _, err = _run(["fit", tmp_path / "R.npy", "--labels", tmp_path / "labels.npy", "--output",
+                         tmp_path / "o.npz", "--quiet"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "R: expected a 2-D (m, n) array, got shape (4, 3, 48)" in err and "INPUT.npz" in err

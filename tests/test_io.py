@@ -150,3 +150,29 @@ def test_attention_and_learned_confidence_round_trip(tmp_path):
     _assert_tree_equal(loaded.params, result.params)
     np.testing.assert_array_equal(np.asarray(cfjax.predict.fold_in_proba(loaded, ens.problem, hparams2, config2)),
                                   np.asarray(cfjax.predict.fold_in_proba(result, ens.problem, hparams, config)))
+
+
+@pytest.mark.parametrize("aggregator", ["weighted", "prior"])
+def test_k_class_fit_and_sweep_round_trip(aggregator, tmp_path):
+    """A K-class fit (X (d, m K), theta with a class axis) and a K-class sweep's (G, S) result
+    come back with their aggregator's K-class structure and the same (K, n) probabilities."""
+    from tests.test_multiclass import ensemble
+
+    R, labels, _ = ensemble(1, n=40)
+    problem = cfjax.from_numpy(R, labels)
+    config = Config(method="two_stage", latent_dim=3, max_iter=5, aggregator=aggregator)
+    hparams = cfjax.solvers.get("two_stage").hparams()
+    result = cfjax.fit(jax.random.key(0), problem, hparams, config)
+    loaded, config2, hparams2 = io.load(io.save(tmp_path / "k", result, config, hparams))
+    _assert_tree_equal(loaded, result._replace(state=None))
+    assert config2 == config and loaded.params.theta.b.shape == (3,)
+    _assert_tree_equal(hparams2, hparams)
+    proba = cfjax.proba(loaded.params, config2)
+    assert proba.shape == (3, 40)
+    np.testing.assert_array_equal(np.asarray(proba), np.asarray(cfjax.proba(result.params, config)))
+    with np.load(tmp_path / "k.npz") as f:
+        assert json.loads(str(f["meta_json"]))["n_classes"] == 3
+    swept = sweep.run(jax.random.split(jax.random.key(0), 2), problem, sweep.grid(rho=[0.2, 0.7]), config)
+    loaded_sweep, _, _ = io.load(io.save(tmp_path / "ks", swept, config, hparams))
+    _assert_tree_equal(loaded_sweep, swept)
+    assert loaded_sweep.params.theta.b.shape == (2, 2, 3)

@@ -344,3 +344,66 @@ def test_attention_by_region(tmp_path):
         plots.attention_by_region(result.params._replace(theta=()), ens.regions)
     with pytest.raises(ValueError, match="regions"):
         plots.attention_by_region(result.params, ens.regions[:10])
+
+
+def test_confusion_is_sklearns_row_normalised_matrix(tmp_path):
+    """The per-class view of a K-class fit: the heat map holds sklearn's confusion matrix
+    normalised by true class, over the masked columns; it fits its canvas."""
+    from sklearn.metrics import confusion_matrix
+
+    from tests.test_multiclass import ensemble
+
+    R, labels, y = ensemble(3, K=4, n=80)
+    proba = R[2]  # (K, n), as cfjax.proba of a K-class fit: one base classifier's, 62.5 % accurate
+    test = labels < 0
+    fig = plots.confusion(np.where(test, y, -1), proba, mask=test, classes=["ant", "bee", "cat", "dog"],
+                          path=tmp_path / "confusion.png")
+    _saved(fig, tmp_path / "confusion.png")
+    expected = confusion_matrix(y[test], proba[:, test].argmax(0), labels=range(4), normalize="true")
+    assert 0 < np.trace(expected) < 4  # mistakes off the diagonal
+    np.testing.assert_allclose(np.asarray(fig.axes[0].images[0].get_array()), expected)
+    assert f"accuracy {np.mean(proba[:, test].argmax(0) == y[test]):.3f}" in fig.axes[0].get_title()
+    assert layout_problems(fig) == []
+    # binary probabilities (n,) are read as K = 2; a class with no instance leaves a blank row
+    two = plots.confusion(np.array([0, 0, 1]), np.array([0.2, 0.7, 0.9]))
+    np.testing.assert_allclose(np.asarray(two.axes[0].images[0].get_array()), [[0.5, 0.5], [0.0, 1.0]])
+    assert np.isnan(np.asarray(plots.confusion(np.array([0, 0]), np.array([[0.9, 0.2], [0.1, 0.8], [0, 0]]))
+                               .axes[0].images[0].get_array())[1:]).all()
+    for args, name in (
+        ((y, proba[:, :-1]), "y_true"),
+        ((y, proba, np.ones(79, bool)), "mask"),
+        ((np.full(80, 7), proba), "y_true"),
+        ((y, proba[0]), "y_true"),  # (n,) read as binary: classes 2 and 3 do not exist
+        ((y, proba, None, ["a"]), "classes"),
+        ((y, np.zeros((1, 80))), "proba"),
+    ):
+        with pytest.raises(ValueError, match=f"^{name}: "):
+            plots.confusion(*args)
+
+
+def test_k_class_heatmaps_and_binary_only_plots_say_so(tmp_path):
+    """heatmaps draws a K-class problem's (classifier, class) rows, its columns ordered by class;
+    the binary curves and the weight bars refuse K-class inputs naming the argument."""
+    from tests.test_multiclass import ensemble
+
+    R, labels, y = ensemble(0)
+    problem = cfjax.from_numpy(R, labels)
+    rng = np.random.default_rng(0)
+    config = Config(latent_dim=3)
+    theta = cfjax.aggregators.initial_theta("weighted", jax.random.key(0), 4, 3, Hparams.create(), np.float32,
+                                            n_classes=3)
+    params = cfjax.Params(X=jax.numpy.asarray(rng.normal(size=(3, 12)), np.float32),
+                          Y=jax.numpy.asarray(rng.normal(size=(3, 60)), np.float32), theta=theta)
+    fig = plots.heatmaps(problem, params, y_true=y, config=config, path=tmp_path / "k.png")
+    _saved(fig, tmp_path / "k.png")
+    assert fig.axes[0].images[0].get_array().shape == (12, 60)
+    assert fig.axes[0].get_ylabel() == "classifier x class"
+    # a dotted line where the class changes: twice in the labeled block, twice in the rest
+    dotted = [line for line in fig.axes[0].lines if line.get_linestyle() == ":"]
+    assert len(dotted) == 4
+    assert layout_problems(fig) == []
+    proba = np.asarray(cfjax.proba(params, config))
+    with pytest.raises(ValueError, match=r"probas\['cf'\]: \(3, 60\) reads as the class probabilities"):
+        plots.pr_curves(y, {"cf": proba})
+    with pytest.raises(ValueError, match=r"params: expected one binary fit's weights"):
+        plots.aggregator_weights(params, config=config)

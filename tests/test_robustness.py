@@ -166,8 +166,9 @@ def test_R_within_rounding_of_unit_interval_is_clipped():
 LABEL_MESSAGE = {
     "api": "labels: values must be 0, 1, or -1/NaN",
     "cli": "labels: values must be 0, 1, or -1/NaN",
-    # the estimator takes any two classes (strings too), so a third value is the fault
-    "sklearn": "y: ",
+    # the estimator takes any K classes (strings too): a third value makes y 3-class, and then
+    # X's 4 columns cannot be 3-class probabilities (n, m K); 0.5 makes y continuous
+    "sklearn": r"X: has 4 columns, not a multiple of the K = 3 classes of y's labeled rows|y: Unknown label type",
 }
 
 

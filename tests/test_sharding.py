@@ -31,7 +31,8 @@ F64_TOL = 1e-10
 #: iterations): the float32 sensitivity of the fit to the order of sums, not sharding. The
 #: vmapped fold-in sweep solves the same ridge systems as ALS, hence ALS's bound (2.4e-6 since
 #: the ridge solves are compiled calls of their own; 6.6e-7 before).
-F32_TOL = {"als": 5e-6, "mm_als": 5e-5, "joint": 1e-6, "joint_fold_in": 1e-6, "sweep_joint_fold_in": 5e-6}
+F32_TOL = {"als": 5e-6, "mm_als": 5e-5, "joint": 1e-6, "joint_fold_in": 1e-6, "sweep_joint_fold_in": 5e-6,
+           "k_class_als": 5e-6, "k_class_joint_fold_in": 1e-6}
 
 
 def _run_sharded_cases(*args: str) -> dict:
@@ -53,8 +54,9 @@ def sharded_results() -> dict:
 
 @pytest.fixture(scope="module")
 def sharded_layout() -> dict:
-    """The layout row alone (the fast tier's multi-device check; the slow tier runs them all)."""
-    return _run_sharded_cases("layout")
+    """The layout row and the K-class cases in float64 (the fast tier's multi-device checks; the
+    slow tier runs them all)."""
+    return _run_sharded_cases("k_class")
 
 
 @pytest.mark.slow  # one subprocess with 8 simulated devices fits every case (~2 min on 2 cores)
@@ -78,6 +80,16 @@ def test_sharded_layout_keeps_instances_split(sharded_layout):
         # the spec's repr is "P(None, 'n')" or "PartitionSpec(None, 'n')" depending on jax
         assert layout["Y"].endswith("(None, 'n')") and layout["Y_devices"] == sharded_cases.N_DEVICES, layout
         assert "'n'" not in layout["X"], layout
+
+
+@pytest.mark.parametrize("case", [c[0] for c in sharded_cases.K_CLASS_CASES])
+def test_sharded_k_class_fit_equals_unsharded(sharded_layout, case):
+    """A K-class problem (rows m K, one-hot labels (K, n), both split along n and padded from 203
+    to 208 columns) fitted on 8 devices is the single-device fit, in float64 to rounding."""
+    row = sharded_layout[(case, "float64", "auto")]
+    assert row["same_shapes"] and row["finite"], row
+    for field in ("proba", "Y", "X", "total"):
+        assert row[field] <= F64_TOL, (field, row)
 
 
 def test_pad_instances_adds_absent_columns(key):

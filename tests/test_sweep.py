@@ -327,3 +327,74 @@ def test_sweep_over_the_attention_aggregator_and_learned_confidence(ensemble):
             single = cfjax.fit_jit(keys[0], problem, sweep.take(g, gi), config)._replace(state=None)
             _assert_tree_close(_entry(result, gi, 0), single, rtol=1e-4, atol=1e-4)
         assert not np.allclose(np.asarray(result.params.theta.A[0]), np.asarray(result.params.theta.A[1]))
+
+
+# ------------------------------------------------------------------------------------------
+# K classes: the sweep and the selection of a K-class problem (classes as rows, one-hot labels)
+
+
+def _k_class_problem():
+    from tests.test_multiclass import ensemble as k_ensemble
+
+    R, labels, y = k_ensemble(4, n=48)
+    return cfjax.from_numpy(R, labels), labels, y
+
+
+@pytest.mark.parametrize(
+    "method, aggregator, axes",
+    [("joint", "weighted", dict(rho=[0.3, 0.8], lam=[0.01, 1.0])), ("two_stage", "prior", dict(agg_prior=[0.1, 3.0]))],
+)
+def test_k_class_sweep_entries_are_single_fits(method, aggregator, axes):
+    """A sweep over rho / lam / agg_prior of a K-class problem is the loop of its single fits."""
+    problem, _, _ = _k_class_problem()
+    config = _config(method, aggregator=aggregator)
+    g = sweep.grid(method=method, **axes)
+    keys = jax.random.split(jax.random.key(1), N_SEEDS)
+    result = sweep.run(keys, problem, g, config)
+    assert result.params.theta.b.shape == (sweep.grid_size(g), N_SEEDS, 3)  # (G, S, K)
+    for gi, s in itertools.product(range(sweep.grid_size(g)), range(N_SEEDS)):
+        single = cfjax.fit_jit(keys[s], problem, sweep.take(g, gi), config)._replace(state=None)
+        _assert_tree_close(_entry(result, gi, s), single, rtol=1e-4, atol=1e-5)
+    probas = jax.vmap(jax.vmap(lambda p: cfjax.proba(p, config)))(result.params)
+    assert probas.shape == (sweep.grid_size(g), N_SEEDS, 3, problem.n_instances)
+    assert not np.allclose(probas[0, 0], probas[-1, 0])  # the swept value matters
+
+
+def test_k_class_folds_and_selection():
+    """Folds deal every one of K classes evenly; each fold's score is the K-class metric (macro
+    PR-AUC of the softmax) of the single fit with that fold held out."""
+    problem, labels, y = _k_class_problem()
+    train = labels >= 0
+    folds = sweep.stratified_folds(jax.random.key(0), problem, 3)
+    np.testing.assert_array_equal(folds.any(axis=0), train)
+    for cls in range(3):
+        counts = (folds & (y == cls)[None, :]).sum(axis=1)
+        assert counts.max() - counts.min() <= 1 and counts.min() >= 1, cls
+    config = _config("two_stage")
+    g = sweep.grid(rho=[0.2, 0.9], method="two_stage")
+    sel = sweep.select(jax.random.key(5), problem, g, config, n_folds=3)
+    assert sel.scores.shape == (2, 3) and np.isfinite(sel.scores).all()
+    fit_key = jax.random.split(jax.random.split(jax.random.key(5))[1], 1)[0]
+    for gi, k in itertools.product(range(2), range(3)):
+        single = cfjax.fit_jit(fit_key, sweep.fold_problem(problem, sel.folds[k]), sweep.take(g, gi), config)
+        expected = cfjax.metrics.macro_pr_auc(jnp.asarray(y), cfjax.proba(single.params, config),
+                                              jnp.asarray(sel.folds[k]))
+        np.testing.assert_allclose(sel.scores[gi, k], float(expected), rtol=1e-5)
+    assert sel.index == int(np.argmax(sel.mean))
+    assert sel.refit.params.theta.b.shape == (3,)
+    with pytest.raises(ValueError, match="metric: unknown K-class metric 'brier'"):
+        sweep.select(jax.random.key(5), problem, g, config, metric="brier")
+    by_accuracy = sweep.select(jax.random.key(5), problem, g, config, metric="accuracy")
+    assert by_accuracy.scores.shape == (2, 3)
+    few = cfjax.from_numpy(*_k_class_problem_arrays_with_few_of_class_two())
+    with pytest.raises(ValueError, match="n_folds: class 2 has 2 training columns"):
+        sweep.stratified_folds(jax.random.key(0), few, 3)
+
+
+def _k_class_problem_arrays_with_few_of_class_two():
+    from tests.test_multiclass import ensemble as k_ensemble
+
+    R, labels, _ = k_ensemble(4, n=48)
+    two = np.flatnonzero(labels == 2)
+    labels[two[2:]] = -1
+    return R, labels
