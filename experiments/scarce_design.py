@@ -26,11 +26,17 @@ Part 4, stacking as a candidate (`--stacking`): scikit-learn-equivalent stacking
 only with enough labels per weight (events per variable, minority-class labels / m >= 10, the
 logistic-regression rule of thumb of Peduzzi et al. 1996), are emulated exactly.
 
+Part 5, a semi-supervised linear discriminant (`--lda`): the candidates of `LDA_POOL`, whose
+aggregators (experiments/semisupervised_lda.py) read the classifiers' covariance from every
+column (no labels) and their class means from the labeled ones, run by `auto.run_candidate` on
+the same cells and keys as part 2 (records_lda.jsonl); `LDA_SPECS` combine them with the
+default's recorded options, emulated exactly. `--lda` also writes lda.md, the goal's rows only.
+
 Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl,
-diagnosis.md, ablations.md, config.json).
+records_lda.jsonl, diagnosis.md, ablations.md, lda.md, config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
-        [--diagnosis-only] [--evidence] [--stacking]
+        [--diagnosis-only] [--evidence] [--stacking] [--lda]
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import semisupervised_lda  # noqa: F401  (registers the aggregators of part 5)
 from common import provenance, results_dir, write_json
 from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
 
@@ -101,6 +108,40 @@ STACKING_SPECS = {
     "the default's one_se choice or stacking, best": ("pair", "best", 0.0),
     "stacking first if events per variable >= 10, one_se": ("first", "one_se", 10.0),
 }
+#: Part 5's candidates (fixed before any test score was seen): the prior at the default's scales
+#: centred on the semi-supervised LDA blended with SML (replacing the diagonal discriminant), on
+#: the LDA alone, on the LDA and the diagonal discriminant blended with SML; the calibrated LDA
+#: rule; and the first and the rule in logit space (`Config(space="logit")`).
+LDA_SCALES = (0.1, 0.3, 1.0, 3.0)
+LDA_POOL = {
+    "prior(lda mix)": Candidate("two_stage", full_rank=True, aggregator="prior_lda", grid=(("agg_prior", LDA_SCALES),)),
+    "prior(lda)": Candidate("two_stage", full_rank=True, aggregator="prior_lda",
+                            grid=(("agg_prior_sml", (0.0,)), ("agg_prior", LDA_SCALES))),
+    "prior(lda+diag mix)": Candidate("two_stage", full_rank=True, aggregator="prior_lda_diag",
+                                     grid=(("agg_prior", LDA_SCALES),)),
+    "lda rule": Candidate("two_stage", full_rank=True, aggregator="lda"),
+    "prior(lda mix), logit": Candidate("two_stage", space="logit", full_rank=True, aggregator="prior_lda",
+                                       grid=(("agg_prior", LDA_SCALES),)),
+    "lda rule, logit": Candidate("two_stage", space="logit", full_rank=True, aggregator="lda"),
+}
+_DEFAULT = ("prior(mix)", [1, 2, 3, 4])  # the default's options in POOL (scales 0.1-3)
+_LDA_ALL = list(range(len(LDA_SCALES)))
+#: Part 5's emulated pipelines (fixed before any test score was seen), as SPECS.
+LDA_SPECS = {
+    "(a) prior(lda mix) 0.1-3, one_se": ([("prior(lda mix)", _LDA_ALL)], "one_se"),
+    "(a) prior(lda) 0.1-3, one_se": ([("prior(lda)", _LDA_ALL)], "one_se"),
+    "(a) prior(lda+diag mix) 0.1-3, one_se": ([("prior(lda+diag mix)", _LDA_ALL)], "one_se"),
+    "(a) prior(lda mix), agg_prior 0.3": ([("prior(lda mix)", [1])], "best"),
+    "(b) lda rule alone": ([("lda rule", [0])], "best"),
+    "(b) default + lda rule last, one_se": ([_DEFAULT, ("lda rule", [0])], "one_se"),
+    "(b) lda rule first, then the default, one_se": ([("lda rule", [0]), _DEFAULT], "one_se"),
+    "(c) prior(lda mix), logit 0.1-3, one_se": ([("prior(lda mix), logit", _LDA_ALL)], "one_se"),
+    "(c) lda rule, logit alone": ([("lda rule, logit", [0])], "best"),
+    "(c) default + lda rule, logit last, one_se": ([_DEFAULT, ("lda rule, logit", [0])], "one_se"),
+}
+#: The rows of lda.md: the goal's baselines, the default, and part 5.
+LDA_TABLE_ROWS = ("simple_average", "stacking", "caruana", "spectral_meta_learner", "default: prior(mix) 0.1-3, one_se",
+                  *LDA_SPECS)
 GOAL_BASELINES = ("simple_average", "stacking", "caruana", "spectral_meta_learner")
 _run = jax.jit(auto.run_candidate, static_argnames=("config", "index"))
 
@@ -123,7 +164,8 @@ def diagnose(ens) -> dict:
 
 def _each_cell(names, fractions, splits, out_path: Path, record) -> list[dict]:
     """`record(ens, split)` -> dict for every (data set, fraction, split) cell of the panel,
-    appended to `out_path` as it goes; cells already there are kept and not refitted."""
+    appended to `out_path` as it goes; cells already there are kept and not refitted. Returns
+    the records of the cells asked for (others in the file are kept there, not returned)."""
     records = []
     if out_path.exists():
         records = [json.loads(line) for line in out_path.read_text().splitlines()]
@@ -144,29 +186,44 @@ def _each_cell(names, fractions, splits, out_path: Path, record) -> list[dict]:
                 fh.flush()
                 records.append(rec)
                 print(f"{out_path.stem}: {name} @ {fraction:g} split {split}", flush=True)
-    return records
+    wanted = {(name, fraction, split) for name, fraction in pairs for split in range(splits)}
+    return [r for r in records if (r["dataset"], r["labeled_fraction"], r["split"]) in wanted]
 
 
 def collect(names, fractions, splits, out_path: Path, pool: bool = True) -> list[dict]:
     """Parts 1 and 2's records: per cell, the diagnosis, the baselines' test PR-AUC and, with
     `pool`, every POOL candidate's fold scores and test PR-AUC per grid point."""
-    hp = cfjax.solvers.get("auto").hparams()
 
     def record(ens, split):
         rec = {"diagnosis": diagnose(ens),
                "baselines": {b: benchmark.score_test_columns(ens.y_true, fn(ens.problem), ens.test)["pr_auc"]
-                             for b, fn in baselines.BASELINES.items()}, "pool": {}}
-        for pname, cand in POOL.items() if pool else ():
-            config = validation.resolve_config(
-                cfjax.Config(aggregator=cand.aggregator or "weighted", options=(("candidates", (cand,)),)),
-                ens.problem)
-            run = jax.block_until_ready(_run(jax.random.key(split), ens.problem, hp, config, 0))
-            cfg = auto.candidate_config(cand, config, *ens.problem.R.shape)
-            rec["pool"][pname] = {"scores": np.asarray(run.scores).tolist(),
-                                  "test": _test_scores(ens, run.full.params, cfg, len(cand.points()))}
+                             for b, fn in baselines.BASELINES.items()}}
+        rec["pool"] = _pool_records(ens, split, POOL if pool else {})
         return rec
 
     return _each_cell(names, fractions, splits, out_path, record)
+
+
+def _pool_records(ens, split: int, pool: dict) -> dict:
+    """Each candidate of `pool` run by `auto.run_candidate` (key: the split): its fold scores
+    (J, P) and the test PR-AUC of its fit on all labels at each of its P grid points."""
+    hp = cfjax.solvers.get("auto").hparams()
+    out = {}
+    for pname, cand in pool.items():
+        config = validation.resolve_config(
+            cfjax.Config(aggregator=cand.aggregator or "weighted", options=(("candidates", (cand,)),)), ens.problem)
+        run = jax.block_until_ready(_run(jax.random.key(split), ens.problem, hp, config, 0))
+        cfg = auto.candidate_config(cand, config, *ens.problem.R.shape)
+        out[pname] = {"scores": np.asarray(run.scores).tolist(),
+                      "test": _test_scores(ens, run.full.params, cfg, len(cand.points()))}
+    return out
+
+
+def collect_lda(names, fractions, splits, out_path: Path) -> list[dict]:
+    """Part 5's records: per cell, every LDA_POOL candidate's fold scores and test PR-AUC per grid
+    point (the same keys, hence the same folds, as part 2)."""
+    return _each_cell(names, fractions, splits, out_path, lambda ens, split: {"pool": _pool_records(ens, split,
+                                                                                                    LDA_POOL)})
 
 
 def _test_scores(ens, params, config, count: int) -> list[float]:
@@ -307,12 +364,16 @@ def _paired(rows: dict, a: str, b: str, cells: list) -> tuple[float, float, floa
     return t_interval([np.mean(v) for v in by_split.values() if len(v) == full])
 
 
-def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: list[dict] = ()) -> str:
+def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: list[dict] = (),
+                    lda: list[dict] = (), only: tuple[str, ...] | None = None) -> str:
+    """Per fraction, a table of every pipeline (baselines, SPECS, and the specs of parts 3-5
+    whose records cover every cell); `only`: the rows to print (all by default)."""
     def cell(r):
         return r["dataset"], r["labeled_fraction"], r["split"]
 
     by_cell = {cell(r): r for r in evidence}
     stack_by_cell = {cell(r): r for r in stacking}
+    lda_by_cell = {cell(r): r for r in lda}
     lines = []
     for fraction in sorted({r["labeled_fraction"] for r in records}):
         recs = [r for r in records if r["labeled_fraction"] == fraction]
@@ -327,6 +388,10 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
             for name, args in STACKING_SPECS.items():
                 rows[name] = {(r["dataset"], r["split"]): emulate_stacking(r, stack_by_cell[cell(r)], *args)
                               for r in recs}
+        if all(cell(r) in lda_by_cell for r in recs) and lda_by_cell:
+            merged = [{**r, "pool": {**r["pool"], **lda_by_cell[cell(r)]["pool"]}} for r in recs]
+            for name, (spec, rule, *z) in LDA_SPECS.items():
+                rows[name] = {(r["dataset"], r["split"]): emulate(r, spec, rule, *z) for r in merged}
         sets = sorted({c[0] for c in cells})
 
         def panel(m, rows=rows, sets=sets):
@@ -338,6 +403,8 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
                   "| pipeline | panel mean | − averaging [95 % CI] | − best baseline [95 % CI] | worst data set − averaging |",
                   "|---|---|---|---|---|"]
         for m, scores in rows.items():
+            if only is not None and m not in only:
+                continue
             d1 = _paired(rows, m, "simple_average", cells)
             d2 = _paired(rows, m, best, cells)
             worst = min((np.mean([scores[(s, k)] - rows["simple_average"][(s, k)] for (d, k) in scores if d == s]), s)
@@ -372,6 +439,8 @@ def main(argv=None) -> None:
                         help="part 3 as well: the prior scale by Laplace evidence (minutes)")
     parser.add_argument("--stacking", action="store_true",
                         help="part 4 as well: stacking as a candidate (minutes)")
+    parser.add_argument("--lda", action="store_true",
+                        help="part 5 as well: the semi-supervised LDA candidates (minutes)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
@@ -390,16 +459,23 @@ def main(argv=None) -> None:
                 if args.evidence else [])
     stacking = (collect_stacking(names, args.labeled, args.splits, out / "records_stacking.jsonl")
                 if args.stacking else [])
+    lda = collect_lda(names, args.labeled, args.splits, out / "records_lda.jsonl") if args.lda else []
     elapsed = time.perf_counter() - start
-    diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking)
+    diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking, lda)
     print("Diagnosis\n\n" + diag + "\n\nAblations (test PR-AUC on the unlabeled columns)\n" + abl)
     (out / "diagnosis.md").write_text(diag + "\n")
     (out / "ablations.md").write_text(abl + "\n")
+    if args.lda:
+        table = ablation_tables(records, lda=lda, only=LDA_TABLE_ROWS)
+        print("\nPart 5, the semi-supervised LDA (the goal's rows)\n" + table)
+        (out / "lda.md").write_text(table + "\n")
     write_json(out / "config.json", provenance(datasets=names, labeled_fractions=args.labeled, splits=args.splits,
                                                seconds=elapsed, pool={k: c._asdict() for k, c in POOL.items()},
                                                specs={k: list(v) for k, v in SPECS.items()},
                                                evidence_scales=EVIDENCE_SCALES if args.evidence else None,
-                                               stacking_specs=STACKING_SPECS if args.stacking else None))
+                                               stacking_specs=STACKING_SPECS if args.stacking else None,
+                                               lda_pool={k: c._asdict() for k, c in LDA_POOL.items()} if args.lda else None,
+                                               lda_specs={k: list(v) for k, v in LDA_SPECS.items()} if args.lda else None))
 
 
 if __name__ == "__main__":
