@@ -79,7 +79,7 @@ def lda_direction(R_hat: jax.Array, labels: jax.Array, labeled: jax.Array) -> ja
     within = total - pi * (1.0 - pi) * jnp.outer(delta, delta)
     evals, evecs = jnp.linalg.eigh(within)
     floor = 1e-6 * jnp.maximum(jnp.mean(jnp.diag(total)), 1e-30)
-    within = (evecs * jnp.maximum(evals, floor)) @ evecs.T
+    within = (evecs * jnp.maximum(evals, floor)[None, :]) @ evecs.T
     gamma = diagonal_shrinkage_intensity(R_hat)
     shrunk = (1.0 - gamma) * within + gamma * jnp.diag(jnp.diag(within))
     w = jnp.linalg.solve(shrunk, delta)
