@@ -31,12 +31,17 @@ aggregators (experiments/semisupervised_lda.py) read the classifiers' covariance
 column (no labels) and their class means from the labeled ones, run by `auto.run_candidate` on
 the same cells and keys as part 2 (records_lda.jsonl); `LDA_SPECS` combine them with the
 default's recorded options, emulated exactly. `--lda` also writes lda.md, the goal's rows only.
+`--lda-diagnosis` (no fits; a few minutes): per cell, on R itself (full-rank two_stage
+reconstructs it closely), the LDA direction against its oracle (the same estimator given every
+column's true label: an upper bound, not a method), the diagonal discriminant against its own,
+the Ledoit-Wolf intensity, and the test PR-AUC of each direction's rule (lda_diagnosis.md).
 
 Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl,
-records_lda.jsonl, diagnosis.md, ablations.md, lda.md, config.json).
+records_lda.jsonl, records_lda_diagnosis.jsonl, diagnosis.md, ablations.md, lda.md,
+lda_diagnosis.md, config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
-        [--diagnosis-only] [--evidence] [--stacking] [--lda]
+        [--diagnosis-only] [--evidence] [--stacking] [--lda] [--lda-diagnosis]
 """
 
 from __future__ import annotations
@@ -318,6 +323,52 @@ def collect_stacking(names, fractions, splits, out_path: Path) -> list[dict]:
     return _each_cell(names, fractions, splits, out_path, record)
 
 
+def diagnose_lda(ens) -> dict:
+    """Part 5's diagnosis of one cell (module docstring): cosines of the labeled directions with
+    their all-labels oracles, the shrinkage intensity, and test PR-AUC of the rules on R."""
+    from sklearn.metrics import average_precision_score
+
+    p = ens.problem
+    y, test = ens.y_true.astype(float), np.asarray(ens.test)
+    every = jnp.ones_like(p.labeled)
+    dirs = {"lda": semisupervised_lda.lda_direction(p.R, p.labels, p.labeled),
+            "lda_oracle": semisupervised_lda.lda_direction(p.R, jnp.asarray(y, p.R.dtype), every),
+            "diag": aggregators.discriminant_direction(p.R, p.labels, p.labeled),
+            "diag_oracle": aggregators.discriminant_direction(p.R, jnp.asarray(y, p.R.dtype), every)}
+    dirs = {k: np.asarray(v, float) / np.linalg.norm(np.asarray(v, float)) for k, v in dirs.items()}
+    R = np.asarray(p.R, float)
+    pr = {k: float(average_precision_score(y[test], (v @ R)[test])) for k, v in dirs.items()}
+    pr["average"] = float(average_precision_score(y[test], R.mean(axis=0)[test]))
+    return {"cos_lda_oracle": float(dirs["lda"] @ dirs["lda_oracle"]),
+            "cos_diag_oracle": float(dirs["diag"] @ dirs["diag_oracle"]),
+            "cos_lda_diag": float(dirs["lda"] @ dirs["diag"]),
+            "intensity": float(semisupervised_lda.diagonal_shrinkage_intensity(p.R)), "pr_auc": pr}
+
+
+def collect_lda_diagnosis(names, fractions, splits, out_path: Path) -> list[dict]:
+    return _each_cell(names, fractions, splits, out_path, lambda ens, split: diagnose_lda(ens))
+
+
+def lda_diagnosis_table(records: list[dict]) -> str:
+    rules = ("average", "diag", "lda", "lda_oracle")
+    lines = [("| labeled | cells | Ledoit-Wolf intensity (median) | cos(LDA, its oracle) (median) | "
+              "cos(diagonal, its oracle) (median) | cos(LDA, diagonal) (median) | "
+              + " | ".join(f"PR-AUC: {r}" for r in rules) + " |"), "|---" * (6 + len(rules)) + "|"]
+    for fraction in sorted({r["labeled_fraction"] for r in records}):
+        recs = [r for r in records if r["labeled_fraction"] == fraction]
+        sets = sorted({r["dataset"] for r in recs})
+
+        def panel(rule, recs=recs, sets=sets):
+            return np.mean([np.mean([r["pr_auc"][rule] for r in recs if r["dataset"] == s]) for s in sets])
+
+        med = {k: np.median([r[k] for r in recs]) for k in ("intensity", "cos_lda_oracle", "cos_diag_oracle",
+                                                             "cos_lda_diag")}
+        lines.append(f"| {100 * fraction:g} % | {len(recs)} | {med['intensity']:.4f} | {med['cos_lda_oracle']:.2f} | "
+                     f"{med['cos_diag_oracle']:.2f} | {med['cos_lda_diag']:.2f} | "
+                     + " | ".join(f"{panel(r):.4f}" for r in rules) + " |")
+    return "\n".join(lines)
+
+
 def emulate(rec: dict, spec: list, rule: str, z: float = 1.0) -> float:
     scores, tests = [], []
     for pname, points in spec:
@@ -441,6 +492,8 @@ def main(argv=None) -> None:
                         help="part 4 as well: stacking as a candidate (minutes)")
     parser.add_argument("--lda", action="store_true",
                         help="part 5 as well: the semi-supervised LDA candidates (minutes)")
+    parser.add_argument("--lda-diagnosis", action="store_true",
+                        help="part 5's diagnosis only (no fits; minutes): writes lda_diagnosis.md")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
@@ -448,6 +501,12 @@ def main(argv=None) -> None:
         names, args.splits, args.labeled = ["synthetic-seed", "synthetic-imbalanced_10"], 2, [0.1]
     out = results_dir("scarce_design", args.out)
     start = time.perf_counter()
+    if args.lda_diagnosis:
+        table = lda_diagnosis_table(collect_lda_diagnosis(names, args.labeled, args.splits,
+                                                          out / "records_lda_diagnosis.jsonl"))
+        print("Part 5's diagnosis\n\n" + table)
+        (out / "lda_diagnosis.md").write_text(table + "\n")
+        return
     if args.diagnosis_only:
         records = collect(names, args.labeled, args.splits, out / "records_diagnosis.jsonl", pool=False)
         diag = diagnosis_table(records)
