@@ -37,7 +37,7 @@ column's true label: an upper bound, not a method), the diagonal discriminant ag
 the Ledoit-Wolf intensity, and the test PR-AUC of each direction's rule (lda_diagnosis.md).
 
 Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl,
-records_lda.jsonl, records_lda_diagnosis.jsonl, diagnosis.md, ablations.md, lda.md,
+records_lda.jsonl, records_lda_em.jsonl, records_lda_diagnosis.jsonl, diagnosis.md, ablations.md, lda.md,
 lda_diagnosis.md, config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
@@ -129,6 +129,13 @@ LDA_POOL = {
                                        grid=(("agg_prior", LDA_SCALES),)),
     "lda rule, logit": Candidate("two_stage", space="logit", full_rank=True, aggregator="lda"),
 }
+#: Part 5's EM candidates (added after the first six were measured, and fixed before their own
+#: test scores were seen): the prior centred on the EM semi-supervised LDA blended with SML, and
+#: the calibrated EM rule (experiments/semisupervised_lda.py, `em_direction`).
+EM_POOL = {
+    "prior(em mix)": Candidate("two_stage", full_rank=True, aggregator="prior_em", grid=(("agg_prior", LDA_SCALES),)),
+    "em rule": Candidate("two_stage", full_rank=True, aggregator="em"),
+}
 _DEFAULT = ("prior(mix)", [1, 2, 3, 4])  # the default's options in POOL (scales 0.1-3)
 _LDA_ALL = list(range(len(LDA_SCALES)))
 #: Part 5's emulated pipelines (fixed before any test score was seen), as SPECS.
@@ -143,6 +150,9 @@ LDA_SPECS = {
     "(c) prior(lda mix), logit 0.1-3, one_se": ([("prior(lda mix), logit", _LDA_ALL)], "one_se"),
     "(c) lda rule, logit alone": ([("lda rule, logit", [0])], "best"),
     "(c) default + lda rule, logit last, one_se": ([_DEFAULT, ("lda rule, logit", [0])], "one_se"),
+    "(d) prior(em mix) 0.1-3, one_se": ([("prior(em mix)", _LDA_ALL)], "one_se"),
+    "(d) em rule alone": ([("em rule", [0])], "best"),
+    "(d) default + em rule last, one_se": ([_DEFAULT, ("em rule", [0])], "one_se"),
 }
 #: The rows of lda.md: the goal's baselines, the default, and part 5.
 LDA_TABLE_ROWS = ("simple_average", "stacking", "caruana", "spectral_meta_learner", "default: prior(mix) 0.1-3, one_se",
@@ -224,11 +234,22 @@ def _pool_records(ens, split: int, pool: dict) -> dict:
     return out
 
 
-def collect_lda(names, fractions, splits, out_path: Path) -> list[dict]:
-    """Part 5's records: per cell, every LDA_POOL candidate's fold scores and test PR-AUC per grid
-    point (the same keys, hence the same folds, as part 2)."""
-    return _each_cell(names, fractions, splits, out_path, lambda ens, split: {"pool": _pool_records(ens, split,
-                                                                                                    LDA_POOL)})
+def collect_lda(names, fractions, splits, out_path: Path, pool: dict | None = None) -> list[dict]:
+    """Part 5's records: per cell, every candidate of `pool` (LDA_POOL)'s fold scores and test
+    PR-AUC per grid point (the same keys, hence the same folds, as part 2)."""
+    pool = LDA_POOL if pool is None else pool
+    return _each_cell(names, fractions, splits, out_path, lambda ens, split: {"pool": _pool_records(ens, split, pool)})
+
+
+def _merge_pools(*record_lists: list[dict]) -> list[dict]:
+    """One record per cell with the pools of every list merged (cells missing from any list dropped)."""
+    def cell(r):
+        return r["dataset"], r["labeled_fraction"], r["split"]
+
+    by_cell = [{cell(r): r for r in records} for records in record_lists]
+    common = set.intersection(*(set(b) for b in by_cell))
+    return [{**by_cell[0][c], "pool": {k: v for b in by_cell for k, v in b[c]["pool"].items()}}
+            for c in by_cell[0] if c in common]
 
 
 def _test_scores(ens, params, config, count: int) -> list[float]:
@@ -333,6 +354,7 @@ def diagnose_lda(ens) -> dict:
     every = jnp.ones_like(p.labeled)
     dirs = {"lda": semisupervised_lda.lda_direction(p.R, p.labels, p.labeled),
             "lda_oracle": semisupervised_lda.lda_direction(p.R, jnp.asarray(y, p.R.dtype), every),
+            "em": semisupervised_lda.em_direction(p.R, p.labels, p.labeled),
             "diag": aggregators.discriminant_direction(p.R, p.labels, p.labeled),
             "diag_oracle": aggregators.discriminant_direction(p.R, jnp.asarray(y, p.R.dtype), every)}
     dirs = {k: np.asarray(v, float) / np.linalg.norm(np.asarray(v, float)) for k, v in dirs.items()}
@@ -342,6 +364,7 @@ def diagnose_lda(ens) -> dict:
     return {"cos_lda_oracle": float(dirs["lda"] @ dirs["lda_oracle"]),
             "cos_diag_oracle": float(dirs["diag"] @ dirs["diag_oracle"]),
             "cos_lda_diag": float(dirs["lda"] @ dirs["diag"]),
+            "cos_em_oracle": float(dirs["em"] @ dirs["lda_oracle"]),
             "intensity": float(semisupervised_lda.diagonal_shrinkage_intensity(p.R)), "pr_auc": pr}
 
 
@@ -350,10 +373,10 @@ def collect_lda_diagnosis(names, fractions, splits, out_path: Path) -> list[dict
 
 
 def lda_diagnosis_table(records: list[dict]) -> str:
-    rules = ("average", "diag", "lda", "lda_oracle")
+    rules = ("average", "diag", "lda", "em", "lda_oracle")
     lines = [("| labeled | cells | Ledoit-Wolf intensity (median) | cos(LDA, its oracle) (median) | "
-              "cos(diagonal, its oracle) (median) | cos(LDA, diagonal) (median) | "
-              + " | ".join(f"PR-AUC: {r}" for r in rules) + " |"), "|---" * (6 + len(rules)) + "|"]
+              "cos(EM, LDA's oracle) (median) | cos(diagonal, its oracle) (median) | cos(LDA, diagonal) (median) | "
+              + " | ".join(f"PR-AUC: {r}" for r in rules) + " |"), "|---" * (7 + len(rules)) + "|"]
     for fraction in sorted({r["labeled_fraction"] for r in records}):
         recs = [r for r in records if r["labeled_fraction"] == fraction]
         sets = sorted({r["dataset"] for r in recs})
@@ -361,9 +384,10 @@ def lda_diagnosis_table(records: list[dict]) -> str:
         def panel(rule, recs=recs, sets=sets):
             return np.mean([np.mean([r["pr_auc"][rule] for r in recs if r["dataset"] == s]) for s in sets])
 
-        med = {k: np.median([r[k] for r in recs]) for k in ("intensity", "cos_lda_oracle", "cos_diag_oracle",
-                                                             "cos_lda_diag")}
+        med = {k: np.median([r[k] for r in recs]) for k in ("intensity", "cos_lda_oracle", "cos_em_oracle",
+                                                             "cos_diag_oracle", "cos_lda_diag")}
         lines.append(f"| {100 * fraction:g} % | {len(recs)} | {med['intensity']:.4f} | {med['cos_lda_oracle']:.2f} | "
+                     f"{med['cos_em_oracle']:.2f} | "
                      f"{med['cos_diag_oracle']:.2f} | {med['cos_lda_diag']:.2f} | "
                      + " | ".join(f"{panel(r):.4f}" for r in rules) + " |")
     return "\n".join(lines)
@@ -518,7 +542,9 @@ def main(argv=None) -> None:
                 if args.evidence else [])
     stacking = (collect_stacking(names, args.labeled, args.splits, out / "records_stacking.jsonl")
                 if args.stacking else [])
-    lda = collect_lda(names, args.labeled, args.splits, out / "records_lda.jsonl") if args.lda else []
+    lda = (_merge_pools(collect_lda(names, args.labeled, args.splits, out / "records_lda.jsonl"),
+                        collect_lda(names, args.labeled, args.splits, out / "records_lda_em.jsonl", EM_POOL))
+           if args.lda else [])
     elapsed = time.perf_counter() - start
     diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking, lda)
     print("Diagnosis\n\n" + diag + "\n\nAblations (test PR-AUC on the unlabeled columns)\n" + abl)
@@ -533,7 +559,8 @@ def main(argv=None) -> None:
                                                specs={k: list(v) for k, v in SPECS.items()},
                                                evidence_scales=EVIDENCE_SCALES if args.evidence else None,
                                                stacking_specs=STACKING_SPECS if args.stacking else None,
-                                               lda_pool={k: c._asdict() for k, c in LDA_POOL.items()} if args.lda else None,
+                                               lda_pool=({k: c._asdict() for k, c in {**LDA_POOL, **EM_POOL}.items()}
+                                                         if args.lda else None),
                                                lda_specs={k: list(v) for k, v in LDA_SPECS.items()} if args.lda else None))
 
 

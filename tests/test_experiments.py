@@ -249,3 +249,63 @@ def test_scarce_design_lda_direction_matches_numpy_loops():
         scale = float(np.asarray(theta.w) @ c)
         assert scale > 0
         np.testing.assert_allclose(np.asarray(theta.w), scale * c, rtol=1e-8, atol=1e-12)
+
+
+def _em_direction_loops(R, y, labeled, n_steps):
+    """Slow obvious twin of semisupervised_lda.em_direction: EM with a column loop per step."""
+    import numpy as np
+
+    m, n = R.shape
+    pos = [i for i in range(n) if labeled[i] and y[i] > 0.5]
+    neg = [i for i in range(n) if labeled[i] and y[i] <= 0.5]
+    pi = len(pos) / (len(pos) + len(neg))
+    mu1, mu0 = R[:, pos].mean(1), R[:, neg].mean(1)
+    total = np.cov(R)
+    _, gamma = _lda_direction_loops(R, y, labeled)
+    floor = 1e-6 * np.mean(np.diag(total))
+
+    def regularised(S):
+        evals, evecs = np.linalg.eigh(S)
+        S = evecs @ np.diag(np.maximum(evals, floor)) @ evecs.T
+        return (1 - gamma) * S + gamma * np.diag(np.diag(S))
+
+    S = regularised(total - pi * (1 - pi) * np.outer(mu1 - mu0, mu1 - mu0))
+    for _ in range(n_steps):
+        w = np.linalg.solve(S, mu1 - mu0)
+        tau = np.empty(n)
+        for i in range(n):
+            if labeled[i]:
+                tau[i] = float(y[i] > 0.5)
+            else:
+                s = w @ (R[:, i] - (mu1 + mu0) / 2) + np.log(pi / (1 - pi))
+                tau[i] = 1 / (1 + np.exp(-s))
+        mu1 = sum(tau[i] * R[:, i] for i in range(n)) / tau.sum()
+        mu0 = sum((1 - tau[i]) * R[:, i] for i in range(n)) / (n - tau.sum())
+        S = sum(tau[i] * np.outer(R[:, i] - mu1, R[:, i] - mu1)
+                + (1 - tau[i]) * np.outer(R[:, i] - mu0, R[:, i] - mu0) for i in range(n)) / n
+        S = regularised(S)
+    w = np.linalg.solve(S, mu1 - mu0)
+    return w / np.linalg.norm(w)
+
+
+def test_scarce_design_em_direction_matches_numpy_loops():
+    """Part 5's EM semi-supervised LDA (labeled classes fixed, pi fixed) against a column loop."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    lda = _load("semisupervised_lda")
+    rng = np.random.default_rng(1)
+    m, n = 4, 90
+    y = (rng.random(n) < 0.35).astype(float)
+    common = rng.normal(size=n)
+    R = 1 / (1 + np.exp(-(0.8 * common + 0.4 * rng.normal(size=(m, n)) + np.linspace(0.6, 1.4, m)[:, None] * y)))
+    labeled = rng.random(n) < 0.3
+    with jax.enable_x64(True):
+        for steps in (0, 1, 7):
+            got = np.asarray(lda.em_direction(jnp.asarray(R), jnp.asarray(y), jnp.asarray(labeled), n_steps=steps))
+            np.testing.assert_allclose(got, _em_direction_loops(R, y, labeled, steps), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(np.asarray(lda.em_direction(jnp.asarray(R), jnp.asarray(y), jnp.asarray(labeled),
+                                                               n_steps=0)),
+                                   np.asarray(lda.lda_direction(jnp.asarray(R), jnp.asarray(y), jnp.asarray(labeled))),
+                                   rtol=1e-10)
