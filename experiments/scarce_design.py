@@ -61,7 +61,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import semisupervised_lda  # noqa: F401  (registers the aggregators of part 5)
+import semisupervised_lda  # registers the aggregators of part 5
 from common import provenance, results_dir, write_json
 from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
 

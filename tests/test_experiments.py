@@ -255,7 +255,7 @@ def _em_direction_loops(R, y, labeled, n_steps):
     """Slow obvious twin of semisupervised_lda.em_direction: EM with a column loop per step."""
     import numpy as np
 
-    m, n = R.shape
+    n = R.shape[1]
     pos = [i for i in range(n) if labeled[i] and y[i] > 0.5]
     neg = [i for i in range(n) if labeled[i] and y[i] <= 0.5]
     pi = len(pos) / (len(pos) + len(neg))
