@@ -26,11 +26,22 @@ Part 4, stacking as a candidate (`--stacking`): scikit-learn-equivalent stacking
 only with enough labels per weight (events per variable, minority-class labels / m >= 10, the
 logistic-regression rule of thumb of Peduzzi et al. 1996), are emulated exactly.
 
+Part 5, a semi-supervised linear discriminant (`--lda`): the candidates of `LDA_POOL`, whose
+aggregators (experiments/semisupervised_lda.py) read the classifiers' covariance from every
+column (no labels) and their class means from the labeled ones, run by `auto.run_candidate` on
+the same cells and keys as part 2 (records_lda.jsonl); `LDA_SPECS` combine them with the
+default's recorded options, emulated exactly. `--lda` also writes lda.md, the goal's rows only.
+`--lda-diagnosis` (no fits; a few minutes): per cell, on R itself (full-rank two_stage
+reconstructs it closely), the LDA direction against its oracle (the same estimator given every
+column's true label: an upper bound, not a method), the diagonal discriminant against its own,
+the Ledoit-Wolf intensity, and the test PR-AUC of each direction's rule (lda_diagnosis.md).
+
 Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl,
-diagnosis.md, ablations.md, config.json).
+records_lda.jsonl, records_lda_em.jsonl, records_lda_diagnosis.jsonl, diagnosis.md, ablations.md, lda.md,
+lda_diagnosis.md, config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
-        [--diagnosis-only] [--evidence] [--stacking]
+        [--diagnosis-only] [--evidence] [--stacking] [--lda] [--lda-diagnosis]
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import semisupervised_lda  # registers the aggregators of part 5
 from common import provenance, results_dir, write_json
 from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
 
@@ -101,6 +113,50 @@ STACKING_SPECS = {
     "the default's one_se choice or stacking, best": ("pair", "best", 0.0),
     "stacking first if events per variable >= 10, one_se": ("first", "one_se", 10.0),
 }
+#: Part 5's candidates (fixed before any test score was seen): the prior at the default's scales
+#: centred on the semi-supervised LDA blended with SML (replacing the diagonal discriminant), on
+#: the LDA alone, on the LDA and the diagonal discriminant blended with SML; the calibrated LDA
+#: rule; and the first and the rule in logit space (`Config(space="logit")`).
+LDA_SCALES = (0.1, 0.3, 1.0, 3.0)
+LDA_POOL = {
+    "prior(lda mix)": Candidate("two_stage", full_rank=True, aggregator="prior_lda", grid=(("agg_prior", LDA_SCALES),)),
+    "prior(lda)": Candidate("two_stage", full_rank=True, aggregator="prior_lda",
+                            grid=(("agg_prior_sml", (0.0,)), ("agg_prior", LDA_SCALES))),
+    "prior(lda+diag mix)": Candidate("two_stage", full_rank=True, aggregator="prior_lda_diag",
+                                     grid=(("agg_prior", LDA_SCALES),)),
+    "lda rule": Candidate("two_stage", full_rank=True, aggregator="lda"),
+    "prior(lda mix), logit": Candidate("two_stage", space="logit", full_rank=True, aggregator="prior_lda",
+                                       grid=(("agg_prior", LDA_SCALES),)),
+    "lda rule, logit": Candidate("two_stage", space="logit", full_rank=True, aggregator="lda"),
+}
+#: Part 5's EM candidates (added after the first six were measured, and fixed before their own
+#: test scores were seen): the prior centred on the EM semi-supervised LDA blended with SML, and
+#: the calibrated EM rule (experiments/semisupervised_lda.py, `em_direction`).
+EM_POOL = {
+    "prior(em mix)": Candidate("two_stage", full_rank=True, aggregator="prior_em", grid=(("agg_prior", LDA_SCALES),)),
+    "em rule": Candidate("two_stage", full_rank=True, aggregator="em"),
+}
+_DEFAULT = ("prior(mix)", [1, 2, 3, 4])  # the default's options in POOL (scales 0.1-3)
+_LDA_ALL = list(range(len(LDA_SCALES)))
+#: Part 5's emulated pipelines (fixed before any test score was seen), as SPECS.
+LDA_SPECS = {
+    "(a) prior(lda mix) 0.1-3, one_se": ([("prior(lda mix)", _LDA_ALL)], "one_se"),
+    "(a) prior(lda) 0.1-3, one_se": ([("prior(lda)", _LDA_ALL)], "one_se"),
+    "(a) prior(lda+diag mix) 0.1-3, one_se": ([("prior(lda+diag mix)", _LDA_ALL)], "one_se"),
+    "(a) prior(lda mix), agg_prior 0.3": ([("prior(lda mix)", [1])], "best"),
+    "(b) lda rule alone": ([("lda rule", [0])], "best"),
+    "(b) default + lda rule last, one_se": ([_DEFAULT, ("lda rule", [0])], "one_se"),
+    "(b) lda rule first, then the default, one_se": ([("lda rule", [0]), _DEFAULT], "one_se"),
+    "(c) prior(lda mix), logit 0.1-3, one_se": ([("prior(lda mix), logit", _LDA_ALL)], "one_se"),
+    "(c) lda rule, logit alone": ([("lda rule, logit", [0])], "best"),
+    "(c) default + lda rule, logit last, one_se": ([_DEFAULT, ("lda rule, logit", [0])], "one_se"),
+    "(d) prior(em mix) 0.1-3, one_se": ([("prior(em mix)", _LDA_ALL)], "one_se"),
+    "(d) em rule alone": ([("em rule", [0])], "best"),
+    "(d) default + em rule last, one_se": ([_DEFAULT, ("em rule", [0])], "one_se"),
+}
+#: The rows of lda.md: the goal's baselines, the default, and part 5.
+LDA_TABLE_ROWS = ("simple_average", "stacking", "caruana", "spectral_meta_learner", "default: prior(mix) 0.1-3, one_se",
+                  *LDA_SPECS)
 GOAL_BASELINES = ("simple_average", "stacking", "caruana", "spectral_meta_learner")
 _run = jax.jit(auto.run_candidate, static_argnames=("config", "index"))
 
@@ -123,7 +179,8 @@ def diagnose(ens) -> dict:
 
 def _each_cell(names, fractions, splits, out_path: Path, record) -> list[dict]:
     """`record(ens, split)` -> dict for every (data set, fraction, split) cell of the panel,
-    appended to `out_path` as it goes; cells already there are kept and not refitted."""
+    appended to `out_path` as it goes; cells already there are kept and not refitted. Returns
+    the records of the cells asked for (others in the file are kept there, not returned)."""
     records = []
     if out_path.exists():
         records = [json.loads(line) for line in out_path.read_text().splitlines()]
@@ -144,29 +201,55 @@ def _each_cell(names, fractions, splits, out_path: Path, record) -> list[dict]:
                 fh.flush()
                 records.append(rec)
                 print(f"{out_path.stem}: {name} @ {fraction:g} split {split}", flush=True)
-    return records
+    wanted = {(name, fraction, split) for name, fraction in pairs for split in range(splits)}
+    return [r for r in records if (r["dataset"], r["labeled_fraction"], r["split"]) in wanted]
 
 
 def collect(names, fractions, splits, out_path: Path, pool: bool = True) -> list[dict]:
     """Parts 1 and 2's records: per cell, the diagnosis, the baselines' test PR-AUC and, with
     `pool`, every POOL candidate's fold scores and test PR-AUC per grid point."""
-    hp = cfjax.solvers.get("auto").hparams()
 
     def record(ens, split):
         rec = {"diagnosis": diagnose(ens),
                "baselines": {b: benchmark.score_test_columns(ens.y_true, fn(ens.problem), ens.test)["pr_auc"]
-                             for b, fn in baselines.BASELINES.items()}, "pool": {}}
-        for pname, cand in POOL.items() if pool else ():
-            config = validation.resolve_config(
-                cfjax.Config(aggregator=cand.aggregator or "weighted", options=(("candidates", (cand,)),)),
-                ens.problem)
-            run = jax.block_until_ready(_run(jax.random.key(split), ens.problem, hp, config, 0))
-            cfg = auto.candidate_config(cand, config, *ens.problem.R.shape)
-            rec["pool"][pname] = {"scores": np.asarray(run.scores).tolist(),
-                                  "test": _test_scores(ens, run.full.params, cfg, len(cand.points()))}
+                             for b, fn in baselines.BASELINES.items()}}
+        rec["pool"] = _pool_records(ens, split, POOL if pool else {})
         return rec
 
     return _each_cell(names, fractions, splits, out_path, record)
+
+
+def _pool_records(ens, split: int, pool: dict) -> dict:
+    """Each candidate of `pool` run by `auto.run_candidate` (key: the split): its fold scores
+    (J, P) and the test PR-AUC of its fit on all labels at each of its P grid points."""
+    hp = cfjax.solvers.get("auto").hparams()
+    out = {}
+    for pname, cand in pool.items():
+        config = validation.resolve_config(
+            cfjax.Config(aggregator=cand.aggregator or "weighted", options=(("candidates", (cand,)),)), ens.problem)
+        run = jax.block_until_ready(_run(jax.random.key(split), ens.problem, hp, config, 0))
+        cfg = auto.candidate_config(cand, config, *ens.problem.R.shape)
+        out[pname] = {"scores": np.asarray(run.scores).tolist(),
+                      "test": _test_scores(ens, run.full.params, cfg, len(cand.points()))}
+    return out
+
+
+def collect_lda(names, fractions, splits, out_path: Path, pool: dict | None = None) -> list[dict]:
+    """Part 5's records: per cell, every candidate of `pool` (LDA_POOL)'s fold scores and test
+    PR-AUC per grid point (the same keys, hence the same folds, as part 2)."""
+    pool = LDA_POOL if pool is None else pool
+    return _each_cell(names, fractions, splits, out_path, lambda ens, split: {"pool": _pool_records(ens, split, pool)})
+
+
+def _merge_pools(*record_lists: list[dict]) -> list[dict]:
+    """One record per cell with the pools of every list merged (cells missing from any list dropped)."""
+    def cell(r):
+        return r["dataset"], r["labeled_fraction"], r["split"]
+
+    by_cell = [{cell(r): r for r in records} for records in record_lists]
+    common = set.intersection(*(set(b) for b in by_cell))
+    return [{**by_cell[0][c], "pool": {k: v for b in by_cell for k, v in b[c]["pool"].items()}}
+            for c in by_cell[0] if c in common]
 
 
 def _test_scores(ens, params, config, count: int) -> list[float]:
@@ -261,6 +344,55 @@ def collect_stacking(names, fractions, splits, out_path: Path) -> list[dict]:
     return _each_cell(names, fractions, splits, out_path, record)
 
 
+def diagnose_lda(ens) -> dict:
+    """Part 5's diagnosis of one cell (module docstring): cosines of the labeled directions with
+    their all-labels oracles, the shrinkage intensity, and test PR-AUC of the rules on R."""
+    from sklearn.metrics import average_precision_score
+
+    p = ens.problem
+    y, test = ens.y_true.astype(float), np.asarray(ens.test)
+    every = jnp.ones_like(p.labeled)
+    dirs = {"lda": semisupervised_lda.lda_direction(p.R, p.labels, p.labeled),
+            "lda_oracle": semisupervised_lda.lda_direction(p.R, jnp.asarray(y, p.R.dtype), every),
+            "em": semisupervised_lda.em_direction(p.R, p.labels, p.labeled),
+            "diag": aggregators.discriminant_direction(p.R, p.labels, p.labeled),
+            "diag_oracle": aggregators.discriminant_direction(p.R, jnp.asarray(y, p.R.dtype), every)}
+    dirs = {k: np.asarray(v, float) / np.linalg.norm(np.asarray(v, float)) for k, v in dirs.items()}
+    R = np.asarray(p.R, float)
+    pr = {k: float(average_precision_score(y[test], (v @ R)[test])) for k, v in dirs.items()}
+    pr["average"] = float(average_precision_score(y[test], R.mean(axis=0)[test]))
+    return {"cos_lda_oracle": float(dirs["lda"] @ dirs["lda_oracle"]),
+            "cos_diag_oracle": float(dirs["diag"] @ dirs["diag_oracle"]),
+            "cos_lda_diag": float(dirs["lda"] @ dirs["diag"]),
+            "cos_em_oracle": float(dirs["em"] @ dirs["lda_oracle"]),
+            "intensity": float(semisupervised_lda.diagonal_shrinkage_intensity(p.R)), "pr_auc": pr}
+
+
+def collect_lda_diagnosis(names, fractions, splits, out_path: Path) -> list[dict]:
+    return _each_cell(names, fractions, splits, out_path, lambda ens, split: diagnose_lda(ens))
+
+
+def lda_diagnosis_table(records: list[dict]) -> str:
+    rules = ("average", "diag", "lda", "em", "lda_oracle")
+    lines = [("| labeled | cells | Ledoit-Wolf intensity (median) | cos(LDA, its oracle) (median) | "
+              "cos(EM, LDA's oracle) (median) | cos(diagonal, its oracle) (median) | cos(LDA, diagonal) (median) | "
+              + " | ".join(f"PR-AUC: {r}" for r in rules) + " |"), "|---" * (7 + len(rules)) + "|"]
+    for fraction in sorted({r["labeled_fraction"] for r in records}):
+        recs = [r for r in records if r["labeled_fraction"] == fraction]
+        sets = sorted({r["dataset"] for r in recs})
+
+        def panel(rule, recs=recs, sets=sets):
+            return np.mean([np.mean([r["pr_auc"][rule] for r in recs if r["dataset"] == s]) for s in sets])
+
+        med = {k: np.median([r[k] for r in recs]) for k in ("intensity", "cos_lda_oracle", "cos_em_oracle",
+                                                             "cos_diag_oracle", "cos_lda_diag")}
+        lines.append(f"| {100 * fraction:g} % | {len(recs)} | {med['intensity']:.4f} | {med['cos_lda_oracle']:.2f} | "
+                     f"{med['cos_em_oracle']:.2f} | "
+                     f"{med['cos_diag_oracle']:.2f} | {med['cos_lda_diag']:.2f} | "
+                     + " | ".join(f"{panel(r):.4f}" for r in rules) + " |")
+    return "\n".join(lines)
+
+
 def emulate(rec: dict, spec: list, rule: str, z: float = 1.0) -> float:
     scores, tests = [], []
     for pname, points in spec:
@@ -307,12 +439,16 @@ def _paired(rows: dict, a: str, b: str, cells: list) -> tuple[float, float, floa
     return t_interval([np.mean(v) for v in by_split.values() if len(v) == full])
 
 
-def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: list[dict] = ()) -> str:
+def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: list[dict] = (),
+                    lda: list[dict] = (), only: tuple[str, ...] | None = None) -> str:
+    """Per fraction, a table of every pipeline (baselines, SPECS, and the specs of parts 3-5
+    whose records cover every cell); `only`: the rows to print (all by default)."""
     def cell(r):
         return r["dataset"], r["labeled_fraction"], r["split"]
 
     by_cell = {cell(r): r for r in evidence}
     stack_by_cell = {cell(r): r for r in stacking}
+    lda_by_cell = {cell(r): r for r in lda}
     lines = []
     for fraction in sorted({r["labeled_fraction"] for r in records}):
         recs = [r for r in records if r["labeled_fraction"] == fraction]
@@ -327,6 +463,10 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
             for name, args in STACKING_SPECS.items():
                 rows[name] = {(r["dataset"], r["split"]): emulate_stacking(r, stack_by_cell[cell(r)], *args)
                               for r in recs}
+        if all(cell(r) in lda_by_cell for r in recs) and lda_by_cell:
+            merged = [{**r, "pool": {**r["pool"], **lda_by_cell[cell(r)]["pool"]}} for r in recs]
+            for name, (spec, rule, *z) in LDA_SPECS.items():
+                rows[name] = {(r["dataset"], r["split"]): emulate(r, spec, rule, *z) for r in merged}
         sets = sorted({c[0] for c in cells})
 
         def panel(m, rows=rows, sets=sets):
@@ -338,6 +478,8 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
                   "| pipeline | panel mean | − averaging [95 % CI] | − best baseline [95 % CI] | worst data set − averaging |",
                   "|---|---|---|---|---|"]
         for m, scores in rows.items():
+            if only is not None and m not in only:
+                continue
             d1 = _paired(rows, m, "simple_average", cells)
             d2 = _paired(rows, m, best, cells)
             worst = min((np.mean([scores[(s, k)] - rows["simple_average"][(s, k)] for (d, k) in scores if d == s]), s)
@@ -372,6 +514,10 @@ def main(argv=None) -> None:
                         help="part 3 as well: the prior scale by Laplace evidence (minutes)")
     parser.add_argument("--stacking", action="store_true",
                         help="part 4 as well: stacking as a candidate (minutes)")
+    parser.add_argument("--lda", action="store_true",
+                        help="part 5 as well: the semi-supervised LDA candidates (minutes)")
+    parser.add_argument("--lda-diagnosis", action="store_true",
+                        help="part 5's diagnosis only (no fits; minutes): writes lda_diagnosis.md")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
@@ -379,6 +525,12 @@ def main(argv=None) -> None:
         names, args.splits, args.labeled = ["synthetic-seed", "synthetic-imbalanced_10"], 2, [0.1]
     out = results_dir("scarce_design", args.out)
     start = time.perf_counter()
+    if args.lda_diagnosis:
+        table = lda_diagnosis_table(collect_lda_diagnosis(names, args.labeled, args.splits,
+                                                          out / "records_lda_diagnosis.jsonl"))
+        print("Part 5's diagnosis\n\n" + table)
+        (out / "lda_diagnosis.md").write_text(table + "\n")
+        return
     if args.diagnosis_only:
         records = collect(names, args.labeled, args.splits, out / "records_diagnosis.jsonl", pool=False)
         diag = diagnosis_table(records)
@@ -390,16 +542,26 @@ def main(argv=None) -> None:
                 if args.evidence else [])
     stacking = (collect_stacking(names, args.labeled, args.splits, out / "records_stacking.jsonl")
                 if args.stacking else [])
+    lda = (_merge_pools(collect_lda(names, args.labeled, args.splits, out / "records_lda.jsonl"),
+                        collect_lda(names, args.labeled, args.splits, out / "records_lda_em.jsonl", EM_POOL))
+           if args.lda else [])
     elapsed = time.perf_counter() - start
-    diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking)
+    diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking, lda)
     print("Diagnosis\n\n" + diag + "\n\nAblations (test PR-AUC on the unlabeled columns)\n" + abl)
     (out / "diagnosis.md").write_text(diag + "\n")
     (out / "ablations.md").write_text(abl + "\n")
+    if args.lda:
+        table = ablation_tables(records, lda=lda, only=LDA_TABLE_ROWS)
+        print("\nPart 5, the semi-supervised LDA (the goal's rows)\n" + table)
+        (out / "lda.md").write_text(table + "\n")
     write_json(out / "config.json", provenance(datasets=names, labeled_fractions=args.labeled, splits=args.splits,
                                                seconds=elapsed, pool={k: c._asdict() for k, c in POOL.items()},
                                                specs={k: list(v) for k, v in SPECS.items()},
                                                evidence_scales=EVIDENCE_SCALES if args.evidence else None,
-                                               stacking_specs=STACKING_SPECS if args.stacking else None))
+                                               stacking_specs=STACKING_SPECS if args.stacking else None,
+                                               lda_pool=({k: c._asdict() for k, c in {**LDA_POOL, **EM_POOL}.items()}
+                                                         if args.lda else None),
+                                               lda_specs={k: list(v) for k, v in LDA_SPECS.items()} if args.lda else None))
 
 
 if __name__ == "__main__":
