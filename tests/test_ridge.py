@@ -500,9 +500,10 @@ def test_validation_names_the_argument(kwargs, name):
 
 @pytest.mark.parametrize("layout", ["uniform", "per_classifier"])
 def test_one_shared_gram_when_the_confidence_does_not_vary(layout):
-    """Complete data under uniform confidence (or any C constant along the solved axis): every
-    system has the same Gram, factorised once (`solve_shared`); the same solutions as the loop,
-    and the same gradient through update_Y as finite differences (fold-in joint differentiates it)."""
+    """Complete data under uniform confidence (or any C constant across instances): every
+    instance's system has the same Gram, factorised once (`solve_shared`); the same solutions as
+    the loop, and the same gradient through update_Y as finite differences (fold-in joint
+    differentiates it). update_X (m systems, few) keeps the per-row path; checked on the same C."""
     with jax.enable_x64(True):
         rng = np.random.default_rng(5)
         d, m, n = 4, 6, 120

@@ -376,21 +376,6 @@ def update_X(
             G = jnp.matmul(_khatri_rao_packed(Y_c), C_c.T, precision=_HIGHEST)
             return G, jnp.matmul(Y_c, (C_c * R_c).T, precision=_HIGHEST)
 
-        if scale is None:  # every classifier's Gram is the same when C's rows agree: form and factor one
-            def shared():
-                def first_gram(Y_c, W_c):
-                    C_c, R_c = W_c
-                    return (jnp.matmul(_khatri_rao_packed(Y_c), C_c[:1].T, precision=_HIGHEST),
-                            jnp.matmul(Y_c, (C_c * R_c).T, precision=_HIGHEST))
-
-                G, rhs = _reduce_over_instances(Y, (C, R), chunk_size, first_gram)
-                return _finish(G, rhs, lam, None, None, erhs, method, shared=True)
-
-            def per_row():
-                G, rhs = _reduce_over_instances(Y, (C, R), chunk_size, contributions)
-                return _finish(G, rhs, lam, scale, vec, erhs, method)
-
-            return lax.cond(_shared_weights(C, axis=0), shared, per_row)
         G, rhs = _reduce_over_instances(Y, (C, R), chunk_size, contributions)
     return _finish(G, rhs, lam, scale, vec, erhs, method)
 
