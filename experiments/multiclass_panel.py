@@ -28,8 +28,8 @@ multinomial aggregator with K (m K + 1) parameters by Newton steps, about two mi
 digits on this loaded 2-core machine (its cost grows as (K (m K + 1))^2 n per Newton step,
 `newton_flops`). So penbased and letter (10 and 26 classes on 10992 and 20000 instances) are
 left out of the default panel (`--datasets penbased letter` runs them), and cf_auto is not fitted
-where `newton_flops` exceeds `AUTO_MAX_FLOPS` (vowel and digits; `--auto-max-flops inf` fits it
-everywhere): each CF row is compared with the baselines on the data sets it was fitted on.
+where `newton_flops` exceeds `AUTO_MAX_FLOPS` (satimage, vowel and digits; `--auto-max-flops inf`
+fits it everywhere): each CF row is compared with the baselines on the data sets it was fitted on.
 `--no-cf` runs the baselines alone.
 
 Writes results/multiclass_panel/ (config.json, results.csv, results.json, table.md; results.json
@@ -90,9 +90,10 @@ CF_ROWS: dict[str, tuple[dict, str]] = {
 }
 CF_DTYPE = np.float32
 #: `auto` is skipped where one Newton step of its multinomial aggregator at full rank costs more
-#: than this many flops (`newton_flops`): on the default panel vowel (1.2e9) and digits (1.5e9),
-#: whose auto fits take 3-4 minutes each on this loaded 2-core machine (segment, 4.6e8: 75 s).
-AUTO_MAX_FLOPS = 1e9
+#: than this many flops (`newton_flops`): on the default panel satimage (7.0e8), vowel (1.2e9) and
+#: digits (1.5e9). Set from run time alone (no score was read): segment (4.6e8) took 75-130 s per
+#: auto fit on this loaded 2-core machine, so those three would have taken over an hour.
+AUTO_MAX_FLOPS = 5e8
 
 
 def newton_flops(m: int, n_classes: int, n: int) -> float:
@@ -280,14 +281,17 @@ def cf_table(records: list[dict], fraction: float) -> str:
 
 def cf_dataset_table(records: list[dict], method: str, metric: str) -> str:
     """Per (data set, fraction): `method` − averaging and − stacking on `metric`."""
-    head = ["data set (K)", "labeled", method, *(f"− {short}" for _, short in CF_REFERENCES)]
+    head = ["data set (K)", "labeled", method, *(f"− {short}" for _, short in CF_REFERENCES), "median fit s"]
     lines = [f"{method}, {metric}:\n", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    sets = {r["dataset"] for r in records if r["method"] == method}
+    records = [r for r in records if r["dataset"] in sets]
     units = list(dict.fromkeys((r["dataset"], r["labeled_fraction"], r["n_classes"]) for r in records
                                if r["method"] == method))
     for name, fraction, k in units:
         cells = [f"{_mean(records, method, metric, name, fraction):.4f}"]
         cells += [_diff(paired(records, method, ref, metric, by_fraction=True)[(name, fraction)])
                   for ref, _ in CF_REFERENCES]
+        cells.append(f"{median_seconds([r for r in records if r['dataset'] == name], method, fraction):.3g}")
         lines.append(f"| {name} ({k}) | {fraction:.0%} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -340,7 +344,9 @@ def main(argv=None) -> None:
         records, skipped, skipped_rows, seconds = [], [], [], 0.0
         for path in args.tables_from:
             saved = json.loads(Path(path).read_text())
-            records += saved["records"]
+            seen = {(r["dataset"], r["labeled_fraction"], r["split"], r["method"]) for r in records}
+            records += [r for r in saved["records"]  # a method scored twice (two runs): the first
+                        if (r["dataset"], r["labeled_fraction"], r["split"], r["method"]) not in seen]
             skipped += [s for s in saved["skipped"] if s not in skipped]
             skipped_rows += [s for s in saved.get("skipped_rows", []) if s not in skipped_rows]
             seconds += saved.get("seconds", 0.0)
@@ -363,7 +369,9 @@ def main(argv=None) -> None:
             + (f"Not installed, skipped: {', '.join(not_installed)}\n" if not_installed else "")
             + "".join(f"Skipped {s['dataset']} at {s['labeled_fraction']:g}: split {s['split']}: {s['reason']}\n"
                       for s in skipped)
-            + "".join(f"Not fitted: {s['row']} on {s['dataset']}: {s['reason']}\n" for s in skipped_rows))
+            + "".join(f"Not fitted: {s['row']} on {s['dataset']}: {s['reason']}\n" for s in skipped_rows)
+            + (f"Tables from {len(args.tables_from)} saved results.json files, merged (--tables-from; "
+               f"the time is the sum of their runs')\n" if args.tables_from else ""))
     if cf_rows:
         text += ("\n## CF-Ensemble against averaging and stacking\n\nRows: " + ", ".join(cf_rows)
                  + " (`CF_ROWS`; float32, registry hyperparameters). Δ = method − reference, paired by split "
