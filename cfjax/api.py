@@ -82,8 +82,8 @@ def prepare_inputs(problem: Problem, hparams: Hparams | None, config: Config | N
     validated on the host (`ValueError` naming the argument)."""
     config = Config() if config is None else config
     config = resolve_config(config, problem)
-    if hparams is None:
-        hparams = solvers.get(config.method).hparams()
+    if hparams is None:  # in the problem's dtype: a float32 problem under jax_enable_x64 stays float32
+        hparams = solvers.get(config.method).hparams(dtype=problem.R.dtype)
     check_fit_inputs(problem, hparams, config)
     return hparams, config
 

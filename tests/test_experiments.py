@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from . import tiers
+
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
@@ -159,31 +161,71 @@ def test_scarce_design_laplace_evidence_matches_quadrature():
     assert abs(laplace - quadrature) < 0.02, (laplace, quadrature)
 
 
-def test_multiclass_panel_smoke(tmp_path, monkeypatch, capsys):
-    """The K-class panel at smoke size (wine3 at 60 %, 2 splits) with two cheap base
-    models: every baseline scored, every table written, nothing left in float64 mode."""
-    import jax
+def _two_cheap_base_models(monkeypatch):
     from sklearn.linear_model import LogisticRegression
     from sklearn.naive_bayes import GaussianNB
 
     from cfjax import datasets
 
-    monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
     monkeypatch.setattr(datasets, "base_models", lambda seed=0: {"naive_bayes": GaussianNB(),
                                                                  "logistic": LogisticRegression(max_iter=1000)})
+
+
+def test_multiclass_panel_smoke(tmp_path, monkeypatch, capsys):
+    """The K-class panel's baselines at smoke size (wine3 at 60 %, 2 splits) with two cheap base
+    models: every baseline scored, every table written, nothing left in float64 mode."""
+    import jax
+
+    monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
+    _two_cheap_base_models(monkeypatch)
     module = _load("multiclass_panel")
-    module.main(["--smoke", "--cache-dir", str(tmp_path / "cache")])
+    module.main(["--smoke", "--no-cf", "--cache-dir", str(tmp_path / "cache")])
     out = tmp_path / "multiclass_panel"
     text = (out / "table.md").read_text()
     assert text in capsys.readouterr().out
     for metric in module.TABLE_METRICS:
         assert f"## {metric}" in text
-    assert "## Summary" in text and "| 60% | log_loss | 1 |" in text
+    assert "## Baselines" in text and "| 60% | log_loss | 1 |" in text and "## CF-Ensemble" not in text
     records = json.loads((out / "results.json").read_text())["records"]
     assert len(records) == 2 * 3  # splits x baselines
     assert {r["method"] for r in records} == {"simple_average", "best_single", "stacking"}
     assert all(math.isfinite(r[m]) for r in records for m in ("log_loss", "accuracy", "pr_auc", "roc_auc"))
     assert (out / "results.csv").is_file() and (out / "config.json").is_file()
+    assert not jax.config.jax_enable_x64
+
+
+@tiers.parametrize("rows", [("two_stage_K", "als_K"), ("cf_auto", "two_stage_full", "joint_fold_in_K")], only_fast=0)
+def test_multiclass_panel_cf_rows_smoke(tmp_path, monkeypatch, capsys, rows):
+    """The panel's CF-Ensemble rows end to end at smoke size (wine3 at 60 %, 2 splits, two base
+    models): fitted, scored in float64 and tabled against averaging and stacking, with fit times;
+    the tables rebuilt from results.json (`--tables-from`) are the same. The fast tier runs two
+    rows, the slow tier the rest (auto's compile alone takes ~20 s on 2 cores)."""
+    import jax
+
+    monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
+    _two_cheap_base_models(monkeypatch)
+    module = _load("multiclass_panel")
+    module.main(["--smoke", "--cf", *rows, "--cache-dir", str(tmp_path / "cache")])
+    out = tmp_path / "multiclass_panel"
+    text = (out / "table.md").read_text()
+    capsys.readouterr()
+    assert "## CF-Ensemble against averaging and stacking" in text and "### 60% labeled" in text
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert len(records) == 2 * (3 + len(rows))  # splits x (baselines + CF rows)
+    for row in rows:
+        mine = [r for r in records if r["method"] == row]
+        assert [r["compiled"] for r in mine] == [True, False]  # the first call compiles
+        assert all(r["finite"] and r["seconds"] > 0 for r in mine)
+        assert all(math.isfinite(r[m]) and r[m] >= 0 for r in mine for m in ("log_loss", "accuracy", "pr_auc"))
+        assert all(r["accuracy"] > 0.5 for r in mine)  # wine3: three well separated cultivars
+        assert f"| {row} | accuracy | " in text and f"{row}, log_loss:" in text
+    if "cf_auto" in rows:
+        assert "auto's choices" in text
+    config = json.loads((out / "config.json").read_text())
+    assert set(config["cf_rows"]) == set(rows) and config["cf_dtype"] == "float32"
+    module.main(["--tables-from", str(out / "results.json"), "--out", str(tmp_path / "again")])
+    again = (tmp_path / "again" / "multiclass_panel" / "table.md").read_text()
+    assert again.split("## CF-Ensemble", 1)[1] == text.split("## CF-Ensemble", 1)[1]
     assert not jax.config.jax_enable_x64
 
 

@@ -321,3 +321,17 @@ def test_what_k_classes_cannot_take_is_refused_by_name(change, name):
     p, *_ = problem(14)
     with pytest.raises(ValueError, match=name):
         cfjax.fit(jax.random.key(0), p, config=cfjax.Config(latent_dim=3, **change))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_float32_problem_fits_under_x64_with_default_hparams(k):
+    """The registry's default hparams take the problem's dtype: a float32 problem built while
+    jax_enable_x64 is on (as the multi-class panel scores in float64) used to fail in the
+    aggregator's while_loop (float64 hparams promoted the float32 carry)."""
+    R, labels, _ = ensemble(4, K=k)
+    with jax.enable_x64(True):
+        p = cfjax.from_numpy(R, labels, dtype=np.float32)
+        config = cfjax.Config(method="two_stage", latent_dim=2)
+        result = cfjax.fit(jax.random.key(0), p, config=config)
+        P = predict.proba(result.params, config, p)
+        assert P.dtype == jnp.float32 and np.isfinite(np.asarray(P)).all()
