@@ -48,6 +48,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
 from cfjax.logistic import (
+    NEWTON_MAX_PARAMETERS,
     fit_logistic,
     fit_logistic_prior,
     fit_multinomial,
@@ -331,11 +332,12 @@ def averaging_direction(m: int, n_classes: int, dtype: Any) -> jax.Array:
     return jnp.tile(jnp.eye(n_classes, dtype=dtype), (1, m))
 
 
-#: The largest K-class aggregator fit done by Newton steps. Lower than stacking's
-#: `NEWTON_MAX_PARAMETERS`: a Newton step costs (K (p + 1))^2 n and auto runs 44 fits per
-#: candidate. On digits (K = 10, p = 90, 910 parameters, float32, one thread) one Newton fit
-#: took 0.25 s and L-BFGS 0.008 s to the same loss (to float32 resolution).
-SOFTMAX_NEWTON_MAX_PARAMETERS = 200
+#: The largest K-class aggregator fit done by Newton steps: stacking's `NEWTON_MAX_PARAMETERS`.
+#: One fit alone is far faster by L-BFGS (digits, 910 parameters, float32, one thread: Newton
+#: 0.25 s, L-BFGS 0.008 s to the same loss), but under auto's vmap of 44 fits every fit runs
+#: until the slowest stops, and the default fit on segment (448 parameters) took longer with
+#: L-BFGS (over 150 s) than with Newton (~100 s): not changed until that is understood.
+SOFTMAX_NEWTON_MAX_PARAMETERS = NEWTON_MAX_PARAMETERS
 
 
 #: How far below every seen class's bias a class without a labeled column is put: e^-30, the
