@@ -259,6 +259,7 @@ def test_fit_k_class_npz_writes_k_by_n_probabilities(k_class_npz, tmp_path, caps
     assert result.params.X.shape == (3, 12) and result.params.theta.b.shape == (3,)
 
 
+@pytest.mark.slow  # the K-class npz path is in the fast tier without --rho auto
 def test_fit_k_class_rho_auto(k_class_npz, tmp_path, capsys):
     path, _, _ = k_class_npz
     out = tmp_path / "out.npz"

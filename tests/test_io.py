@@ -12,6 +12,8 @@ import cfjax
 from cfjax import io, sweep
 from cfjax.structs import Config, FitResult, Hparams
 
+from . import tiers
+
 
 @pytest.fixture(scope="module")
 def fitted():
@@ -152,7 +154,7 @@ def test_attention_and_learned_confidence_round_trip(tmp_path):
                                   np.asarray(cfjax.predict.fold_in_proba(result, ens.problem, hparams, config)))
 
 
-@pytest.mark.parametrize("aggregator", ["weighted", "prior"])
+@tiers.parametrize("aggregator", ["weighted", "prior"], only_fast=0)
 def test_k_class_fit_and_sweep_round_trip(aggregator, tmp_path):
     """A K-class fit (X (d, m K), theta with a class axis) and a K-class sweep's (G, S) result
     come back with their aggregator's K-class structure and the same (K, n) probabilities."""

@@ -251,6 +251,7 @@ def test_every_k_class_method_gives_distributions_better_than_chance(config):
     assert np.isfinite(np.asarray(result.history.total)).all()
 
 
+@pytest.mark.slow  # joint's K-class fits are in the fast tier's method test
 def test_joint_lowers_the_k_class_objective():
     p, *_ = problem(10)
     config = cfjax.Config(method="joint", latent_dim=3, max_iter=100, patience=0)

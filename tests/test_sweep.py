@@ -340,9 +340,10 @@ def _k_class_problem():
     return cfjax.from_numpy(R, labels), labels, y
 
 
-@pytest.mark.parametrize(
+@tiers.parametrize(
     "method, aggregator, axes",
     [("joint", "weighted", dict(rho=[0.3, 0.8], lam=[0.01, 1.0])), ("two_stage", "prior", dict(agg_prior=[0.1, 3.0]))],
+    only_fast=0,
 )
 def test_k_class_sweep_entries_are_single_fits(method, aggregator, axes):
     """A sweep over rho / lam / agg_prior of a K-class problem is the loop of its single fits."""
@@ -360,6 +361,7 @@ def test_k_class_sweep_entries_are_single_fits(method, aggregator, axes):
     assert not np.allclose(probas[0, 0], probas[-1, 0])  # the swept value matters
 
 
+@pytest.mark.slow  # 11 s; K-class folds are also checked in tests/test_multiclass_model.py
 def test_k_class_folds_and_selection():
     """Folds deal every one of K classes evenly; each fold's score is the K-class metric (macro
     PR-AUC of the softmax) of the single fit with that fold held out."""
