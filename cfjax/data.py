@@ -109,12 +109,7 @@ def from_numpy(
         raise ValueError(f"R: instance column(s) {cols[:5].tolist()} have no observed cell")
     R = np.where(observed, np.clip(np.nan_to_num(R, nan=0.0), 0.0, 1.0), 0.0)
 
-    labels = _as_float_array(labels, "labels")
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels: expected shape ({n},) to match R's n={n} columns, got {labels.shape}")
-    if np.isinf(labels).any():
-        raise ValueError("labels: contains infinite values")
-    unlabeled = np.isnan(labels) | (labels == -1)
+    labels, unlabeled = _read_labels(labels, n)
     bad = ~unlabeled & (labels != 0) & (labels != 1)
     if bad.any():
         raise ValueError(
@@ -137,14 +132,7 @@ def from_numpy(
         if not (C.sum(axis=0) > 0).all():
             raise ValueError("confidence: some instance column has zero total confidence")
 
-    if validation is None:
-        valid = np.zeros(n, dtype=bool)
-    else:
-        valid = np.asarray(validation)
-        if valid.shape != (n,) or valid.dtype != bool:
-            raise ValueError(f"validation: expected a bool mask of shape ({n},), got {valid.dtype} {valid.shape}")
-        if (valid & ~has_label).any():
-            raise ValueError("validation: marks columns that have no label")
+    valid = _validation_mask(validation, has_label)
     train = has_label & ~valid
 
     if require_labels:
@@ -159,6 +147,31 @@ def from_numpy(
         labeled=jnp.asarray(train),
         validation=jnp.asarray(valid),
     )
+
+
+def _read_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels as float64 (n,), the unlabeled mask: NaN or -1), refusing a wrong shape or inf;
+    the values themselves are checked by the caller (0/1, or a class in 0..K-1)."""
+    labels = _as_float_array(labels, "labels")
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels: expected shape ({n},) to match R's n={n} columns, got {labels.shape}")
+    if np.isinf(labels).any():
+        raise ValueError("labels: contains infinite values")
+    return labels, np.isnan(labels) | (labels == -1)
+
+
+def _validation_mask(validation: Any, has_label: np.ndarray) -> np.ndarray:
+    """The (n,) bool validation mask (all False when None), refusing a wrong shape or dtype and
+    columns without a label."""
+    n = has_label.shape[0]
+    if validation is None:
+        return np.zeros(n, dtype=bool)
+    valid = np.asarray(validation)
+    if valid.shape != (n,) or valid.dtype != bool:
+        raise ValueError(f"validation: expected a bool mask of shape ({n},), got {valid.dtype} {valid.shape}")
+    if (valid & ~has_label).any():
+        raise ValueError("validation: marks columns that have no label")
+    return valid
 
 
 def _check_two_classes(labels01: np.ndarray, mask: np.ndarray, name: str) -> None:
@@ -189,12 +202,7 @@ def _from_class_probabilities(R: np.ndarray, labels: Any, confidence: Any, *, va
     if sums.size and np.abs(sums - 1.0).max() > _SUM_TOL:
         raise ValueError(f"R: each classifier's K class probabilities must sum to 1 (within {_SUM_TOL:g}); "
                          f"found sums in [{sums.min():.6g}, {sums.max():.6g}]")
-    labels = _as_float_array(labels, "labels")
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels: expected shape ({n},) to match R's n={n} columns, got {labels.shape}")
-    if np.isinf(labels).any():
-        raise ValueError("labels: contains infinite values")
-    unlabeled = np.isnan(labels) | (labels == -1)
+    labels, unlabeled = _read_labels(labels, n)
     bad = ~unlabeled & ~np.isin(labels, np.arange(K))
     if bad.any():
         raise ValueError(f"labels: values must be classes 0..{K - 1}, or -1/NaN for unlabeled; found "
@@ -213,14 +221,7 @@ def _from_class_probabilities(R: np.ndarray, labels: Any, confidence: Any, *, va
     first = from_numpy(rows, np.zeros(n), None if confidence is None else np.repeat(confidence, K, axis=0),
                        validation=None, dtype=dtype, require_labels=False)
     has_label = ~unlabeled
-    if validation is None:
-        valid = np.zeros(n, dtype=bool)
-    else:
-        valid = np.asarray(validation)
-        if valid.shape != (n,) or valid.dtype != bool:
-            raise ValueError(f"validation: expected a bool mask of shape ({n},), got {valid.dtype} {valid.shape}")
-        if (valid & ~has_label).any():
-            raise ValueError("validation: marks columns that have no label")
+    valid = _validation_mask(validation, has_label)
     train = has_label & ~valid
     onehot = np.zeros((K, n))
     onehot[labels[has_label].astype(int), np.flatnonzero(has_label)] = 1.0
