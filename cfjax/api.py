@@ -16,6 +16,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from cfjax import sharding, solvers
+from cfjax.compilation import jit
 from cfjax.solvers import chunks, driver
 from cfjax.structs import Config, FitResult, Hparams, Params, Problem
 from cfjax.validation import check_fit_inputs, resolve_config
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 #: The jitted core: `config` is static, everything else (hparams, init) is traced.
-fit_jit = jax.jit(driver.fit_traced, static_argnames="config")
+fit_jit = jit(driver.fit_traced, static_argnames="config")
 
 
 #: Where the command and the estimator keep compiled programs between runs: a folder, or one of
@@ -73,7 +74,7 @@ def _fit_on_mesh(key: jax.Array, problem: Problem, hparams: Hparams, config: Con
     return sharding.on_mesh(one, mesh)(key, problem, hparams, init)
 
 
-_fit_on_mesh_jit = jax.jit(_fit_on_mesh, static_argnames=("config", "mesh"))
+_fit_on_mesh_jit = jit(_fit_on_mesh, static_argnames=("config", "mesh"))
 
 
 def prepare_inputs(problem: Problem, hparams: Hparams | None, config: Config | None) -> tuple[Hparams, Config]:
@@ -227,7 +228,7 @@ def fit_unchecked(
 # chunked runs
 
 
-@functools.partial(jax.jit, static_argnames="config")
+@functools.partial(jit, static_argnames="config")
 def _start(key, problem, hparams, config, init):
     method = solvers.get(config.method)
     hparams = driver.method_hparams(method, hparams)
@@ -235,7 +236,7 @@ def _start(key, problem, hparams, config, init):
     return driver.start(method, key, prepared, hparams, config, init)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "length"))
+@functools.partial(jit, static_argnames=("config", "length"))
 def _advance(state, problem, hparams, config, length):
     method = solvers.get(config.method)
     hparams = driver.method_hparams(method, hparams)
@@ -243,7 +244,7 @@ def _advance(state, problem, hparams, config, length):
     return driver.advance(method, state, prepared, hparams, config, length)
 
 
-@functools.partial(jax.jit, static_argnames="config")
+@functools.partial(jit, static_argnames="config")
 def _finish(state, history, problem, hparams, config):
     method = solvers.get(config.method)
     hparams = driver.method_hparams(method, hparams)

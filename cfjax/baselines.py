@@ -28,6 +28,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, Real
 
 from cfjax import metrics
+from cfjax.compilation import jit
 from cfjax.logistic import fit_logistic
 from cfjax.structs import Problem
 
@@ -430,14 +431,14 @@ def snorkel_label_model(
 
 # Jitted here so that eager calls compile once per shape, not once per call (the lax loops
 # inside close over per-call functions; why that matters: tests/test_compiles_once.py).
-simple_average = jax.jit(simple_average)
-best_single = jax.jit(best_single, static_argnames="metric")
-stacking = jax.jit(stacking)
-caruana_weights = jax.jit(caruana_weights, static_argnames=("n_steps", "n_init", "metric"))
-caruana = jax.jit(caruana, static_argnames=("n_steps", "n_init", "metric"))
-sml_weights = jax.jit(sml_weights, static_argnames="n_iter")
-spectral_meta_learner = jax.jit(spectral_meta_learner, static_argnames="n_iter")
-local_competence = jax.jit(local_competence, static_argnames=("k", "competence", "chunk_size"))
+simple_average = jit(simple_average)
+best_single = jit(best_single, static_argnames="metric")
+stacking = jit(stacking)
+caruana_weights = jit(caruana_weights, static_argnames=("n_steps", "n_init", "metric"))
+caruana = jit(caruana, static_argnames=("n_steps", "n_init", "metric"))
+sml_weights = jit(sml_weights, static_argnames="n_iter")
+spectral_meta_learner = jit(spectral_meta_learner, static_argnames="n_iter")
+local_competence = jit(local_competence, static_argnames=("k", "competence", "chunk_size"))
 
 
 BASELINES: dict[str, Callable[[Problem], jax.Array]] = {

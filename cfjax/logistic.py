@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
+from cfjax.compilation import jit
+
 __all__ = ["NEWTON_MAX_PARAMETERS", "fit_logistic", "fit_logistic_prior", "fit_multinomial", "logistic_loss", "multinomial_loss", "multinomial_penalty",
            "multinomial_proba"]
 
@@ -336,6 +338,6 @@ def _lbfgs(objective, theta: jax.Array, max_steps: int, tol) -> jax.Array:
 
 # Jitted here so that eager calls compile once per shape, not once per call (the lax loops
 # inside close over per-call functions; why that matters: tests/test_compiles_once.py).
-fit_logistic = jax.jit(fit_logistic, static_argnames="n_steps")
-fit_logistic_prior = jax.jit(fit_logistic_prior, static_argnames="n_steps")
-fit_multinomial = jax.jit(fit_multinomial, static_argnames=("n_classes", "n_steps", "solver"))
+fit_logistic = jit(fit_logistic, static_argnames="n_steps")
+fit_logistic_prior = jit(fit_logistic_prior, static_argnames="n_steps")
+fit_multinomial = jit(fit_multinomial, static_argnames=("n_classes", "n_steps", "solver"))

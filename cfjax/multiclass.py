@@ -45,6 +45,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from cfjax import metrics
 from cfjax.baselines import stacking_l2
+from cfjax.compilation import jit
 from cfjax.logistic import NEWTON_MAX_PARAMETERS, fit_multinomial, multinomial_proba
 
 __all__ = [
@@ -147,7 +148,7 @@ def _as_arrays(R, labels=None):
     return R, jnp.asarray(labels).astype(jnp.int32)
 
 
-@jax.jit
+@jit
 def _simple_average(R):
     return _average(R)
 
@@ -171,10 +172,10 @@ def simple_average(R: Float[ArrayLike, "m K n"]) -> Float[Array, "K n"]:
 def filled(R: Float[ArrayLike, "m K n"]) -> Float[Array, "m K n"]:
     """R with every unobserved cell replaced by its column's `simple_average` (K entries)."""
     check_inputs(R)
-    return jax.jit(_filled)(_as_arrays(R))
+    return jit(_filled)(_as_arrays(R))
 
 
-@partial(jax.jit, static_argnames="metric")
+@partial(jit, static_argnames="metric")
 def _best_single(R, labels, metric):
     score = metrics.get_multiclass(metric)
     F = _filled(R)
@@ -206,7 +207,7 @@ def best_single(
     return _best_single(R, labels, metric)
 
 
-@jax.jit
+@jit
 def _stacking(R, labels, C):
     m, K, n = R.shape
     F = _filled(R).reshape(m * K, n)  # row u K + k: classifier u's probability of class k

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from cfjax import aggregators, confidence, data, ridge
+from cfjax.compilation import jit
 from cfjax.structs import Config, FitResult, Hparams, Params, Problem
 
 __all__ = ["fold_in", "fold_in_proba", "logits", "proba"]
@@ -88,5 +89,5 @@ def fold_in_proba(
 
 # Jitted here so that eager calls compile once per shape, not once per call (the lax loops
 # inside close over per-call functions; why that matters: tests/test_compiles_once.py).
-fold_in = jax.jit(fold_in, static_argnames="config")
-fold_in_proba = jax.jit(fold_in_proba, static_argnames="config")
+fold_in = jit(fold_in, static_argnames="config")
+fold_in_proba = jit(fold_in_proba, static_argnames="config")

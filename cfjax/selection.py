@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 
 from cfjax import metrics
 from cfjax.api import fit_unchecked
+from cfjax.compilation import jit
 from cfjax.data import class_index, require_labels
 from cfjax.predict import proba
 from cfjax.solvers.auto import stratified_fold_ids
@@ -67,7 +68,7 @@ def fold_problem(problem: Problem, fold: Any) -> Problem:
     return problem._replace(labeled=problem.labeled & ~fold, validation=problem.validation | fold)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "metric"))
+@functools.partial(jit, static_argnames=("config", "metric"))
 def _scores(params, labels: jax.Array, mask: jax.Array, config: Config, metric: str) -> jax.Array:
     """`metric` of each fit's transductive probabilities on `mask`: params (G, S, ...) -> (G, S).
     K-class labels (one-hot (K, n)) are scored by the K-class metric of that name."""

@@ -60,6 +60,7 @@ from cfjax import solvers
 from cfjax.api import enable_compilation_cache, prepare_inputs
 from cfjax.api import fit as cf_fit
 from cfjax.api import settings as cf_settings
+from cfjax.compilation import jit
 from cfjax.data import _R_TOL, _SUM_TOL, from_numpy
 from cfjax.predict import fold_in_proba, proba
 
@@ -71,7 +72,7 @@ __all__ = [
 ]
 
 #: The estimator's inductive entry point: one compile per (config, padded batch shape).
-_fold_in_proba_jit = jax.jit(fold_in_proba, static_argnames="config")
+_fold_in_proba_jit = jit(fold_in_proba, static_argnames="config")
 
 #: Fewest columns of a predict_proba batch. XLA:CPU runs a loop over fewer columns than its
 #: vector width on a scalar path that rounds differently (no fused multiply-adds), so a batch

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cfjax import aggregators, confidence, losses, metrics, ridge
+from cfjax.compilation import jit
 from cfjax.solvers import driver, minibatch
 from cfjax.solvers.base import gram_factors
 from cfjax.structs import Config, FitResult, History, Hparams, Params, Problem
@@ -323,7 +324,7 @@ def _stats(block, key, start, fraction, hparams, config):
     return jnp.sum(problem.C), gram, positives, jnp.sum(train) - positives, heldout
 
 
-_stats = jax.jit(_stats, static_argnames="config")
+_stats = jit(_stats, static_argnames="config")
 
 
 def _validation_loss(trainable, validation, hparams, config):
@@ -336,7 +337,7 @@ def _validation_loss(trainable, validation, hparams, config):
     return loss, score
 
 
-_validation_loss = jax.jit(_validation_loss, static_argnames="config")
+_validation_loss = jit(_validation_loss, static_argnames="config")
 
 
 def _train_block(trainable, opt_state, block, key, vkey, start, fraction, scale, hparams, config, steps):
@@ -349,7 +350,7 @@ def _train_block(trainable, opt_state, block, key, vkey, start, fraction, scale,
     return minibatch.run_batches(trainable, opt_state, problem, index, scale, hparams, config, steps)
 
 
-_train_block = jax.jit(_train_block, static_argnames=("config", "steps"))
+_train_block = jit(_train_block, static_argnames=("config", "steps"))
 
 
 def _proba_block(trainable, block, vkey, start, fraction, hparams, config):
@@ -360,7 +361,7 @@ def _proba_block(trainable, block, vkey, start, fraction, hparams, config):
     return jax.nn.sigmoid(aggregators.logits(params, config, problem.observed))
 
 
-_proba_block = jax.jit(_proba_block, static_argnames="config")
+_proba_block = jit(_proba_block, static_argnames="config")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from cfjax import sharding, solvers
+from cfjax.compilation import jit
 from cfjax.solvers import chunks, driver
 from cfjax.structs import Config, FitResult, Hparams, Problem
 from cfjax.validation import check_fit_inputs, resolve_config
@@ -221,7 +222,7 @@ def _sweep(
     return jax.tree.map(lambda x: x.reshape((size, n_seeds) + x.shape[1:]), out)
 
 
-_sweep_jit = jax.jit(_sweep, static_argnames=("config", "strategy", "batch_size", "keep_state"))
+_sweep_jit = jit(_sweep, static_argnames=("config", "strategy", "batch_size", "keep_state"))
 
 
 def _sweep_on_mesh(keys, problem, hparams_grid, config, strategy, batch_size, mesh):
@@ -229,7 +230,7 @@ def _sweep_on_mesh(keys, problem, hparams_grid, config, strategy, batch_size, me
     return sharding.on_mesh(sweep, mesh)(keys, problem, hparams_grid)
 
 
-_sweep_on_mesh_jit = jax.jit(_sweep_on_mesh, static_argnames=("config", "strategy", "batch_size", "mesh"))
+_sweep_on_mesh_jit = jit(_sweep_on_mesh, static_argnames=("config", "strategy", "batch_size", "mesh"))
 
 
 def _check_keys(keys: Any) -> jax.Array:
@@ -336,7 +337,7 @@ def _prepared(problem, hparams, config):
     return method, hparams, prepared, stats
 
 
-@functools.partial(jax.jit, static_argnames=("config", "strategy", "batch_size"))
+@functools.partial(jit, static_argnames=("config", "strategy", "batch_size"))
 def _start_all(keys, problem, flat_grid, config, strategy, batch_size):
     def one(k, h):
         method, h, prepared, _ = _prepared(problem, h, config)
@@ -345,7 +346,7 @@ def _start_all(keys, problem, flat_grid, config, strategy, batch_size):
     return _over_fits(one, strategy, batch_size)(keys, flat_grid)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "strategy", "batch_size", "length"))
+@functools.partial(jit, static_argnames=("config", "strategy", "batch_size", "length"))
 def _advance_all(states, problem, flat_grid, config, strategy, batch_size, length):
     def one(state, h):
         method, h, prepared, _ = _prepared(problem, h, config)
@@ -355,7 +356,7 @@ def _advance_all(states, problem, flat_grid, config, strategy, batch_size, lengt
     return _over_fits(one, strategy, batch_size)(states, flat_grid)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "strategy", "batch_size"))
+@functools.partial(jit, static_argnames=("config", "strategy", "batch_size"))
 def _finish_all(states, history, problem, flat_grid, config, strategy, batch_size):
     def one(state, hist, h):
         method, h, prepared, stats = _prepared(problem, h, config)

@@ -44,6 +44,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Real
 
+from cfjax.compilation import jit
 from cfjax.ridge.cholesky import METHODS, jitter, packed_index, pairs, solve_packed, solve_shared
 
 __all__ = [
@@ -472,8 +473,8 @@ def objective(
 
 # Jitted here so that eager calls compile once per shape, not once per call (the lax loops
 # inside close over per-call functions; why that matters: tests/test_compiles_once.py).
-gram_packed = jax.jit(gram_packed, static_argnames="chunk_size")
-solve_rows = jax.jit(solve_rows, static_argnames=("chunk_size", "method"))
-update_X = jax.jit(update_X, static_argnames=("chunk_size", "method"))
-update_Y = jax.jit(update_Y, static_argnames=("chunk_size", "method"))
-als_sweep = jax.jit(als_sweep, static_argnames=("chunk_size", "method"))
+gram_packed = jit(gram_packed, static_argnames="chunk_size")
+solve_rows = jit(solve_rows, static_argnames=("chunk_size", "method"))
+update_X = jit(update_X, static_argnames=("chunk_size", "method"))
+update_Y = jit(update_Y, static_argnames=("chunk_size", "method"))
+als_sweep = jit(als_sweep, static_argnames=("chunk_size", "method"))

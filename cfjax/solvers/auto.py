@@ -48,6 +48,7 @@ import numpy as np
 
 from cfjax import aggregators, metrics
 from cfjax.aggregators import logits as aggregator_logits
+from cfjax.compilation import jit
 from cfjax.solvers import driver
 from cfjax.solvers.base import Method, get, register
 from cfjax.structs import Config, FitResult, Hparams, Params, Problem
@@ -284,8 +285,8 @@ def fit(key: jax.Array, problem: Problem, hparams: Hparams, config: Config) -> F
     return combine(runs, problem, hparams, config)
 
 
-_run_candidate_jit = jax.jit(run_candidate, static_argnames=("config", "index"))
-_combine_jit = jax.jit(combine, static_argnames="config")
+_run_candidate_jit = jit(run_candidate, static_argnames=("config", "index"))
+_combine_jit = jit(combine, static_argnames="config")
 
 
 def fit_with_progress(key: jax.Array, problem: Problem, hparams: Hparams, config: Config) -> FitResult:
