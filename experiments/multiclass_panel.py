@@ -24,12 +24,13 @@ than the kNN model's 15 instances in an out-of-fold training set (wine3 and iris
 Building the 90 ensembles takes about 40 minutes on a 2-core machine (letter, 20000 x 16 with
 K = 26, half of it); they are cached (`load_multiclass`), so a second run scores the baselines
 only, in a few minutes. The CF rows cost more: `auto` fits 4 options x 11 folds of a
-multinomial aggregator with K (m K + 1) parameters by Newton steps, about two minutes per fit on
-digits on this loaded 2-core machine (its cost grows as (K (m K + 1))^2 n per Newton step,
-`newton_flops`). So penbased and letter (10 and 26 classes on 10992 and 20000 instances) are
-left out of the default panel (`--datasets penbased letter` runs them), and cf_auto is not fitted
-where `newton_flops` exceeds `AUTO_MAX_FLOPS` (digits; `--auto-max-flops inf` fits it
-everywhere): each CF row is compared with the baselines on the data sets it was fitted on.
+multinomial aggregator with K (m K + 1) parameters, 4-10 s per fit on segment, satimage, vowel
+and digits (2 cores, 2026-11-28, after `cfjax.compilation`'s fix of XLA's CPU wedge, which had
+made them take 30-130 s or hang), 42 s on penbased and about 4 minutes on letter (26 classes:
+its 6110 parameters are fitted by L-BFGS). So penbased and letter are left out of the default
+panel (`--datasets penbased letter` runs them). `--auto-max-flops` skips cf_auto where one
+Newton step costs more than that many flops (`newton_flops`; default: never): each CF row is
+compared with the baselines on the data sets it was fitted on.
 `--no-cf` runs the baselines alone.
 
 Writes results/multiclass_panel/ (config.json, results.csv, results.json, table.md; results.json
@@ -90,10 +91,9 @@ CF_ROWS: dict[str, tuple[dict, str]] = {
 }
 CF_DTYPE = np.float32
 #: `auto` is skipped where one Newton step of its multinomial aggregator at full rank costs more
-#: than this many flops (`newton_flops`): on the default panel digits (1.5e9; vowel is 1.2e9).
-#: Set from run time alone (no score was read): auto took 40-130 s per fit on segment, satimage
-#: and vowel on this loaded 2-core machine; digits' 10 fits would have added about half an hour.
-AUTO_MAX_FLOPS = 1.3e9
+#: than this many flops (`newton_flops`); by default never. (Until XLA's CPU wedge was fixed,
+#: `cfjax.compilation`, auto took 30-130 s per fit here and digits was skipped at 1.3e9.)
+AUTO_MAX_FLOPS = float("inf")
 
 
 def newton_flops(m: int, n_classes: int, n: int) -> float:
