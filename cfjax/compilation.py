@@ -1,14 +1,14 @@
 """The one `jit` of cfjax's programs: `jax.jit` with XLA compiler options for the CPU backend.
 
-XLA's CPU runtime (jaxlib 0.10.2, and the CPU programs of later versions until shown otherwise)
-can wedge under its default concurrency-optimised scheduler: every thread of the intra-op pool
-waits for work while the host waits for the result, forever. On a 2-core machine the default
-K-class fit (`auto`'s 44 vmapped multinomial fits) on a 9-classifier, 7-class ensemble hangs in
-every run, with the processor idle; with the program pinned to one core, or scheduled by the
-memory-optimised scheduler, it finishes (segment: 4.3 s). The regression test is
-`tests/test_compilation.py`. `CPU_COMPILER_OPTIONS` selects that scheduler for every program
-cfjax compiles for the CPU; on other backends the options are left alone (they are XLA's CPU
-flags, and the GPU/TPU programs never showed the fault).
+XLA's CPU runtime in jaxlib 0.10.2 (later versions not tried) can wedge under its default
+concurrency-optimised scheduler: every thread of the intra-op pool waits for work while the host
+waits for the result, forever. On a 2-core machine the default K-class fit (`auto`'s 44 vmapped
+multinomial fits) on a 9-classifier, 7-class ensemble hangs in every run, with the processor
+idle; with the program pinned to one core, or scheduled by the memory-optimised scheduler, it
+finishes (segment: 4.3 s). The regression test is `tests/test_compilation.py`.
+`CPU_COMPILER_OPTIONS` selects that scheduler for every program cfjax compiles for the CPU;
+programs for other backends are compiled as before (these are XLA's CPU flags; whether GPU or
+TPU runtimes can wedge the same way was not tested).
 
 Programs a user jits around cfjax's functions (`jax.jit(jax.vmap(cfjax.fit_jit))`) are compiled by
 that outer jit, without these options: pass `compiler_options=cfjax.compilation.CPU_COMPILER_OPTIONS`
