@@ -18,6 +18,7 @@ __all__ = [
     "LOGIT_EPS",
     "PRESETS",
     "Ensemble",
+    "class_cells",
     "class_index",
     "from_numpy",
     "hold_out",
@@ -184,6 +185,18 @@ def _check_two_classes(labels01: np.ndarray, mask: np.ndarray, name: str) -> Non
         raise ValueError(f"{name}: labeled instances are all of class {int(classes[0])}; supervised methods need {need}")
 
 
+def class_cells(P: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The host checks' view of K-class predictions, the class axis `axis` of P (NumPy):
+    (partial, sums), both without that axis: `partial` where a prediction is NaN in some classes
+    but not all (a missing prediction is NaN in all K), `sums` its K probabilities' sum, NaN
+    where the whole prediction is missing. `from_numpy`, `cfjax.multiclass.check_inputs` and the
+    estimator's X read their K-class input through it, each naming its own argument."""
+    missing = np.isnan(P)
+    partial = missing.any(axis=axis) & ~missing.all(axis=axis)
+    sums = np.where(missing.all(axis=axis), np.nan, np.nansum(P, axis=axis))
+    return partial, sums
+
+
 def _from_class_probabilities(R: np.ndarray, labels: Any, confidence: Any, *, validation: Any, dtype: Any,
                               require_labels: bool) -> Problem:
     """`from_numpy` of an (m, K, n) ensemble: K = 2 as the binary R[:, 1, :], K >= 3 as classes in rows."""
@@ -192,13 +205,12 @@ def _from_class_probabilities(R: np.ndarray, labels: Any, confidence: Any, *, va
         raise ValueError(f"R: an (m, K, n) ensemble needs K >= 2 classes, got K={K}")
     if np.isinf(R).any():
         raise ValueError("R: contains infinite values (use NaN for a missing prediction)")
-    missing = np.isnan(R)
-    partial = missing.any(axis=1) & ~missing.all(axis=1)
+    partial, sums = class_cells(R, axis=1)
     if partial.any():
         u, i = np.argwhere(partial)[0]
         raise ValueError(f"R: cell (classifier {u}, instance {i}) is NaN in some classes only; a missing "
                          "prediction is NaN in all K")
-    sums = np.nansum(R, axis=1)[~missing.all(axis=1)]
+    sums = sums[~np.isnan(sums)]
     if sums.size and np.abs(sums - 1.0).max() > _SUM_TOL:
         raise ValueError(f"R: each classifier's K class probabilities must sum to 1 (within {_SUM_TOL:g}); "
                          f"found sums in [{sums.min():.6g}, {sums.max():.6g}]")

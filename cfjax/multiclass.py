@@ -46,6 +46,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from cfjax import metrics
 from cfjax.baselines import stacking_l2
 from cfjax.compilation import jit
+from cfjax.data import class_cells
 from cfjax.logistic import NEWTON_MAX_PARAMETERS, fit_multinomial, multinomial_proba
 
 __all__ = [
@@ -89,18 +90,17 @@ def check_inputs(
         values = np.asarray(R)
         if not np.issubdtype(values.dtype, np.floating):
             raise ValueError(f"R: expected a float array, got dtype {values.dtype}")
-        nan = np.isnan(values)
-        partial = nan.any(axis=1) & ~nan.all(axis=1)
+        partial, sums = class_cells(values, axis=1)
         if partial.any():
             u, i = np.argwhere(partial)[0]
             raise ValueError(
                 f"R: classifier {u} on instance {i} has some but not all of its {K} class "
                 "probabilities NaN; an unobserved cell is NaN in all K entries"
             )
-        seen = values[~nan]
+        seen = values[~np.isnan(values)]
         if seen.size and (not np.isfinite(seen).all() or seen.min() < 0.0 or seen.max() > 1.0):
             raise ValueError("R: observed probabilities must be finite and lie in [0, 1]")
-        sums = np.nansum(values, axis=1)[~nan.all(axis=1)]
+        sums = sums[~np.isnan(sums)]
         if sums.size and np.abs(sums - 1.0).max() > _SUM_TOLERANCE:
             raise ValueError(
                 f"R: each classifier's K class probabilities must sum to 1 (within {_SUM_TOLERANCE}); "

@@ -61,7 +61,7 @@ from cfjax.api import enable_compilation_cache, prepare_inputs
 from cfjax.api import fit as cf_fit
 from cfjax.api import settings as cf_settings
 from cfjax.compilation import jit
-from cfjax.data import _R_TOL, _SUM_TOL, from_numpy
+from cfjax.data import _R_TOL, _SUM_TOL, class_cells, from_numpy
 from cfjax.predict import fold_in_proba, proba
 
 __all__ = [
@@ -189,14 +189,12 @@ def _class_ensemble(X: np.ndarray, K: int) -> np.ndarray:
                          f"K classes X is (n, m K), columns u K .. u K + K - 1 holding classifier u's K class "
                          "probabilities (np.hstack of the base models' predict_proba)")
     blocks = X.reshape(n, width // K, K)  # [i, u, k] = X[i, u K + k]
-    missing = np.isnan(blocks)
-    partial = missing.any(axis=2) & ~missing.all(axis=2)
+    partial, sums = class_cells(blocks, axis=2)
     if partial.any():
         i, u = np.argwhere(partial)[0]
         raise ValueError(f"X: row {i}, columns {u * K}..{u * K + K - 1} (classifier {u}) are NaN in some classes "
                          "only; a missing prediction is NaN in all K")
-    sums = np.nansum(blocks, axis=2)
-    off = ~missing.all(axis=2) & (np.abs(sums - 1.0) > _SUM_TOL)
+    off = np.abs(sums - 1.0) > _SUM_TOL  # False where the prediction is missing (NaN)
     if off.any():
         i, u = np.argwhere(off)[0]
         raise ValueError(f"X: row {i}, columns {u * K}..{u * K + K - 1} (classifier {u}'s K = {K} class "

@@ -198,3 +198,20 @@ def test_bad_region_arguments_raise(kwargs, match):
 def test_ensembles_without_regions_say_so():
     ens = data.preset(jax.random.key(0), "seed", n_instances=50)
     assert ens.regions is None and ens.experts is None
+
+
+def test_class_cells_against_a_loop():
+    rng = np.random.default_rng(3)
+    P = rng.dirichlet(np.ones(3), size=(4, 5)).transpose(0, 2, 1)  # (m, K, n)
+    P[0, :, 1] = np.nan  # missing
+    P[2, 1, 3] = np.nan  # partial
+    P[1, :, 4] *= 1.5  # off the simplex
+    partial, sums = data.class_cells(P, axis=1)
+    for u in range(4):
+        for i in range(5):
+            cell = P[u, :, i]
+            assert partial[u, i] == (np.isnan(cell).any() and not np.isnan(cell).all())
+            if np.isnan(cell).all():
+                assert np.isnan(sums[u, i])
+            else:
+                np.testing.assert_allclose(sums[u, i], np.nansum(cell))
