@@ -102,8 +102,9 @@ class Inputs(NamedTuple):
 
 
 class Linear(NamedTuple):
-    """theta <-> (w, b) for an aggregator whose logit is exactly w^T r_hat + b, and its penalty
-    as the quadratic form penalty(theta) = w^T Q w (`penalty_matrix(theta) -> Q`, (m, m))."""
+    """theta <-> (w, b) for an aggregator whose logit is exactly w^T r_hat + b (K classes: W r_hat
+    + b, W (K, m K)), and its penalty as the quadratic form penalty(theta) = vec(w)^T Q vec(w)
+    (`penalty_matrix(theta) -> Q`, (w.size, w.size), on w raveled row-major)."""
 
     weights: Callable[[Any], tuple[jax.Array, jax.Array]]
     with_weights: Callable[[Any, jax.Array, jax.Array], Any]
@@ -353,7 +354,7 @@ weighted = register(
         penalty=lambda theta: jnp.sum(theta.w**2),
         exact_fit=_weighted_exact_fit,
         linear=Linear(weights=lambda t: (t.w, t.b), with_weights=lambda t, w, b: WeightedTheta(w=w, b=b),
-                      penalty_matrix=lambda t: jnp.eye(t.w.shape[-1], dtype=t.w.dtype)),
+                      penalty_matrix=lambda t: jnp.eye(t.w.size, dtype=t.w.dtype)),
         description="sigmoid(w^T r + b), w and b learned; for K classes softmax(W r + b)",
         multiclass=True,
     )
@@ -422,8 +423,9 @@ def discriminant_direction(R_hat: jax.Array, labels: jax.Array, mask: jax.Array)
 
 
 def _off_center(theta: PriorTheta) -> jax.Array:
-    """Q = I - c c^T for the unit prior direction c of theta (no gradient through c)."""
-    return _off_direction(theta.center)
+    """Q = I - c c^T for the unit prior direction c of theta (no gradient through c); for K
+    classes on vec(W), c the raveled (K, m K) direction (`multinomial_penalty`'s quadratic form)."""
+    return _off_direction(theta.center.ravel())
 
 
 def _off_direction(center: jax.Array) -> jax.Array:

@@ -181,6 +181,9 @@ def check_multiclass(config: Config, n_classes: int) -> None:
     if config.option("batch_size") is not None:
         raise ValueError(f"options batch_size: minibatch training is binary only; fit the {n_classes}-class "
                          "problem on the full batch")
+    if config.method == "mm_als" and config.mm_curvature == "sharp":
+        raise ValueError(f"mm_curvature: 'sharp' (Jaakkola-Jordan's bound) majorizes the binary cross-entropy "
+                         f"only; a {n_classes}-class problem takes 'exact' or 'bound' (Bohning's)")
 
 
 def check_scalar_hparams(hparams: Hparams) -> None:

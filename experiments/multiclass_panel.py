@@ -88,6 +88,7 @@ CF_ROWS: dict[str, tuple[dict, str]] = {
     "two_stage_K": (dict(method="two_stage", aggregator="weighted"), "K"),
     "joint_fold_in_K": (dict(method="joint", formulation="fold_in", aggregator="weighted"), "K"),
     "als_K": (dict(method="als", aggregator="weighted"), "K"),
+    "mm_als_K": (dict(method="mm_als", aggregator="weighted"), "K"),
 }
 CF_DTYPE = np.float32
 #: `auto` is skipped where one Newton step of its multinomial aggregator at full rank costs more

@@ -67,10 +67,10 @@ def _blocks(mode):
     return tuple(functools.partial(step, mode=mode) for step in (mm_als.theta_step, mm_als.y_step, mm_als.x_step))
 
 
-@functools.partial(jax.jit, static_argnames=("config", "n_sweeps"))
-def _block_losses(params, problem, hparams, config, n_sweeps):
+@functools.partial(jax.jit, static_argnames=("config", "n_sweeps", "modes"))
+def _block_losses(params, problem, hparams, config, n_sweeps, modes=MODES):
     """The exact loss before and after every block of `n_sweeps` sweeps, one row per mode in
-    `MODES` (one compiled program for all), (3, 1 + 3 n_sweeps)."""
+    `modes` (one compiled program for all), (len(modes), 1 + 3 n_sweeps)."""
 
     def trace(mode):
         def sweep(p, _):
@@ -83,7 +83,7 @@ def _block_losses(params, problem, hparams, config, n_sweeps):
         _, values = jax.lax.scan(sweep, params, None, length=n_sweeps)
         return jnp.concatenate([losses.loss(params, problem, hparams, config)[None], values.ravel()])
 
-    return jnp.stack([trace(mode) for mode in MODES])
+    return jnp.stack([trace(mode) for mode in modes])
 
 
 def _assert_non_increasing(values, rtol=1e-10):
@@ -392,3 +392,230 @@ def test_agrees_with_joint_gradient_descent():
     mm_ap = metrics.average_precision(y_true, logits(mm.params, mm_config), test)
     joint_ap = metrics.average_precision(y_true, logits(joint.params, joint_config), test)
     assert abs(float(mm_ap) - float(joint_ap)) <= 0.01, (float(mm_ap), float(joint_ap))
+
+
+# --------------------------------------------------------------------------- K classes
+
+
+#: The K-class curvatures: Jaakkola-Jordan's "sharp" bound is binary only.
+K_MODES = ("bound", "exact")
+
+
+def _random_k_problem(rng: np.random.Generator, m: int, n: int, K: int, missing: float) -> Problem:
+    """A float64 K-class problem (call under x64): Dirichlet probabilities, whole cells missing,
+    every class labeled, about 40 % of the columns unlabeled."""
+    P = rng.dirichlet(np.ones(K), size=(m, n)).transpose(0, 2, 1)  # (m, K, n)
+    gone = rng.uniform(size=(m, n)) < missing
+    gone[np.arange(n) % m, np.arange(n)] = False  # every column and row keeps a cell
+    P[np.repeat(gone[:, None, :], K, axis=1)] = np.nan
+    labels = rng.integers(0, K, size=n)
+    labels[rng.uniform(size=n) < 0.4] = -1
+    labels[:K] = np.arange(K)
+    return cfjax.from_numpy(P, labels, dtype=np.float64)
+
+
+def _random_k_params(rng: np.random.Generator, rows: int, n: int, d: int, K: int) -> Params:
+    return Params(
+        X=jnp.asarray(rng.normal(scale=0.5, size=(d, rows))),
+        Y=jnp.asarray(rng.normal(scale=0.5, size=(d, n))),
+        theta=WeightedTheta(w=jnp.asarray(rng.normal(size=(K, rows))), b=jnp.asarray(rng.normal(size=K))),
+    )
+
+
+def _np_softmax_curvature(s, mode):
+    """The K x K curvature of CE at logits s (K,): the Hessian, or Bohning's bound."""
+    K = s.size
+    if mode == "bound":
+        return 0.5 * (np.eye(K) - np.ones((K, K)) / K)
+    p = np.exp(s - s.max())
+    p /= p.sum()
+    return np.diag(p) - np.outer(p, p)
+
+
+def _np_k_terms(params, problem, hparams, config, mode):
+    """a, beta (n,), logits S0 (K, n), gradients G (K, n), curvatures (n, K, K) by loops."""
+    X, Y = np.asarray(params.X), np.asarray(params.Y)
+    W, b = np.asarray(params.theta.w), np.asarray(params.theta.b)
+    C, onehot, labeled = np.asarray(problem.C), np.asarray(problem.labels), np.asarray(problem.labeled)
+    K, n = onehot.shape
+    rho = float(hparams.rho)
+    classes = onehot.argmax(0)
+    idx = [i for i in range(n) if labeled[i]]
+    omega = np.zeros(n)
+    for i in idx:  # class_weight: each class carries 1/K of the weight
+        omega[i] = len(idx) / (K * sum(classes[j] == classes[i] for j in idx)) if config.class_weight else 1.0
+    a = rho / C.sum()
+    beta = (1 - rho) * omega / omega.sum()
+    S0 = np.stack([W @ (X.T @ Y[:, i]) + b for i in range(n)], axis=1)
+    P = np.exp(S0 - S0.max(0))
+    P /= P.sum(0)
+    return a, beta, S0, P - onehot, np.stack([_np_softmax_curvature(S0[:, i], mode) for i in range(n)])
+
+
+def _np_k_y_step(params, problem, hparams, config, mode):
+    """Per column: minimise a[sum_u c (r - x_u^T y)^2 + lam |y|^2] + beta[g^T (s - s0) + (s - s0)^T K (s - s0) / 2]
+    with s = V^T y + b, V = X W^T."""
+    a, beta, S0, G, curv = _np_k_terms(params, problem, hparams, config, mode)
+    X, W, b = np.asarray(params.X), np.asarray(params.theta.w), np.asarray(params.theta.b)
+    R, C = np.asarray(problem.R), np.asarray(problem.C)
+    d, rows = X.shape
+    V = X @ W.T
+    Y = np.zeros((d, R.shape[1]))
+    for i in range(R.shape[1]):
+        hess = 2 * a * float(hparams.lam) * np.eye(d) + beta[i] * V @ curv[i] @ V.T
+        rhs = -beta[i] * V @ (G[:, i] - curv[i] @ (S0[:, i] - b))
+        for u in range(rows):
+            hess += 2 * a * C[u, i] * np.outer(X[:, u], X[:, u])
+            rhs += 2 * a * C[u, i] * R[u, i] * X[:, u]
+        Y[:, i] = np.linalg.solve(hess, rhs)
+    return Y
+
+
+def _np_k_x_step(params, problem, hparams, config, mode):
+    """The dense (d m K) majorized quadratic in vec(X), solved directly: s_i = Phi_i^T vec(X) + b
+    with Phi_i's block (u, k) = W[k, u] y_i."""
+    a, beta, S0, G, curv = _np_k_terms(params, problem, hparams, config, mode)
+    Y, W, b = np.asarray(params.Y), np.asarray(params.theta.w), np.asarray(params.theta.b)
+    R, C = np.asarray(problem.R), np.asarray(problem.C)
+    d, n = Y.shape
+    rows = C.shape[0]
+    hess = 2 * a * float(hparams.lam) * np.eye(d * rows)
+    rhs = np.zeros(d * rows)
+    for u in range(rows):
+        for i in range(n):
+            hess[u * d:(u + 1) * d, u * d:(u + 1) * d] += 2 * a * C[u, i] * np.outer(Y[:, i], Y[:, i])
+            rhs[u * d:(u + 1) * d] += 2 * a * C[u, i] * R[u, i] * Y[:, i]
+    for i in range(n):
+        Phi = np.concatenate([np.outer(Y[:, i], W[:, u]) for u in range(rows)])  # (d rows, K)
+        hess += beta[i] * Phi @ curv[i] @ Phi.T
+        rhs -= beta[i] * Phi @ (G[:, i] - curv[i] @ (S0[:, i] - b))
+    return np.linalg.solve(hess, rhs).reshape(rows, d).T
+
+
+def _np_k_theta_step(params, problem, hparams, config, mode):
+    """Majorized multinomial Newton over theta = [W, b] (K, rows + 1), raveled row-major."""
+    _, beta, _, G, curv = _np_k_terms(params, problem, hparams, config, mode)
+    X, Y = np.asarray(params.X), np.asarray(params.Y)
+    W, b = np.asarray(params.theta.w), np.asarray(params.theta.b)
+    K, rows = W.shape
+    weights = beta / beta.sum()
+    l2 = float(hparams.agg_l2)
+    Fa = np.vstack([X.T @ Y, np.ones((1, Y.shape[1]))])
+    grad = sum(weights[i] * np.kron(G[:, i], Fa[:, i]) for i in range(Fa.shape[1]))
+    grad += 2 * l2 * np.hstack([W, np.zeros((K, 1))]).ravel()
+    H = sum(weights[i] * np.kron(curv[i], np.outer(Fa[:, i], Fa[:, i])) for i in range(Fa.shape[1]))
+    H += np.diag(np.tile(np.append(np.full(rows, 2 * l2), 0.0), K))
+    H += np.sqrt(np.finfo(np.float64).eps) * np.mean(np.diag(H)) * np.eye(K * (rows + 1))
+    theta = np.hstack([W, b[:, None]]) - np.linalg.solve(H, grad).reshape(K, rows + 1)
+    return theta[:, :rows], theta[:, rows]
+
+
+def test_bohning_bound_majorizes_the_softmax_hessian_and_exact_is_the_hessian():
+    """(I - 1 1^T / K) / 2 - (diag(p) - p p^T) is positive semi-definite at any logits, and the
+    "exact" curvature is jax's Hessian of the K-class cross-entropy."""
+    rng = np.random.default_rng(20)
+    with jax.enable_x64(True):
+        for K in (3, 5):
+            S = jnp.asarray(rng.normal(scale=4.0, size=(K, 40)))
+            a, z = mm_als.curvature_parts(S, "exact")
+            exact = jax.vmap(lambda ai, zi: jnp.diag(ai) - jnp.outer(zi, zi), in_axes=1)(a, z)
+            a, z = mm_als.curvature_parts(S, "bound")
+            bound = jax.vmap(lambda ai, zi: jnp.diag(ai) - jnp.outer(zi, zi), in_axes=1)(a, z)
+            assert float(np.linalg.eigvalsh(np.asarray(bound - exact)).min()) >= -1e-12
+            onehot = jnp.eye(K)[:, 0]
+            hessian = jax.vmap(jax.hessian(lambda s, onehot=onehot: -jax.nn.log_softmax(s) @ onehot), in_axes=1)(S)
+            np.testing.assert_allclose(exact, hessian, atol=1e-12)
+        with pytest.raises(ValueError, match="sharp"):
+            mm_als.curvature_parts(S, "sharp")
+
+
+@pytest.mark.parametrize("mode", K_MODES)
+@pytest.mark.parametrize("class_weight", [True, False])
+def test_k_class_y_step_matches_numpy_loop(mode, class_weight):
+    rng = np.random.default_rng(24)  # labeled class counts 1, 2, 2: class weights matter
+    with jax.enable_x64(True):
+        problem = _random_k_problem(rng, 3, 14, 3, missing=0.3)
+        params = _random_k_params(rng, 9, 14, 3, 3)
+        hparams = _hparams(0.3, lam=0.1)
+        config = Config(method="mm_als", latent_dim=3, class_weight=class_weight)
+        got = mm_als.y_step(params, problem, hparams, config, mode).Y
+        np.testing.assert_allclose(got, _np_k_y_step(params, problem, hparams, config, mode), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", K_MODES)
+def test_k_class_x_step_matches_dense_joint_system(mode):
+    rng = np.random.default_rng(24)  # labeled class counts 1, 3, 6
+    with jax.enable_x64(True):
+        problem = _random_k_problem(rng, 3, 16, 3, missing=0.2)
+        params = _random_k_params(rng, 9, 16, 2, 3)
+        hparams = _hparams(0.2, lam=0.1)
+        config = Config(method="mm_als", latent_dim=2)
+        got = mm_als.x_step(params, problem, hparams, config, mode).X
+        np.testing.assert_allclose(got, _np_k_x_step(params, problem, hparams, config, mode), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", K_MODES)
+@pytest.mark.parametrize("agg_l2", [0.0, 0.01])
+def test_k_class_theta_step_matches_numpy(agg_l2, mode):
+    rng = np.random.default_rng(23)
+    with jax.enable_x64(True):
+        problem = _random_k_problem(rng, 3, 30, 3, missing=0.0)
+        params = _random_k_params(rng, 9, 30, 2, 3)
+        hparams = _hparams(0.5, agg_l2=agg_l2)
+        config = Config(method="mm_als", latent_dim=2)
+        got = mm_als.theta_step(params, problem, hparams, config, mode).theta
+        W, b = _np_k_theta_step(params, problem, hparams, config, mode)
+        F = np.asarray(params.X.T @ params.Y)
+        # the logits are well determined up to the softmax's common shift; W only up to H's conditioning
+        logits = np.asarray(got.w @ F + got.b[:, None])
+        want = W @ F + b[:, None]
+        np.testing.assert_allclose(logits - logits.mean(0), want - want.mean(0), rtol=1e-7, atol=1e-9)
+        if agg_l2 > 0:
+            np.testing.assert_allclose(got.w, W, rtol=1e-6, atol=1e-9)
+
+
+@given(
+    rho=st.sampled_from([0.01, 0.5, 0.99]),
+    lam=st.floats(1e-3, 1.0),
+    agg_l2=st.sampled_from([0.0, 1e-3, 0.1]),
+    missing=st.floats(0.0, 0.4),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_k_class_blocks_never_increase_the_exact_loss(rho, lam, agg_l2, missing, seed):
+    rng = np.random.default_rng(seed)
+    with jax.enable_x64(True):
+        problem = _random_k_problem(rng, 3, 20, 3, missing)
+        params = _random_k_params(rng, 9, 20, 3, 3)
+        config = Config(method="mm_als", latent_dim=3)
+        trace = _block_losses(params, problem, _hparams(rho, lam, agg_l2), config, n_sweeps=8, modes=K_MODES)
+        _assert_non_increasing(trace)
+
+
+@pytest.mark.parametrize("aggregator", ["weighted", "prior"])
+def test_k_class_fit_is_monotone_and_beats_chance(aggregator):
+    """A K-class fit from the library's start (default curvature): the history never rises and
+    ends at the loss of the returned params; the unlabeled columns are classified above chance."""
+    from tests.test_multiclass import ensemble
+
+    R, labels, y = ensemble(9, n=90)
+    with jax.enable_x64(True):
+        problem = cfjax.from_numpy(R, labels, dtype=np.float64)
+        hparams = cfjax.solvers.get("mm_als").hparams(rho=0.5, agg_l2=1e-2)
+        config = Config(method="mm_als", latent_dim=3, max_iter=20, tol=0.0, aggregator=aggregator)
+        result = cfjax.fit(jax.random.key(0), problem, hparams, config)
+        _assert_non_increasing(result.history.total)
+        np.testing.assert_allclose(result.history.total[-1], losses.loss(result.params, problem, hparams, config),
+                                   rtol=1e-10)
+        S = np.asarray(logits(result.params, config))
+        test = labels < 0
+        K = S.shape[0]
+        assert (S[:, test].argmax(0) == y[test]).mean() > 1.5 / K
+
+
+def test_k_class_refuses_the_binary_sharp_bound():
+    from tests.test_multiclass import ensemble
+
+    R, labels, _ = ensemble(9)
+    with pytest.raises(ValueError, match="mm_curvature"):
+        cfjax.fit(jax.random.key(0), cfjax.from_numpy(R, labels),
+                  config=Config(method="mm_als", latent_dim=2, mm_curvature="sharp"))

@@ -239,6 +239,7 @@ def test_strong_prior_ranks_each_class_as_averaging():
     cfjax.Config(method="joint", latent_dim=3, max_iter=60, formulation="free"),
     cfjax.Config(method="label_aware_als", latent_dim=3, max_iter=20, confidence="label_aware"),
     cfjax.Config(method="damped", latent_dim=3, max_iter=20),
+    cfjax.Config(method="mm_als", latent_dim=3, max_iter=20),
 ], ids=lambda c: f"{c.method}-{c.aggregator}-{c.formulation}")
 def test_every_k_class_method_gives_distributions_better_than_chance(config):
     p, _, _, y = problem(9, n=90)
@@ -311,7 +312,7 @@ def test_pr_auc_of_logits_is_sklearns_macro_average_precision():
 
 
 @pytest.mark.parametrize("change, name", [
-    (dict(method="mm_als"), "method"),
+    (dict(method="mm_als", mm_curvature="sharp"), "mm_curvature"),
     (dict(aggregator="mean"), "aggregator"),
     (dict(aggregator="attention"), "aggregator"),
     (dict(confidence="agreement"), "confidence"),

@@ -7,7 +7,8 @@ For fixed factors F (d, k), targets R (rows, k) and confidences C (rows, k), row
     (F \operatorname{diag}(C_j) F^\top + \lambda I + s_j v v^\top) \, z_j = F (C_j \odot R_j) + e_j
 
 where the optional rank-one term (scale s: (rows,), vector v: (d,)) and extra right-hand side
-e: (d, rows) let MM-ALS add the quadratic majoriser of the supervised loss. Without the extras,
+e: (d, rows) let MM-ALS add the quadratic majoriser of the supervised loss; for K classes the
+term has rank r: V S_j V^T with V (d, r) and S_j (r, r) (scale (r, r, rows)). Without the extras,
 `update_X` and `update_Y` are exact block minimisations of
 sum_ui c_ui (r_ui - x_u^T y_i)^2 + lambda (||X||^2 + ||Y||^2) (`objective`); dividing by sum C
 (`cfjax.losses`) does not move the minimiser, so `lam` is the lambda of the normalised objective.
@@ -174,7 +175,12 @@ def _finish(G, rhs, lam, scale, vec, extra_rhs, method, shared: bool = False):
     G = G + lam * jnp.asarray(on_diag, dtype)[:, None]
     if scale is not None:
         a, c = pairs(d)
-        G = G + (vec[a] * vec[c])[:, None] * scale[None, :]
+        if vec.ndim == 1:
+            G = G + (vec[a] * vec[c])[:, None] * scale[None, :]
+        else:  # rank r: V S_j V^T with S_j (r, r), one GEMM over the rows
+            r = vec.shape[1]
+            outer = (vec[a][:, :, None] * vec[c][:, None, :]).reshape(a.size, r * r)
+            G = G + jnp.matmul(outer, scale.reshape(r * r, -1), precision=_HIGHEST)
     if extra_rhs is not None:
         rhs = rhs + extra_rhs
     mean_diag = jnp.matmul(jnp.asarray(on_diag / d, dtype), G, precision=_HIGHEST)
@@ -262,10 +268,13 @@ def _check_solve_args(F, R, C, lam, scale, vec, erhs, chunk_size, method, batch_
         raise ValueError(f"lam: expected a scalar, got shape {jnp.shape(lam)} (vmap for a grid)")
     if (scale is None) != (vec is None):
         raise ValueError("extra_gram_scale: must be given together with extra_gram_vec")
-    if scale is not None and tuple(scale.shape) != (rows,):
-        raise ValueError(f"extra_gram_scale: expected shape ({rows},), got {scale.shape}")
-    if vec is not None and tuple(vec.shape) != (d,):
-        raise ValueError(f"extra_gram_vec: expected shape ({d},), got {vec.shape}")
+    if vec is not None and (len(vec.shape) not in (1, 2) or vec.shape[0] != d):
+        raise ValueError(f"extra_gram_vec: expected shape ({d},) or ({d}, r), got {vec.shape}")
+    if scale is not None:
+        want = (rows,) if len(vec.shape) == 1 else (vec.shape[1], vec.shape[1], rows)
+        if tuple(scale.shape) != want:
+            raise ValueError(f"extra_gram_scale: expected shape {want} for extra_gram_vec of shape "
+                             f"{tuple(vec.shape)}, got {scale.shape}")
     if erhs is not None and tuple(erhs.shape) != (d, rows):
         raise ValueError(f"extra_rhs: expected shape ({d}, {rows}), got {erhs.shape}")
     if (
@@ -292,8 +301,8 @@ def solve_rows(
     C: Real[ArrayLike, "rows k"],
     lam: Real[ArrayLike, ""],
     *,
-    extra_gram_scale: Real[ArrayLike, " rows"] | None = None,
-    extra_gram_vec: Real[ArrayLike, " d"] | None = None,
+    extra_gram_scale: Real[ArrayLike, "*rank_pair rows"] | None = None,
+    extra_gram_vec: Real[ArrayLike, "d ..."] | None = None,
     extra_rhs: Real[ArrayLike, "d rows"] | None = None,
     chunk_size: int = 0,
     method: str = "auto",
@@ -309,9 +318,10 @@ def solve_rows(
       C: (rows, k) confidences, >= 0; 0 means the cell is ignored. Traced.
       lam: scalar ridge, >= 0 (> 0 for a unique solution; see the module docstring).
         Traced: a new value never recompiles.
-      extra_gram_scale: optional (rows,) s_j >= 0 of the rank-one Gram term. Traced.
-      extra_gram_vec: optional (d,) v of the rank-one term, shared by all rows; given
-        together with `extra_gram_scale`. Traced.
+      extra_gram_scale: optional (rows,) s_j >= 0 of the rank-one Gram term, or (r, r, rows)
+        positive semi-definite S_j of the rank-r term V S_j V^T. Traced.
+      extra_gram_vec: optional (d,) v of the rank-one term, or (d, r) V of the rank-r term,
+        shared by all rows; given together with `extra_gram_scale`. Traced.
       extra_rhs: optional (d, rows) e added to the right-hand sides. Traced.
       chunk_size: static; the rows are solved in chunks of this many (bounds memory);
         0 (default) picks `default_chunk_size(d, rows)`; >= rows solves them all at once.
@@ -340,8 +350,8 @@ def update_X(
     C: Real[ArrayLike, "m n"],
     lam: Real[ArrayLike, ""],
     *,
-    extra_gram_scale: Real[ArrayLike, " m"] | None = None,
-    extra_gram_vec: Real[ArrayLike, " d"] | None = None,
+    extra_gram_scale: Real[ArrayLike, "*rank_pair m"] | None = None,
+    extra_gram_vec: Real[ArrayLike, "d ..."] | None = None,
     extra_rhs: Real[ArrayLike, "d m"] | None = None,
     chunk_size: int = 0,
     method: str = "auto",
@@ -387,8 +397,8 @@ def update_Y(
     C: Real[ArrayLike, "m n"],
     lam: Real[ArrayLike, ""],
     *,
-    extra_gram_scale: Real[ArrayLike, " n"] | None = None,
-    extra_gram_vec: Real[ArrayLike, " d"] | None = None,
+    extra_gram_scale: Real[ArrayLike, "*rank_pair n"] | None = None,
+    extra_gram_vec: Real[ArrayLike, "d ..."] | None = None,
     extra_rhs: Real[ArrayLike, "d n"] | None = None,
     chunk_size: int = 0,
     method: str = "auto",
