@@ -7,7 +7,8 @@ threads). On an idle machine the wall time of a compile is at most about its CPU
 threads only shorten it), so "CPU seconds <= 2" is a load-independent check of issue 19's
 target (every kernel's compile under 2 s at d <= 32).
 
-Kernels, jitted at the outside as in `bench_speed.py` (same problem generator, float32):
+Kernels, jitted at the outside with the library's `cfjax.compilation.jit` (on CPU, XLA's
+memory-optimised scheduler, as every cfjax program) as in `bench_speed.py` (same problem generator, float32):
 the ALS sweep (`ridge.als_sweep`), one joint Adam step (free Y, the fused objective), one MM-ALS
 sweep (`mm_als.mm_sweep` at the Config default curvature), and, for scale, the whole default
 fit (`cfjax.fit_jit` with `Config()`, the `auto` pipeline a user's first call compiles; its
@@ -35,6 +36,7 @@ from bench_speed import LAM, device_problem, joint_config, joint_hparams, make_j
 
 import cfjax
 from cfjax import ridge, validation
+from cfjax.compilation import jit
 from cfjax.solvers import joint, mm_als
 from cfjax.structs import Config
 
@@ -54,7 +56,7 @@ def lowering(kernel: str, m: int, n: int, d: int):
     problem, params = device_problem(random_problem(m, n, d), jnp.float32)
     if kernel == "als":
         lam = jnp.asarray(LAM, jnp.float32)
-        return jax.jit(ridge.als_sweep).lower(params.X, params.Y, problem.R, problem.C, lam)
+        return jit(ridge.als_sweep).lower(params.X, params.Y, problem.R, problem.C, lam)
     if kernel == "joint":
         config, hparams = joint_config(d), joint_hparams(jnp.float32)
         opt_state = joint.make_optimizer(hparams, config).init(params)
@@ -62,7 +64,7 @@ def lowering(kernel: str, m: int, n: int, d: int):
     if kernel == "mm_als":
         config = Config(method="mm_als", latent_dim=d)
         hparams = mm_als.mm_hparams(joint_hparams(jnp.float32))
-        return jax.jit(mm_als.mm_sweep, static_argnames="config").lower(params, problem, hparams, config=config)
+        return jit(mm_als.mm_sweep, static_argnames="config").lower(params, problem, hparams, config=config)
     if kernel == "default_fit":  # its candidate factorises at full rank: d does not enter
         config = validation.resolve_config(Config(), problem)
         hparams = cfjax.solvers.get(config.method).hparams(dtype=jnp.float32)

@@ -95,6 +95,7 @@ from _problem import JOINT, LAM, numpy_rows, random_problem
 import cfjax
 from cfjax import losses, ridge, sweep
 from cfjax.aggregators import WeightedTheta
+from cfjax.compilation import jit
 from cfjax.solvers import joint, mm_als
 from cfjax.structs import Config, Hparams, Params, Problem
 
@@ -244,7 +245,7 @@ def device_problem(p: dict, dtype) -> tuple[Problem, Params]:
 def bench_als(problem, params, dtype, repeats):
     lam = jnp.asarray(LAM, dtype)
     args = (params.X, params.Y, problem.R, problem.C, lam)
-    t = H.compile_and_time(jax.jit(ridge.als_sweep), args, None, repeats, min_total_s=MIN_TOTAL_S)
+    t = H.compile_and_time(jit(ridge.als_sweep), args, None, repeats, min_total_s=MIN_TOTAL_S)
     mem = t.pop("compiled").memory_analysis()
     t["memory"] = {
         "temp_bytes": int(mem.temp_size_in_bytes),
@@ -281,7 +282,7 @@ def make_joint_step(config, objective=joint.objective):
         updates, opt_state = optimizer.update(grads, opt_state, params, value=value)
         return optax.apply_updates(params, updates), opt_state, value
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    return jit(step, donate_argnums=(0, 1))
 
 
 def bench_joint(problem, params, dtype, repeats, objective=joint.objective):
@@ -306,7 +307,7 @@ def bench_mm_als(problem, params, dtype, repeats):
     d = params.X.shape[0]
     config = Config(method="mm_als", latent_dim=d, mm_curvature="bound")
     hparams = mm_als.mm_hparams(joint_hparams(dtype))
-    fn = jax.jit(mm_als.mm_sweep, static_argnames="config")
+    fn = jit(mm_als.mm_sweep, static_argnames="config")
     args = (params, problem, hparams)
     compile_s, compiled = H.compile_time(fn, *args, config=config)
     call = lambda: compiled(*args)
@@ -410,7 +411,7 @@ def rss_child(m: int, n: int, d: int, dtype: str) -> None:
     X = jax.random.normal(k[2], (d, m), dtype)
     Y = jax.random.normal(k[3], (d, n), dtype)
     lam = jnp.asarray(LAM, dtype)
-    compiled = jax.jit(ridge.als_sweep).lower(X, Y, R, C, lam).compile()
+    compiled = jit(ridge.als_sweep).lower(X, Y, R, C, lam).compile()
     result = {"inputs_bytes": int(sum(a.nbytes for a in (R, C, X, Y)))}
     for name in ("first", "steady"):
         _release_free_memory()

@@ -273,7 +273,7 @@ def test_fit_k_class_rho_auto(k_class_npz, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv_tail, fragment",
     [
-        (["--method", "mm_als"], "method: 'mm_als' is binary only"),
+        (["--method", "two_stage", "--aggregator", "attention"], "aggregator: 'attention' combines two classes only"),
         (["--method", "joint", "--batch-size", "8"], "--batch-size: minibatch training is binary only"),
     ],
 )
