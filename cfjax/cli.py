@@ -143,10 +143,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         confidence=args.confidence, space=args.space,
     )
     options = _minibatch_options(args, None)
-    n_classes = R.shape[1] if R.ndim == 3 else 2
-    if options and n_classes > 2:
-        raise UserError(f"--batch-size: minibatch training is binary only; INPUT's R {R.shape} holds {n_classes} "
-                        "classes: leave --batch-size out to fit them on the full batch")
     if options:
         config = config.replace(options=options)
     method = cfjax.solvers.get(config.method)

@@ -477,8 +477,8 @@ def fit_stream(
     if float(positives) < 1 or float(negatives) < 1:
         raise ValueError(f"labels: the training columns need both classes, got {int(positives)} positives "
                          f"and {int(negatives)} negatives")
-    scale = minibatch.Scale(n=jnp.asarray(n, dtype), confidence=confidence_sum, positives=positives,
-                            negatives=negatives)
+    scale = minibatch.Scale(n=jnp.asarray(n, dtype), confidence=confidence_sum,
+                            class_counts=jnp.stack([negatives, positives]))
     validation = _validation_problem(held, hparams, config) if held else None
     trainable = _start(k_init, gram, m, hparams, config, dtype) if init is None else minibatch.Trainable(
         jnp.asarray(init.X, dtype), init.theta)

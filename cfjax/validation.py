@@ -163,8 +163,8 @@ def check_config(config: Config, problem: Problem | None = None) -> None:
 
 
 def check_multiclass(config: Config, n_classes: int) -> None:
-    """Refuses what a K-class problem (K >= 3) cannot be fitted with: a method or an aggregator
-    without K-class support, or minibatches (the epoch's class weights are binary)."""
+    """Refuses what a K-class problem (K >= 3) cannot be fitted with: a method, an aggregator or
+    a confidence without K-class support, or MM-ALS's binary "sharp" bound."""
     from cfjax import solvers
 
     methods = [name for name, m in solvers.METHODS.items() if m.multiclass]
@@ -178,9 +178,6 @@ def check_multiclass(config: Config, n_classes: int) -> None:
         names = sorted(name for name, s in confidence.STRATEGIES.items() if s.multiclass)
         raise ValueError(f"confidence: {config.confidence!r} is binary only; a {n_classes}-class problem takes "
                          f"one of {names}")
-    if config.option("batch_size") is not None:
-        raise ValueError(f"options batch_size: minibatch training is binary only; fit the {n_classes}-class "
-                         "problem on the full batch")
     if config.method == "mm_als" and config.mm_curvature == "sharp":
         raise ValueError(f"mm_curvature: 'sharp' (Jaakkola-Jordan's bound) majorizes the binary cross-entropy "
                          f"only; a {n_classes}-class problem takes 'exact' or 'bound' (Bohning's)")

@@ -259,6 +259,17 @@ def test_fit_k_class_npz_writes_k_by_n_probabilities(k_class_npz, tmp_path, caps
     assert result.params.X.shape == (3, 12) and result.params.theta.b.shape == (3,)
 
 
+def test_fit_k_class_in_minibatches(k_class_npz, tmp_path, capsys):
+    path, _, _ = k_class_npz
+    out = tmp_path / "out.npz"
+    code, _, err = _run(["fit", path, "--method", "joint", "--batch-size", "16", "--latent-dim", "3",
+                         "--max-iter", "5", "--output", out, "--quiet"], capsys)
+    assert code == 0, err
+    proba = io.load_extra(out)["proba"]
+    assert proba.shape == (3, 48) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=0), 1.0, rtol=1e-5)
+
+
 @pytest.mark.slow  # the K-class npz path is in the fast tier without --rho auto
 def test_fit_k_class_rho_auto(k_class_npz, tmp_path, capsys):
     path, _, _ = k_class_npz
@@ -274,7 +285,7 @@ def test_fit_k_class_rho_auto(k_class_npz, tmp_path, capsys):
     "argv_tail, fragment",
     [
         (["--method", "two_stage", "--aggregator", "attention"], "aggregator: 'attention' combines two classes only"),
-        (["--method", "joint", "--batch-size", "8"], "--batch-size: minibatch training is binary only"),
+        (["--method", "als", "--confidence", "agreement"], "confidence: 'agreement' is binary only"),
     ],
 )
 def test_fit_k_class_refusals_exit_2_with_one_line(k_class_npz, tmp_path, capsys, argv_tail, fragment):

@@ -47,6 +47,45 @@ def test_one_batch_of_every_column_is_the_fold_in_objective_and_gradient(aggrega
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14), grad.theta, full_grad.theta)
 
 
+def _k_class_problem(K=4, n=120):
+    from tests.test_multiclass import ensemble
+
+    R, labels, _ = ensemble(5, m=4, K=K, n=n, labeled=0.5, missing=0.1)
+    return cfjax.from_numpy(R, labels, dtype=jnp.result_type(float))
+
+
+@pytest.mark.parametrize("aggregator", ["weighted", "prior"])
+@pytest.mark.parametrize("class_weight", [True, False])
+def test_k_class_batches_estimate_the_fold_in_objective_and_gradient(aggregator, class_weight):
+    """K = 4: one batch of every column is the fold-in objective and its gradient, and the mean
+    over the batches of a partition is too (class weights from the global class counts)."""
+    with jax.enable_x64(True):
+        problem = _k_class_problem()
+        hparams = joint.METHOD.hparams(rho=0.4, agg_l2=0.01, dtype=jnp.float64)
+        config = cfjax.Config(method="joint", latent_dim=4, aggregator=aggregator, class_weight=class_weight,
+                              options=(("batch_size", 30),))
+        params = _params(problem, hparams, config)
+        full, full_grad = jax.value_and_grad(joint.objective)(params, problem, hparams, config)
+        scale = minibatch.scale_of(problem)
+        np.testing.assert_array_equal(scale.class_counts, np.asarray(problem.labels).sum(axis=1))
+        trainable = minibatch.Trainable(params.X, params.theta)
+
+        def estimate(t, idx):
+            return minibatch.batch_objective(t, minibatch.take_columns(problem, idx), jnp.sum(idx < 120), scale,
+                                             hparams, config)[0]
+
+        value, grad = jax.value_and_grad(estimate)(trainable, jnp.arange(120))
+        np.testing.assert_allclose(value, full, rtol=1e-12)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14), grad,
+                     minibatch.Trainable(full_grad.X, full_grad.theta))
+        index = minibatch.batch_indices(jax.random.key(2), 120, 120, 30, True)
+        parts = [jax.value_and_grad(estimate)(trainable, idx) for idx in index]
+        np.testing.assert_allclose(np.mean([v for v, _ in parts]), full, rtol=1e-10)
+        mean_grad = jax.tree.map(lambda *g: sum(g) / len(g), *[g for _, g in parts])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-13), mean_grad,
+                     minibatch.Trainable(full_grad.X, full_grad.theta))
+
+
 def test_the_batches_of_a_partition_average_to_the_full_objective_and_gradient():
     """Equal batches of a random permutation: the mean estimate (and gradient) is the full one."""
     with jax.enable_x64(True):
@@ -84,7 +123,7 @@ def test_batch_objective_matches_a_numpy_loop():
         P = {k: np.asarray(v) for k, v in problem._asdict().items()}
         want = reference.minibatch_objective(
             np.asarray(params.X), np.asarray(params.theta.w), float(params.theta.b), P["R"], P["C"], P["labels"],
-            P["labeled"], columns, dict(n=120, C=P["C"].sum(), pos=float(scale.positives), neg=float(scale.negatives)),
+            P["labeled"], columns, dict(n=120, C=P["C"].sum(), pos=float(scale.class_counts[1]), neg=float(scale.class_counts[0])),
             0.35, float(hparams.lam), 0.02)
         np.testing.assert_allclose(got, want, rtol=1e-10)
 

@@ -240,7 +240,8 @@ def test_strong_prior_ranks_each_class_as_averaging():
     cfjax.Config(method="label_aware_als", latent_dim=3, max_iter=20, confidence="label_aware"),
     cfjax.Config(method="damped", latent_dim=3, max_iter=20),
     cfjax.Config(method="mm_als", latent_dim=3, max_iter=20),
-], ids=lambda c: f"{c.method}-{c.aggregator}-{c.formulation}")
+    cfjax.Config(method="joint", latent_dim=3, max_iter=20, options=(("batch_size", 16),)),
+], ids=lambda c: f"{c.method}-{c.aggregator}-{c.formulation}{'-minibatch' if c.options else ''}")
 def test_every_k_class_method_gives_distributions_better_than_chance(config):
     p, _, _, y = problem(9, n=90)
     result = cfjax.fit(jax.random.key(0), p, config=config)
@@ -317,7 +318,6 @@ def test_pr_auc_of_logits_is_sklearns_macro_average_precision():
     (dict(aggregator="attention"), "aggregator"),
     (dict(confidence="agreement"), "confidence"),
     (dict(confidence="learned"), "confidence"),
-    (dict(method="joint", options=(("batch_size", 16),)), "batch_size"),
 ])
 def test_what_k_classes_cannot_take_is_refused_by_name(change, name):
     p, *_ = problem(14)

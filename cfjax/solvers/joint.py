@@ -151,6 +151,6 @@ METHOD = register(
         defaults=(("lam", 1.0),),
         check_config=_check_config,
         batches=True,
-        multiclass=True,  # full batch; the minibatch epoch is binary (`check_config` refuses it)
+        multiclass=True,  # full batch and minibatch epochs (class weights from the global class counts)
     )
 )

@@ -37,6 +37,10 @@ step of full-batch fold-in joint (same optimizer, same plateau decisions, same e
 up to the order of float sums. Free-Y joint and the ALS-type methods update per-column or
 closed-form-in-all-columns parameters, so they need the full batch and refuse the option.
 
+K-class problems train the same way: the batch's cross-entropy is the softmax one
+(`losses.supervised_cross_entropy`) and `Scale.class_counts` holds the K global counts behind
+the class weights (each class 1/K of the weight, as `losses.class_weights`).
+
 `run_batches` is the jitted-anywhere core that the out-of-core path (`cfjax.stream`) calls on
 blocks of columns read from disk.
 """
@@ -80,13 +84,13 @@ class Scale(NamedTuple):
 
     Attributes:
       n: the number of columns. confidence: sum of C over all cells.
-      positives, negatives: training (labeled) columns of each class, for the class weights.
+      class_counts: (K,) training (labeled) columns of each class, for the class weights
+        (binary: [negatives, positives], the rows of `Problem.class_indicators`).
     """
 
     n: jax.Array
     confidence: jax.Array
-    positives: jax.Array
-    negatives: jax.Array
+    class_counts: jax.Array
 
 
 class Trainable(NamedTuple):
@@ -166,21 +170,21 @@ def scale_of(problem: Problem) -> Scale:
     """`Scale` of a (prepared) problem held in memory."""
     dtype = problem.R.dtype
     train = problem.labeled.astype(dtype)
-    positives = jnp.sum(train * problem.labels)
     return Scale(n=jnp.asarray(problem.n_instances, dtype), confidence=jnp.sum(problem.C),
-                 positives=positives, negatives=jnp.sum(train) - positives)
+                 class_counts=problem.class_indicators().astype(dtype) @ train)
 
 
 def _omega(batch: Problem, scale: Scale, config: Config) -> tuple[jax.Array, jax.Array]:
     """(omega of the batch's training columns from the global class counts, sum of omega over
     all training columns): `losses.class_weights` with global counts."""
-    train = batch.labeled.astype(batch.R.dtype)
+    dtype = batch.R.dtype
+    train = batch.labeled.astype(dtype)
+    counts = scale.class_counts
+    total = jnp.sum(counts)
     if not config.class_weight:
-        return train, scale.positives + scale.negatives
-    total = scale.positives + scale.negatives
-    w_pos = total / (2.0 * jnp.maximum(scale.positives, 1.0))
-    w_neg = total / (2.0 * jnp.maximum(scale.negatives, 1.0))
-    return train * jnp.where(batch.labels > 0.5, w_pos, w_neg), scale.positives * w_pos + scale.negatives * w_neg
+        return train, total
+    per_class = total / (counts.shape[0] * jnp.maximum(counts, 1.0))  # each class 1/K of the weight
+    return train * (per_class @ batch.class_indicators().astype(dtype)), jnp.sum(counts * per_class)
 
 
 def batch_objective(
@@ -205,7 +209,7 @@ def batch_objective(
     agg = aggregators.get(config.aggregator)
     logits = aggregators.logits(params, config, observed=batch.observed, from_factors=True)
     omega, omega_total = _omega(batch, scale, config)
-    ce = jnp.sum(omega * losses.cross_entropy(batch.labels, logits, hparams.focal_gamma))
+    ce = jnp.sum(omega * losses.supervised_cross_entropy(batch, logits, hparams.focal_gamma))
     sup = factor * ce / jnp.maximum(omega_total, 1e-30) + hparams.agg_l2 * aggregators.penalty(agg, params.theta)
     return hparams.rho * recon + (1.0 - hparams.rho) * sup, (recon, sup)
 
