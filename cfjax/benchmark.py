@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cfjax import baselines, data, metrics, predict, solvers
+from cfjax import baselines, data, metrics, multiclass, predict, solvers
 from cfjax.api import fit, prepare_inputs
 from cfjax.io import git_commit, provenance
-from cfjax.structs import Config, FitResult
+from cfjax.structs import Config, FitResult, Problem
 
 __all__ = [
     "DEFAULT_DATASETS",
@@ -43,6 +43,7 @@ __all__ = [
     "Pipeline",
     "applicable",
     "baseline_pipeline",
+    "class_arrays",
     "default_labeled_fraction",
     "default_pipelines",
     "git_commit",
@@ -77,6 +78,7 @@ class Pipeline:
     predict: Callable[[data.Ensemble, jax.Array], tuple[jax.Array, FitResult | None]]
     is_baseline: bool = False
     description: str = ""
+    multiclass: bool = False  # whether it predicts K-class ensembles ((K, n) probabilities)
 
 
 def method_pipeline(method: str, name: str | None = None, base: Config | None = None, **hparams: Any) -> Pipeline:
@@ -90,12 +92,30 @@ def method_pipeline(method: str, name: str | None = None, base: Config | None = 
         result = fit(key, ens.problem, hp, config)
         return predict.proba(result.params, config), result
 
-    return Pipeline(name or method, run, False, entry.description)
+    return Pipeline(name or method, run, False, entry.description, multiclass=entry.multiclass)
 
 
 def baseline_pipeline(name: str) -> Pipeline:
+    """A baseline of `cfjax.baselines`; on a K-class ensemble its `cfjax.multiclass` namesake
+    (simple_average, best_single, stacking), the others being binary only."""
     fn = baselines.BASELINES[name]
-    return Pipeline(name, lambda ens, key: (fn(ens.problem), None), True, fn.__doc__.splitlines()[0])
+    k_class = multiclass.BASELINES.get(name)
+
+    def run(ens: data.Ensemble, key: jax.Array):
+        if ens.problem.n_classes == 2:
+            return fn(ens.problem), None
+        return k_class(*class_arrays(ens.problem)), None
+
+    return Pipeline(name, run, True, fn.__doc__.splitlines()[0], multiclass=k_class is not None)
+
+
+def class_arrays(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """A K-class problem's (R (m, K, n), NaN where unobserved; labels (n,), -1 where not a
+    training column): `cfjax.multiclass`'s contract, the inverse of `from_numpy`."""
+    K, m, n = problem.n_classes, problem.n_classifiers, problem.n_instances
+    R = np.where(np.asarray(problem.observed), np.asarray(problem.R), np.nan).reshape(m, K, n)
+    labels = np.where(np.asarray(problem.labeled), np.asarray(problem.labels).argmax(axis=0), -1)
+    return R, labels
 
 
 def default_pipelines(methods: Sequence[str] | None = None, base: Config | None = None) -> list[Pipeline]:
@@ -146,18 +166,29 @@ def _resolve_fraction(name: str, labeled_fraction: float | None) -> float:
     return float(labeled_fraction)
 
 
+def _k_class(name: str) -> bool:
+    from cfjax import datasets
+
+    return name in datasets.MULTICLASS_DATASETS
+
+
 def load_ensemble(name: str, split: int, cache_dir: Any = None,
                   labeled_fraction: float | None = None) -> data.Ensemble:
     """`synthetic-<preset>` (keyed by the split) or a `cfjax.datasets` name (split = its seed),
     with a stratified `labeled_fraction` of the columns labeled (None: the source's default,
     `default_labeled_fraction`, which reproduces the ensembles, and cache entries, of before the
-    argument existed)."""
+    argument existed). A K-class name (`datasets.MULTICLASS_DATASETS`) gives the K-class problem
+    of `datasets.load_multiclass` (`from_numpy` of its (m, K, n) R)."""
     fraction = _resolve_fraction(name, labeled_fraction)
     preset = _preset_name(name)
     if preset is not None:
         return data.preset(jax.random.key(split), preset, labeled_fraction=fraction)
     from cfjax import datasets
 
+    if _k_class(name):
+        ens = datasets.load_multiclass(name, seed=split, labeled_fraction=fraction, cache_dir=cache_dir)
+        return data.Ensemble(problem=data.from_numpy(ens.R, ens.labels), y_true=ens.y_true, test=ens.test,
+                             names=ens.names)
     return datasets.load(name, seed=split, labeled_fraction=fraction, cache_dir=cache_dir)
 
 
@@ -171,6 +202,8 @@ def labeled_counts(name: str, split: int, labeled_fraction: float | None = None)
         return data.preset_labeled_counts(jax.random.key(split), preset, labeled_fraction=fraction)
     from cfjax import datasets
 
+    if _k_class(name):
+        return datasets.multiclass_labeled_counts(name, seed=split, labeled_fraction=fraction)
     return datasets.labeled_counts(name, seed=split, labeled_fraction=fraction)
 
 
@@ -197,6 +230,8 @@ def skip_reason(name: str, split: int, labeled_fraction: float | None = None) ->
     if _preset_name(name) is None:
         from cfjax import datasets
 
+        if _k_class(name):
+            return datasets.multiclass_protocol_fault(name, seed=split, labeled_fraction=fraction)
         return datasets.protocol_fault(name, seed=split, labeled_fraction=fraction)
     counts = labeled_counts(name, split, fraction)
     if int(counts.min()) < MIN_LABELED_PER_CLASS:
@@ -219,16 +254,23 @@ class PanelRecords(list):
     first split that failed, its labeled class counts [negatives, positives] and the reason
     (`skip_reason`)."""
 
-    def __init__(self, records: Iterable[dict[str, Any]] = (), skipped: Iterable[dict[str, Any]] = ()):
+    def __init__(self, records: Iterable[dict[str, Any]] = (), skipped: Iterable[dict[str, Any]] = (),
+                 not_applicable: Iterable[dict[str, Any]] = ()):
         super().__init__(records)
         self.skipped = list(skipped)
+        self.not_applicable = list(not_applicable)  # (dataset, method): a binary pipeline on K classes
 
 
 def score_test_columns(y_true: Any, proba: Any, test: Any) -> dict[str, float]:
-    """PR-AUC and ROC-AUC of `proba` on the `test` columns (the unlabeled ones)."""
+    """PR-AUC and ROC-AUC of `proba` on the `test` columns (the unlabeled ones); for (K, n)
+    K-class probabilities their macro one-vs-rest means (`metrics.macro_pr_auc`, `macro_roc_auc`)."""
     proba = jnp.asarray(proba)
-    y = jnp.asarray(y_true, proba.dtype)
     mask = jnp.asarray(test)
+    if proba.ndim == 2:
+        y = jnp.asarray(y_true)
+        return {"pr_auc": float(metrics.macro_pr_auc(y, proba, mask)),
+                "roc_auc": float(metrics.macro_roc_auc(y, proba, mask))}
+    y = jnp.asarray(y_true, proba.dtype)
     return {
         "pr_auc": float(metrics.average_precision(y, proba, mask)),
         "roc_auc": float(metrics.roc_auc(y, proba, mask)),
@@ -302,6 +344,13 @@ def run_panel(
         for split in range(splits):
             ens = load_ensemble(name, split, cache_dir, labeled_fraction=fraction)
             for pipe in pipelines:
+                if ens.problem.n_classes > 2 and not pipe.multiclass:
+                    entry = dict(dataset=name, method=pipe.name, reason="binary only")
+                    if entry not in records.not_applicable:
+                        records.not_applicable.append(entry)
+                    if bar is not None:
+                        bar.update()
+                    continue
                 if bar is not None:
                     bar.set_postfix_str(f"{name} lf {fraction:g} split {split} {pipe.name}")
                 start = time.perf_counter()

@@ -65,7 +65,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     usable = set(datasets.available_multiclass())
     for name, desc in datasets.MULTICLASS_DATASETS.items():
         flag = "" if name in usable else "  [not installed]"
-        print(f"{name:<24} K-class (load_multiclass, experiments/multiclass_panel.py): {desc}{flag}")
+        print(f"{name:<24} K-class (cfjax benchmark, load_multiclass, experiments/multiclass_panel.py): {desc}{flag}")
     return 0
 
 
@@ -243,10 +243,10 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
     for name in args.datasets:
         if name in datasets.MULTICLASS_DATASETS:
-            raise UserError(f"--datasets: {name!r} is a K-class data set and the benchmark's methods are binary "
-                            "(CF-Ensemble for K > 2 is not built yet); its baselines: "
-                            f"python experiments/multiclass_panel.py --datasets {name}")
-        if not name.startswith(benchmark.SYNTHETIC_PREFIX):
+            if name not in datasets.available_multiclass():
+                raise UserError(f"--datasets: the K-class data set {name!r} needs the keel extra "
+                                "(pip install cfjax[keel])")
+        elif not name.startswith(benchmark.SYNTHETIC_PREFIX):
             datasets._check_name(name)
         elif name[len(benchmark.SYNTHETIC_PREFIX):] not in __import__("cfjax").data.PRESETS:
             raise UserError(f"--datasets: unknown synthetic preset {name!r}")
@@ -270,7 +270,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     kept: dict[str, dict[str, Any]] = {}
 
     def keep(name, split, method, ens, proba, result):
-        if split == 0:
+        if split == 0 and ens.problem.n_classes == 2:  # the plots are of binary predictions
             entry = kept.setdefault(name, {"ens": ens, "proba": {}, "history": {}})
             if entry["ens"] is not ens:  # plots show a data set's first labeled fraction only
                 return
@@ -288,6 +288,12 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     if skipped:
         table += "\n\nSkipped (fewer than 5 labeled instances of a class on some split, or a base model's " \
                  "minimum):\n" + _skipped_text(skipped, "\n", "- ")
+    if records.not_applicable:
+        table += ("\n\nNot run on K-class data sets (binary only): "
+                  + "; ".join(f"{e['method']} on {e['dataset']}" for e in records.not_applicable))
+    if any(name in datasets.MULTICLASS_DATASETS for name in used):
+        table += ("\n\nOn K-class data sets pr_auc and roc_auc are the macro one-vs-rest means over the "
+                  "classes; their baselines are cfjax.multiclass's (multinomial stacking).")
 
     benchmark.write_records(out / "results.csv", records)
     benchmark.write_records(out / "summary.csv", rows)

@@ -164,3 +164,33 @@ def test_labeled_fraction_arguments_are_checked():
         benchmark.applicable("synthetic-nope", 0.1)
     with pytest.raises(ValueError, match="labeled_fractions"):
         benchmark.run_panel(["synthetic-seed"], _cheap_pipelines(), splits=1, labeled_fractions=[])
+
+
+def test_k_class_panel_scores_the_multiclass_baselines_and_methods(tmp_path):
+    """A K-class data set in `run_panel`: its baselines are `cfjax.multiclass`'s (scored by the
+    macro one-vs-rest metrics against a direct computation), a binary-only baseline is listed
+    as not applicable, and a method fits the K-class problem."""
+    import jax.numpy as jnp
+
+    from cfjax import datasets, metrics, multiclass
+
+    pipes = [benchmark.baseline_pipeline("stacking"), benchmark.baseline_pipeline("caruana"),
+             benchmark.method_pipeline("two_stage")]
+    records = benchmark.run_panel(["wine3"], pipes, splits=1, cache_dir=tmp_path)
+    assert [r["method"] for r in records] == ["stacking", "two_stage"]
+    assert records.not_applicable == [dict(dataset="wine3", method="caruana", reason="binary only")]
+    ens = datasets.load_multiclass("wine3", seed=0, labeled_fraction=0.6, cache_dir=tmp_path)
+    P = multiclass.stacking(ens.R.astype(np.float32), ens.labels)
+    y, test = jnp.asarray(ens.y_true), jnp.asarray(ens.test)
+    assert records[0]["pr_auc"] == pytest.approx(float(metrics.macro_pr_auc(y, P, test)), abs=1e-6)
+    assert records[0]["roc_auc"] == pytest.approx(float(metrics.macro_roc_auc(y, P, test)), abs=1e-6)
+    assert records[1]["pr_auc"] > 0.9
+
+
+def test_class_arrays_invert_from_numpy():
+    from tests.test_multiclass import ensemble
+
+    R, labels, _ = ensemble(2, missing=0.2)
+    got_R, got_labels = benchmark.class_arrays(data.from_numpy(R, labels))
+    np.testing.assert_allclose(got_R, R, rtol=1e-6)  # NaN in the same places
+    np.testing.assert_array_equal(got_labels, labels)
