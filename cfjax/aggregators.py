@@ -472,7 +472,7 @@ def _prior_exact_fit(theta: PriorTheta, fixed: Inputs, labels, omega, hparams) -
     if labels.ndim == 2:  # K classes: centred on averaging, the same prior on the mean scale
         weights = labeled.astype(fixed.R_hat.dtype)
         l2 = 1.0 / (2.0 * hparams.agg_prior * jnp.maximum(jnp.sum(weights), 1.0))
-        W, b = _fit_softmax(fixed.R_hat, labels, weights, l2, theta.center, _PRIOR_ALONG * hparams.agg_prior)
+        W, b = _fit_softmax(fixed.R_hat, labels, weights, l2, theta.center, _PRIOR_ALONG_K * hparams.agg_prior)
         return theta._replace(w=W, b=b)
     center = prior_direction(fixed, labels, labeled, hparams.agg_prior_sml)
     w, b = fit_logistic_prior(fixed.R_hat, labels, labeled.astype(fixed.R_hat.dtype),
@@ -490,6 +490,11 @@ def prior_precision(center: jax.Array, scale: jax.Array) -> jax.Array:
 
 #: The prior's precision along its direction, on the summed log-likelihood (nearly free).
 _PRIOR_ALONG = 1e-4
+#: The same for K classes: weakly informative rather than nearly free (standard deviation 10 along
+#: the unit averaging direction). With 1e-4, separable labeled columns (KEEL-free wine3, split 0
+#: at 60 %) sent the multinomial fit far along the line (W 16.8 times the averaging direction,
+#: intercepts +-40): test log-loss 0.44, macro PR-AUC 0.974, against 0.13 and 0.998 at 1e-2.
+_PRIOR_ALONG_K = 1e-2
 
 
 def _prior_penalty(theta: PriorTheta) -> jax.Array:
