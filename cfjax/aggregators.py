@@ -491,7 +491,7 @@ def prior_precision(center: jax.Array, scale: jax.Array) -> jax.Array:
 #: The prior's precision along its direction, on the summed log-likelihood (nearly free).
 _PRIOR_ALONG = 1e-4
 #: The same for K classes: weakly informative rather than nearly free (standard deviation 10 along
-#: the unit averaging direction). With 1e-4, separable labeled columns (KEEL-free wine3, split 0
+#: the unit averaging direction). With 1e-4, separable labeled columns (scikit-learn's wine3, split 0
 #: at 60 %) sent the multinomial fit far along the line (W 16.8 times the averaging direction,
 #: intercepts +-40): test log-loss 0.44, macro PR-AUC 0.974, against 0.13 and 0.998 at 1e-2.
 _PRIOR_ALONG_K = 1e-2

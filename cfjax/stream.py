@@ -173,8 +173,9 @@ def open_columns(R: Any, labels: Any = None, C: Any = None) -> ColumnSource:
     r = _reader(R, "R")
     if len(r.shape) == 3:
         raise ValueError(f"R: expected a 2-D (m, n) array, got shape {r.shape}: an (m, K, n) ensemble of K class "
-                         "probabilities is not read in blocks (minibatch training is binary); give R and labels "
-                         "in an .npz (`cfjax fit INPUT.npz`), which fits all K classes")
+                         "probabilities is not read in blocks (the block readers take an (m, n) R); give R and "
+                         "labels in an .npz (`cfjax fit INPUT.npz`), which fits all K classes, in minibatches too "
+                         "with --batch-size")
     if len(r.shape) != 2:
         raise ValueError(f"R: expected a 2-D (m, n) array, got shape {r.shape}")
     if r.dtype.kind not in "fiu":
