@@ -215,7 +215,8 @@ def _fit_stream(args: argparse.Namespace) -> int:
         raise UserError(f"--output: cannot write {err.filename or args.output} "
                         f"({err.strerror or type(err).__name__})") from None
     m, n = source.shape
-    print(f"joint (minibatch, batch {config.option('batch_size')}): streamed {m} classifiers x {n} instances "
+    classes = f" x {source.n_classes} classes" if source.n_classes > 2 else ""
+    print(f"joint (minibatch, batch {config.option('batch_size')}): streamed {m} classifiers{classes} x {n} instances "
           f"from disk; rho={float(hparams.rho):.3g}, {int(result.n_iter)} epochs; wrote {args.output} and "
           f"{proba_path}")
     return 0

@@ -9,13 +9,16 @@ an ``.npy`` block by block (`np.lib.format.open_memmap`). The command takes such
 ``cfjax fit R.npy --labels labels.npy --output fit.npz`` (`cfjax.cli`).
 
 **Input** (`open_columns`): R (m, n) probabilities, NaN = unobserved (zero confidence, as
-everywhere in the library); labels (n,) in {0, 1} and -1 or NaN for unlabeled; an optional base
-confidence C (m, n). Each is an array in memory, a ``.npy`` path (memory-mapped; a block is
+everywhere in the library), or an (m, K, n) ensemble of K class probabilities (NaN in all K =
+unobserved; read as `from_numpy` reads it: K = 2 as the binary R[:, 1, :], K >= 3 as the m K
+class rows with one-hot labels); labels (n,) in {0, 1} (K classes: 0..K-1) and -1 or NaN for
+unlabeled; an optional base confidence C (m, n). Each is an array in memory, a ``.npy`` path (memory-mapped; a block is
 copied out of a fresh map that is closed again, so the pages read never accumulate in the
 process's resident memory), a zarr array or its path, or a directory holding ``R.npy`` (or
 ``R.zarr``), ``labels.npy`` and optionally ``C.npy``. Shapes and the label file's length are
-checked when opened; values (R in [0, 1] or NaN, labels in {0, 1, -1, NaN}, C finite and >= 0,
-no column without an observed cell) block by block as they stream, with a ValueError naming the
+checked when opened; values (R in [0, 1] or NaN, a K-class cell NaN in all K or none and summing
+to 1, labels in {0, 1, -1, NaN} (or 0..K-1), C finite and >= 0, no column without an observed
+cell) block by block as they stream, with a ValueError naming the
 array and the column.
 
 **What differs from the in-memory fit.** A pass over the data first gathers the global
@@ -145,21 +148,37 @@ class ColumnSource:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.R.shape
+        """(m classifiers, n instances)."""
+        return self.R.shape[0], self.R.shape[-1]
+
+    @property
+    def n_classes(self) -> int:
+        """K: R's class axis for an (m, K, n) source, else 2."""
+        return self.R.shape[1] if len(self.R.shape) == 3 else 2
+
+    @property
+    def rows(self) -> int:
+        """The rows of the problem a block becomes: m, or m K for K >= 3 classes."""
+        m, _ = self.shape
+        return m if self.n_classes == 2 else m * self.n_classes
 
 
 def open_columns(R: Any, labels: Any = None, C: Any = None) -> ColumnSource:
-    """Opens R (m, n), labels (n,) and the optional confidence C (m, n) for reading in blocks.
+    """Opens R (m, n) or (m, K, n), labels (n,) and the optional confidence C (m, n) for reading
+    in blocks.
 
     Args:
       R: an array, a ``.npy`` path (memory-mapped), a zarr array or path, or a directory with
-        ``R.npy`` or ``R.zarr`` and, unless given here, ``labels.npy`` and ``C.npy``.
-      labels: (n,) 0 / 1, -1 or NaN for unlabeled; an array or a ``.npy`` path. Required.
-      C: optional base confidence, like R.
+        ``R.npy`` or ``R.zarr`` and, unless given here, ``labels.npy`` and ``C.npy``. (m, K, n):
+        K class probabilities per classifier and instance.
+      labels: (n,) 0 / 1 (K classes: 0..K-1), -1 or NaN for unlabeled; an array or a ``.npy``
+        path. Required.
+      C: optional base confidence (m, n), one per classifier and instance.
 
     Raises:
-      ValueError: naming `R`, `labels` or `C`: missing or unreadable file, R not 2-D or not
-        numeric, labels of another length than R's columns, C of another shape than R.
+      ValueError: naming `R`, `labels` or `C`: missing or unreadable file, R not 2-D or 3-D (or
+        K < 2) or not numeric, labels of another length than R's columns, C of another shape
+        than (m, n).
     """
     if isinstance(R, (str, os.PathLike)) and Path(R).is_dir() and Path(R).suffix != ".zarr":
         folder = Path(R)
@@ -171,18 +190,15 @@ def open_columns(R: Any, labels: Any = None, C: Any = None) -> ColumnSource:
         if C is None and (folder / "C.npy").exists():
             C = folder / "C.npy"
     r = _reader(R, "R")
-    if len(r.shape) == 3:
-        raise ValueError(f"R: expected a 2-D (m, n) array, got shape {r.shape}: an (m, K, n) ensemble of K class "
-                         "probabilities is not read in blocks (the block readers take an (m, n) R); give R and "
-                         "labels in an .npz (`cfjax fit INPUT.npz`), which fits all K classes, in minibatches too "
-                         "with --batch-size")
-    if len(r.shape) != 2:
-        raise ValueError(f"R: expected a 2-D (m, n) array, got shape {r.shape}")
+    if len(r.shape) not in (2, 3):
+        raise ValueError(f"R: expected an (m, n) or (m, K, n) array, got shape {r.shape}")
+    if len(r.shape) == 3 and r.shape[1] < 2:
+        raise ValueError(f"R: an (m, K, n) ensemble needs K >= 2 classes, got K={r.shape[1]}")
     if r.dtype.kind not in "fiu":
         raise ValueError(f"R: expected a numeric array, got dtype {r.dtype}")
-    m, n = r.shape
+    m, n = r.shape[0], r.shape[-1]
     if m < 1 or n < 2:
-        raise ValueError(f"R: needs m >= 1 classifiers and n >= 2 instances, got shape {r.shape}")
+        raise ValueError(f"R: needs m >= 1 classifiers and n >= 2 instances, got shape {tuple(r.shape)}")
     if labels is None:
         raise ValueError("labels: required (an (n,) array or .npy file; -1 or NaN marks an unlabeled column)")
     y = _reader(labels, "labels")
@@ -197,7 +213,8 @@ def open_columns(R: Any, labels: Any = None, C: Any = None) -> ColumnSource:
 class Block(NamedTuple):
     """Columns [start, start + valid) of the source, padded to the block size (host arrays).
 
-    R (m, size) with NaN in the padding, C (m, size) or None, labels (size,) with -1 there."""
+    R (m, size) (or (m, K, size) for K >= 3 classes) with NaN in the padding, C (m, size) or
+    None, labels (size,) with -1 there."""
 
     start: int
     valid: int
@@ -210,23 +227,47 @@ def read_block(source: ColumnSource, start: int, size: int, dtype: Any = None) -
     """Reads and validates columns [start, min(start + size, n)), padded to `size` columns."""
     dtype = np.dtype(dtype or jnp.result_type(float))
     m, n = source.shape
+    K = source.n_classes
     stop = min(start + size, n)
     k = stop - start
-    R = np.full((m, size), np.nan, dtype)
-    R[:, :k] = source.R.read(start, stop)
+    values = source.R.read(start, stop)
+    if len(source.R.shape) == 3:
+        _check_cells(values, start)
+        if K == 2:  # as `from_numpy`: the class-1 probabilities are the binary ensemble
+            values = values[:, 1, :]
+    R = np.full((m, size) if K == 2 else (m, K, size), np.nan, dtype)
+    R[..., :k] = values
     labels = np.full((size,), -1.0, dtype)
     labels[:k] = source.labels.read(start, stop)
     C = None
     if source.C is not None:
         C = np.zeros((m, size), dtype)
         C[:, :k] = source.C.read(start, stop)
-    _check_block(R[:, :k], None if C is None else C[:, :k], labels[:k], start)
+    _check_block(R[..., :k], None if C is None else C[:, :k], labels[:k], start, K)
     return Block(start=start, valid=k, R=R, C=C, labels=labels)
 
 
-def _check_block(R: np.ndarray, C: np.ndarray | None, labels: np.ndarray, start: int) -> None:
-    where = f"columns {start}..{start + R.shape[1] - 1}"
+def _check_cells(R: np.ndarray, start: int) -> None:
+    """An (m, K, k) block's cells: NaN in all K classes or none, the K probabilities summing to 1
+    (`data.class_cells`, the tolerance of `from_numpy`)."""
+    from cfjax.data import _SUM_TOL, class_cells
+
+    partial, sums = class_cells(R, axis=1)
+    if partial.any():
+        u, i = np.argwhere(partial)[0]
+        raise ValueError(f"R: cell (classifier {u}, instance {start + i}) is NaN in some classes only; a missing "
+                         "prediction is NaN in all K")
+    sums = sums[~np.isnan(sums)]
+    if sums.size and np.abs(sums - 1.0).max() > _SUM_TOL:
+        raise ValueError(f"R: each classifier's K class probabilities must sum to 1 (within {_SUM_TOL:g}); found "
+                         f"sums in [{sums.min():.6g}, {sums.max():.6g}] in columns {start}..{start + R.shape[-1] - 1}")
+
+
+def _check_block(R: np.ndarray, C: np.ndarray | None, labels: np.ndarray, start: int, n_classes: int = 2) -> None:
+    where = f"columns {start}..{start + R.shape[-1] - 1}"
     observed = ~np.isnan(R)
+    if R.ndim == 3:
+        observed = observed.all(axis=1)
     empty = np.flatnonzero(~observed.any(axis=0))
     if empty.size:
         raise ValueError(f"R: instance column(s) {(empty[:5] + start).tolist()} have no observed cell")
@@ -237,9 +278,10 @@ def _check_block(R: np.ndarray, C: np.ndarray | None, labels: np.ndarray, start:
         if low < -_R_TOL or high > 1 + _R_TOL:
             raise ValueError(f"R: probabilities must lie in [0, 1]; found values in [{low:.6g}, {high:.6g}] in {where}")
     unlabeled = np.isnan(labels) | (labels == -1)
-    bad = ~unlabeled & (labels != 0) & (labels != 1)
+    bad = ~unlabeled & ~_has_label(labels, n_classes)
     if bad.any():
-        raise ValueError(f"labels: values must be 0, 1, or -1/NaN for unlabeled; found "
+        allowed = "0, 1" if n_classes == 2 else f"classes 0..{n_classes - 1}"
+        raise ValueError(f"labels: values must be {allowed}, or -1/NaN for unlabeled; found "
                          f"{np.unique(labels[bad])[:5].tolist()} in {where}")
     if C is not None:
         values = C[observed]
@@ -303,26 +345,35 @@ def _block_problem(block: tuple, heldout: jax.Array, hparams: Hparams, config: C
     """The prepared `Problem` of a padded block: `from_numpy`'s conventions, then `driver.prepare`
     (space and confidence; the strategies allowed here learn nothing)."""
     R, C, labels, valid = block
-    size = R.shape[1]
+    size = R.shape[-1]
     real = jnp.arange(size) < valid
-    observed = ~jnp.isnan(R) & real[None, :]
-    values = jnp.where(observed, jnp.clip(jnp.nan_to_num(R), 0.0, 1.0), 0.0)
+    if R.ndim == 3:  # K classes: the m K class rows of `from_numpy`, one-hot labels
+        m, K, _ = R.shape
+        cell = ~jnp.isnan(R).any(axis=1) & real[None, :]  # (m, size)
+        observed = jnp.repeat(cell, K, axis=0)
+        values = jnp.where(observed, jnp.clip(jnp.nan_to_num(R), 0.0, 1.0).reshape(m * K, size), 0.0)
+        C = None if C is None else jnp.repeat(C, K, axis=0)
+        has_label = _has_label(labels, K) & real
+        targets = jax.nn.one_hot(jnp.where(has_label, labels, -1).astype(jnp.int32), K, dtype=R.dtype, axis=0)
+    else:
+        observed = ~jnp.isnan(R) & real[None, :]
+        values = jnp.where(observed, jnp.clip(jnp.nan_to_num(R), 0.0, 1.0), 0.0)
+        has_label = ((labels == 0) | (labels == 1)) & real
+        targets = jnp.where(has_label, labels, 0.0)
     base = observed.astype(R.dtype) if C is None else jnp.where(observed, C, 0.0)
-    has_label = ((labels == 0) | (labels == 1)) & real
-    problem = Problem(R=values, C=base, observed=observed, labels=jnp.where(has_label, labels, 0.0),
+    problem = Problem(R=values, C=base, observed=observed, labels=targets,
                       labeled=has_label & ~heldout, validation=has_label & heldout)
     return driver.prepare(problem, hparams, config, stats={})[0]
 
 
 def _stats(block, key, start, fraction, hparams, config):
-    """(sum C, (C R)(C R)^T, training positives, negatives, held-out mask) of one block."""
-    heldout = _heldout(key, start, block[0].shape[1], fraction)
+    """(sum C, (C R)(C R)^T, training columns per class (K,), held-out mask) of one block."""
+    heldout = _heldout(key, start, block[0].shape[-1], fraction)
     problem = _block_problem(block, heldout, hparams, config)
     A = problem.C * problem.R
     gram = jnp.matmul(A, A.T, precision=jax.lax.Precision.HIGHEST)
-    train = problem.labeled.astype(A.dtype)
-    positives = jnp.sum(train * problem.labels)
-    return jnp.sum(problem.C), gram, positives, jnp.sum(train) - positives, heldout
+    counts = problem.class_indicators().astype(A.dtype) @ problem.labeled.astype(A.dtype)
+    return jnp.sum(problem.C), gram, counts, heldout
 
 
 _stats = jit(_stats, static_argnames="config")
@@ -333,8 +384,8 @@ def _validation_loss(trainable, validation, hparams, config):
     Y = ridge.update_Y(trainable.X, validation.R, validation.C, hparams.lam, chunk_size=config.chunk_size)
     params = Params(X=trainable.X, Y=Y, theta=trainable.theta)
     loss = losses.supervised_parts(params, validation, hparams, config, mask=validation.validation)[0]
-    score = metrics.average_precision(validation.labels, aggregators.logits(params, config, validation.observed),
-                                      validation.validation)
+    score = metrics.pr_auc_of_logits(validation.labels, aggregators.logits(params, config, validation.observed),
+                                     validation.validation)
     return loss, score
 
 
@@ -343,7 +394,7 @@ _validation_loss = jit(_validation_loss, static_argnames="config")
 
 def _train_block(trainable, opt_state, block, key, vkey, start, fraction, scale, hparams, config, steps):
     """`minibatch.run_batches` over one block's columns, in a keyed order within the block."""
-    size = block[0].shape[1]
+    size = block[0].shape[-1]
     heldout = _heldout(vkey, start, size, fraction)
     problem = _block_problem(block, heldout, hparams, config)
     index = minibatch.batch_indices(key, size, block[3], minibatch.batch_size(config, size),
@@ -355,11 +406,12 @@ _train_block = jit(_train_block, static_argnames=("config", "steps"))
 
 
 def _proba_block(trainable, block, vkey, start, fraction, hparams, config):
-    heldout = _heldout(vkey, start, block[0].shape[1], fraction)
+    heldout = _heldout(vkey, start, block[0].shape[-1], fraction)
     problem = _block_problem(block, heldout, hparams, config)
     Y = ridge.update_Y(trainable.X, problem.R, problem.C, hparams.lam, chunk_size=config.chunk_size)
     params = Params(X=trainable.X, Y=Y, theta=trainable.theta)
-    return jax.nn.sigmoid(aggregators.logits(params, config, problem.observed))
+    z = aggregators.logits(params, config, problem.observed)
+    return jax.nn.sigmoid(z) if z.ndim == 1 else jax.nn.softmax(z, axis=0)
 
 
 _proba_block = jit(_proba_block, static_argnames="config")
@@ -372,11 +424,17 @@ _proba_block = jit(_proba_block, static_argnames="config")
 def _check(source: ColumnSource, hparams: Hparams | None, config: Config | None,
            block_size: int) -> tuple[Hparams, Config]:
     from cfjax import solvers
-    from cfjax.validation import check_config, check_scalar_hparams, default_latent_dim
+    from cfjax.validation import (
+        check_config,
+        check_multiclass,
+        check_scalar_hparams,
+        default_latent_dim,
+    )
 
     if not isinstance(source, ColumnSource):
         raise ValueError(f"source: expected a cfjax.stream.ColumnSource (open_columns), got {type(source).__name__}")
-    m, n = source.shape
+    _, n = source.shape
+    rows, K = source.rows, source.n_classes
     config = Config(method="joint", options=(("batch_size", DEFAULT_BATCH_SIZE),)) if config is None else config
     if not isinstance(config, Config):
         raise ValueError(f"config: expected cfjax.Config, got {type(config).__name__}")
@@ -384,12 +442,14 @@ def _check(source: ColumnSource, hparams: Hparams | None, config: Config | None,
         raise ValueError(f"config: streaming from disk is minibatch training: method 'joint' with the option "
                          f"batch_size (got method {config.method!r}, options {config.options!r})")
     if config.latent_dim is None:
-        config = config.replace(latent_dim=default_latent_dim(m, n))
+        config = config.replace(latent_dim=default_latent_dim(rows, n, K))
     check_config(config)
-    if config.latent_dim > min(m, n):
-        raise ValueError(f"latent_dim: must be <= min(m, n) = {min(m, n)}, got {config.latent_dim}")
+    if K > 2:
+        check_multiclass(config, K)
+    if config.latent_dim > min(rows, n):
+        raise ValueError(f"latent_dim: must be <= min(rows of R, n) = {min(rows, n)}, got {config.latent_dim}")
     strategy = confidence.get(config.confidence)
-    if strategy.learns_from_labels or _learns(strategy, m, config):
+    if strategy.learns_from_labels or _learns(strategy, rows, config):
         raise ValueError(f"config.confidence: {config.confidence!r} learns from the training data, which a "
                          "stream would need another pass for; use uniform, certainty or label_aware")
     hparams = solvers.get("joint").hparams() if hparams is None else hparams
@@ -455,6 +515,7 @@ def fit_stream(
     if not (isinstance(validation_fraction, (int, float)) and 0.0 <= validation_fraction < 1.0):
         raise ValueError(f"validation_fraction: must lie in [0, 1), got {validation_fraction!r}")
     m, n = source.shape
+    rows, K = source.rows, source.n_classes
     dtype = jnp.result_type(float)
     size = _block_size(config, block_size, n)
     starts = list(range(0, n, size))
@@ -465,23 +526,25 @@ def fit_stream(
 
     # pass 1: normalisers, the Gram of the start, the held-out columns
     t0 = time.perf_counter()
-    totals = [jnp.zeros((), dtype), jnp.zeros((m, m), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype)]
+    totals = [jnp.zeros((), dtype), jnp.zeros((rows, rows), dtype), jnp.zeros((K,), dtype)]
     held: list[Block] = []
     for block in prefetch(lambda s: read_block(source, s, size, dtype), starts):
         *parts, heldout = _stats(_device_block(block), k_valid, jnp.asarray(block.start), fraction, hparams, config)
         totals = [a + b for a, b in zip(totals, parts)]
-        picked = np.flatnonzero(np.asarray(heldout)[: block.valid] & _has_label(block.labels[: block.valid]))
+        picked = np.flatnonzero(np.asarray(heldout)[: block.valid] & _has_label(block.labels[: block.valid], K))
         if picked.size:
-            held.append(Block(block.start, picked.size, block.R[:, picked],
+            held.append(Block(block.start, picked.size, block.R[..., picked],
                               None if block.C is None else block.C[:, picked], block.labels[picked]))
-    confidence_sum, gram, positives, negatives = totals
-    if float(positives) < 1 or float(negatives) < 1:
-        raise ValueError(f"labels: the training columns need both classes, got {int(positives)} positives "
-                         f"and {int(negatives)} negatives")
-    scale = minibatch.Scale(n=jnp.asarray(n, dtype), confidence=confidence_sum,
-                            class_counts=jnp.stack([negatives, positives]))
+    confidence_sum, gram, counts = totals
+    if K == 2 and (float(counts[1]) < 1 or float(counts[0]) < 1):
+        raise ValueError(f"labels: the training columns need both classes, got {int(counts[1])} positives "
+                         f"and {int(counts[0])} negatives")
+    if K > 2 and int(np.sum(np.asarray(counts) >= 1)) < 2:
+        raise ValueError(f"labels: the training columns need at least two classes, got class counts "
+                         f"{np.asarray(counts).astype(int).tolist()}")
+    scale = minibatch.Scale(n=jnp.asarray(n, dtype), confidence=confidence_sum, class_counts=counts)
     validation = _validation_problem(held, hparams, config) if held else None
-    trainable = _start(k_init, gram, m, hparams, config, dtype) if init is None else minibatch.Trainable(
+    trainable = _start(k_init, gram, m, hparams, config, dtype, K) if init is None else minibatch.Trainable(
         jnp.asarray(init.X, dtype), init.theta)
     opt_state = minibatch.make_optimizer(hparams, config, steps).init(trainable)
     timings["stats_s"] = time.perf_counter() - t0
@@ -524,28 +587,33 @@ def fit_stream(
     return _result(final, history, config, dtype)
 
 
-def _has_label(labels: np.ndarray) -> np.ndarray:
-    return (labels == 0) | (labels == 1)
+def _has_label(labels: Any, n_classes: int = 2) -> Any:
+    """Which entries are a class label 0..K-1 (NaN and -1 are not); NumPy or jnp arrays."""
+    xp = jnp if isinstance(labels, jax.Array) else np
+    return (labels >= 0) & (labels <= n_classes - 1) & (labels == xp.floor(labels))
 
 
 def _validation_problem(held: list[Block], hparams: Hparams, config: Config) -> Problem:
     """The held-out columns as one in-memory problem (every column a validation column)."""
-    R = np.concatenate([b.R for b in held], axis=1)
+    R = np.concatenate([b.R for b in held], axis=-1)
     C = None if held[0].C is None else np.concatenate([b.C for b in held], axis=1)
     labels = np.concatenate([b.labels for b in held])
     block = (jnp.asarray(R), None if C is None else jnp.asarray(C), jnp.asarray(labels),
              jnp.asarray(R.shape[1], jnp.int32))
-    return _block_problem(block, jnp.ones(R.shape[1], bool), hparams, config)
+    return _block_problem(block, jnp.ones(R.shape[-1], bool), hparams, config)
 
 
-def _start(key: jax.Array, gram: jax.Array, m: int, hparams: Hparams, config: Config, dtype) -> minibatch.Trainable:
-    """X of the "svd" start from the accumulated Gram (or keyed random), theta as `initial_params`."""
+def _start(key: jax.Array, gram: jax.Array, m: int, hparams: Hparams, config: Config, dtype,
+           n_classes: int = 2) -> minibatch.Trainable:
+    """X of the "svd" start from the accumulated Gram of R's rows (or keyed random), theta as
+    `initial_params` (m classifiers, `n_classes` classes)."""
     d = config.latent_dim
     if config.init == "svd":
         X = gram_factors(gram, d)[0]
     else:
-        X = config.init_scale * jax.random.normal(jax.random.split(key)[0], (d, m), dtype)
-    theta = aggregators.initial_theta(config.aggregator, jax.random.fold_in(key, 1), m, d, hparams, dtype)
+        X = config.init_scale * jax.random.normal(jax.random.split(key)[0], (d, gram.shape[0]), dtype)
+    theta = aggregators.initial_theta(config.aggregator, jax.random.fold_in(key, 1), m, d, hparams, dtype,
+                                      n_classes=n_classes)
     return minibatch.Trainable(X=X.astype(dtype), theta=theta)
 
 
@@ -577,8 +645,8 @@ def predict_stream(
     validation_fraction: float = 0.0,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> Path:
-    """Writes the probability of every column of `source` to the ``.npy`` `output` (n,), block by
-    block: each block's Y is folded in from the fitted X on the same system as the fit (the
+    """Writes the probability of every column of `source` to the ``.npy`` `output` (n,), or the
+    class probabilities (K, n) of a K-class source, block by block: each block's Y is folded in from the fitted X on the same system as the fit (the
     fit's `key` and `validation_fraction` reproduce its held-out columns, which matters only to
     a confidence strategy that reads the labels). Returns the path written."""
     hparams, config = _check(source, hparams, config, block_size)
@@ -590,12 +658,13 @@ def predict_stream(
     trainable = minibatch.Trainable(jnp.asarray(params.X, dtype), params.theta)
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
-    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.dtype(dtype), shape=(n,))
+    shape = (n,) if source.n_classes == 2 else (source.n_classes, n)
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.dtype(dtype), shape=shape)
     try:
         for block in prefetch(lambda s: read_block(source, s, size, dtype), range(0, n, size)):
             proba = _proba_block(trainable, _device_block(block), k_valid, jnp.asarray(block.start), fraction,
                                  hparams, config)
-            out[block.start: block.start + block.valid] = np.asarray(proba)[: block.valid]
+            out[..., block.start: block.start + block.valid] = np.asarray(proba)[..., : block.valid]
         out.flush()
     finally:
         del out

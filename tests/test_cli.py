@@ -300,12 +300,15 @@ def test_fit_k_class_refusals_exit_2_with_one_line(k_class_npz, tmp_path, capsys
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_fit_k_class_from_disk_in_blocks_is_refused(k_class_npz, tmp_path, capsys):
-    """The streaming path is binary: an (m, K, n) R.npy is refused, pointing at the .npz."""
+def test_fit_k_class_from_disk_in_blocks(k_class_npz, tmp_path, capsys):
+    """An (m, K, n) R.npy streams: minibatch joint, (K, n) probabilities written block by block."""
     _, R, labels = k_class_npz
     np.save(tmp_path / "R.npy", R)
     np.save(tmp_path / "labels.npy", labels)
-    code, _, err = _run(["fit", tmp_path / "R.npy", "--labels", tmp_path / "labels.npy", "--output",
-                         tmp_path / "o.npz", "--quiet"], capsys)
-    assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "R: expected a 2-D (m, n) array, got shape (4, 3, 48)" in err and "INPUT.npz" in err
+    code, out, err = _run(["fit", tmp_path / "R.npy", "--labels", tmp_path / "labels.npy", "--batch-size", "16",
+                           "--max-iter", "3", "--latent-dim", "3", "--output", tmp_path / "o.npz", "--quiet"], capsys)
+    assert code == 0, err
+    assert "streamed 4 classifiers x 3 classes x 48 instances" in out
+    proba = np.load(tmp_path / "o.proba.npy")
+    assert proba.shape == (3, 48) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=0), 1.0, rtol=1e-5)

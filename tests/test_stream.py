@@ -133,7 +133,7 @@ def test_memmap_reads_do_not_stay_resident(tmp_path):
 
 
 @pytest.mark.parametrize("change, fragment", [
-    (lambda R, y: (R[0], y), "R: expected a 2-D"),
+    (lambda R, y: (R[0], y), "R: expected an (m, n) or (m, K, n) array"),
     (lambda R, y: (R, y[:-1]), "labels: expected shape (250,)"),
 ])
 def test_open_columns_checks_shapes(tmp_path, on_disk, change, fragment):
@@ -257,3 +257,67 @@ def test_every_block_runs_one_compiled_program(on_disk):
     config = _config(max_iter=2, options=(("batch_size", 32),))
     stream.fit_stream(jax.random.key(0), stream.open_columns(on_disk[0]), None, config, block_size=96)  # 3 blocks
     assert stream._train_block._cache_size() == 1
+
+
+@pytest.fixture(scope="module")
+def k_class_on_disk(tmp_path_factory):
+    """A 3-class ensemble (m, K, n) with whole cells missing, as R.npy and labels.npy."""
+    from tests.test_multiclass import ensemble
+
+    R, labels, y = ensemble(6, m=4, K=3, n=150, labeled=0.5, missing=0.1)
+    folder = tmp_path_factory.mktemp("stream_k")
+    np.save(folder / "R.npy", R.astype(np.float32))
+    np.save(folder / "labels.npy", labels.astype(np.float32))
+    return folder, R.astype(np.float32), labels, y
+
+
+@pytest.mark.parametrize("block_size", [10_000, 64])
+def test_k_class_stream_equals_the_in_memory_minibatch_fit(k_class_on_disk, tmp_path, block_size):
+    """K = 3 read in blocks: the in-memory minibatch trajectory (same start, no shuffle) and
+    its (K, n) probabilities, as for binary input."""
+    folder, R, labels, _ = k_class_on_disk
+    problem = cfjax.from_numpy(R, labels)
+    hparams, config = joint.METHOD.hparams(), _config()
+    start = cfjax.solvers.initial_params(jax.random.key(0), problem, hparams, config)
+    memory = cfjax.fit(jax.random.key(0), problem, hparams, config, init=start)
+    source = stream.open_columns(folder)
+    assert source.n_classes == 3 and source.rows == 12
+    streamed = stream.fit_stream(jax.random.key(0), source, hparams, config, block_size=block_size, init=start)
+    np.testing.assert_allclose(streamed.params.X, memory.params.X, rtol=2e-5, atol=2e-6)
+    out = stream.predict_stream(streamed.params, source, tmp_path / "p.npy", hparams, config, block_size=block_size)
+    proba = np.load(out)
+    assert proba.shape == (3, 150)
+    want = np.asarray(cfjax.predict.proba(memory.params, config, problem))
+    np.testing.assert_allclose(proba, want, rtol=1e-4, atol=1e-5)
+
+
+def test_k_class_stream_svd_start_and_validation(k_class_on_disk):
+    """The "svd" start from the Gram of the m K class rows, and held-out columns monitored by the
+    macro PR-AUC: a fit from no init runs and its history is finite."""
+    folder, *_ = k_class_on_disk
+    config = _config(max_iter=3, patience=2)
+    result = stream.fit_stream(jax.random.key(1), stream.open_columns(folder), joint.METHOD.hparams(), config,
+                               validation_fraction=0.3)
+    assert result.params.X.shape == (3, 12) and result.params.theta.w.shape == (3, 12)
+    history = np.asarray(result.history.valid_pr_auc)[: int(result.n_iter)]
+    assert np.isfinite(history).all() and (history > 1 / 3).all()
+
+
+@pytest.mark.parametrize("fault, fragment", [
+    ("partial", "NaN in some classes only"),
+    ("sum", "must sum to 1"),
+    ("label", "classes 0..2"),
+])
+def test_k_class_bad_values_are_refused_in_their_block(k_class_on_disk, tmp_path, fault, fragment):
+    _, R, labels, _ = k_class_on_disk
+    R, labels = R.copy(), labels.astype(np.float32).copy()
+    if fault == "partial":
+        R[1, 0, 100] = np.nan
+    elif fault == "sum":
+        R[1, :, 100] = [0.5, 0.5, 0.5]
+    else:
+        labels[100] = 3
+    np.save(tmp_path / "R.npy", R)
+    np.save(tmp_path / "labels.npy", labels)
+    with pytest.raises(ValueError, match=fragment):
+        stream.fit_stream(jax.random.key(0), stream.open_columns(tmp_path), joint.METHOD.hparams(), _config())
