@@ -18,6 +18,7 @@ __all__ = [
     "LOGIT_EPS",
     "PRESETS",
     "Ensemble",
+    "check_class_cells",
     "class_cells",
     "class_index",
     "from_numpy",
@@ -197,6 +198,21 @@ def class_cells(P: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return partial, sums
 
 
+def check_class_cells(R: np.ndarray, first_column: int = 0, where: str = "") -> None:
+    """Raises a ValueError naming R where an (m, K, n) ensemble has a cell NaN in some classes
+    only or K probabilities not summing to 1 within the tolerance (`class_cells`). Columns are
+    reported from `first_column` (a block read from disk); `where` ends the sum message."""
+    partial, sums = class_cells(R, axis=1)
+    if partial.any():
+        u, i = np.argwhere(partial)[0]
+        raise ValueError(f"R: cell (classifier {u}, instance {first_column + i}) is NaN in some classes only; a "
+                         "missing prediction is NaN in all K")
+    sums = sums[~np.isnan(sums)]
+    if sums.size and np.abs(sums - 1.0).max() > _SUM_TOL:
+        raise ValueError(f"R: each classifier's K class probabilities must sum to 1 (within {_SUM_TOL:g}); "
+                         f"found sums in [{sums.min():.6g}, {sums.max():.6g}]{where}")
+
+
 def _from_class_probabilities(R: np.ndarray, labels: Any, confidence: Any, *, validation: Any, dtype: Any,
                               require_labels: bool) -> Problem:
     """`from_numpy` of an (m, K, n) ensemble: K = 2 as the binary R[:, 1, :], K >= 3 as classes in rows."""
@@ -205,15 +221,7 @@ def _from_class_probabilities(R: np.ndarray, labels: Any, confidence: Any, *, va
         raise ValueError(f"R: an (m, K, n) ensemble needs K >= 2 classes, got K={K}")
     if np.isinf(R).any():
         raise ValueError("R: contains infinite values (use NaN for a missing prediction)")
-    partial, sums = class_cells(R, axis=1)
-    if partial.any():
-        u, i = np.argwhere(partial)[0]
-        raise ValueError(f"R: cell (classifier {u}, instance {i}) is NaN in some classes only; a missing "
-                         "prediction is NaN in all K")
-    sums = sums[~np.isnan(sums)]
-    if sums.size and np.abs(sums - 1.0).max() > _SUM_TOL:
-        raise ValueError(f"R: each classifier's K class probabilities must sum to 1 (within {_SUM_TOL:g}); "
-                         f"found sums in [{sums.min():.6g}, {sums.max():.6g}]")
+    check_class_cells(R)
     labels, unlabeled = _read_labels(labels, n)
     bad = ~unlabeled & ~np.isin(labels, np.arange(K))
     if bad.any():

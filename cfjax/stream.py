@@ -53,6 +53,7 @@ import numpy as np
 
 from cfjax import aggregators, confidence, losses, metrics, ridge
 from cfjax.compilation import jit
+from cfjax.data import check_class_cells
 from cfjax.solvers import driver, minibatch
 from cfjax.solvers.base import gram_factors
 from cfjax.structs import Config, FitResult, History, Hparams, Params, Problem
@@ -232,7 +233,7 @@ def read_block(source: ColumnSource, start: int, size: int, dtype: Any = None) -
     k = stop - start
     values = source.R.read(start, stop)
     if len(source.R.shape) == 3:
-        _check_cells(values, start)
+        check_class_cells(values, start, f" in columns {start}..{stop - 1}")
         if K == 2:  # as `from_numpy`: the class-1 probabilities are the binary ensemble
             values = values[:, 1, :]
     R = np.full((m, size) if K == 2 else (m, K, size), np.nan, dtype)
@@ -245,22 +246,6 @@ def read_block(source: ColumnSource, start: int, size: int, dtype: Any = None) -
         C[:, :k] = source.C.read(start, stop)
     _check_block(R[..., :k], None if C is None else C[:, :k], labels[:k], start, K)
     return Block(start=start, valid=k, R=R, C=C, labels=labels)
-
-
-def _check_cells(R: np.ndarray, start: int) -> None:
-    """An (m, K, k) block's cells: NaN in all K classes or none, the K probabilities summing to 1
-    (`data.class_cells`, the tolerance of `from_numpy`)."""
-    from cfjax.data import _SUM_TOL, class_cells
-
-    partial, sums = class_cells(R, axis=1)
-    if partial.any():
-        u, i = np.argwhere(partial)[0]
-        raise ValueError(f"R: cell (classifier {u}, instance {start + i}) is NaN in some classes only; a missing "
-                         "prediction is NaN in all K")
-    sums = sums[~np.isnan(sums)]
-    if sums.size and np.abs(sums - 1.0).max() > _SUM_TOL:
-        raise ValueError(f"R: each classifier's K class probabilities must sum to 1 (within {_SUM_TOL:g}); found "
-                         f"sums in [{sums.min():.6g}, {sums.max():.6g}] in columns {start}..{start + R.shape[-1] - 1}")
 
 
 def _check_block(R: np.ndarray, C: np.ndarray | None, labels: np.ndarray, start: int, n_classes: int = 2) -> None:
