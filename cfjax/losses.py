@@ -51,10 +51,12 @@ from cfjax import aggregators
 from cfjax.structs import Config, Hparams, LossParts, Params, Problem
 
 __all__ = [
+    "class_counts",
     "class_weights",
     "cross_entropy",
     "loss",
     "loss_parts",
+    "per_class_weights",
     "reconstruct",
     "reconstruction_parts",
     "softmax_cross_entropy",
@@ -200,17 +202,31 @@ def weighted_squared_error(
     return _fused_sse(X, Y, R, C, block)
 
 
-def class_weights(problem: Problem, mask: Bool[ArrayLike, " n"]) -> Float[Array, " n"]:
+def class_counts(problem: Problem, mask: Bool[ArrayLike, " n"]) -> Float[Array, " K"]:
+    """The columns of each class among `mask` (K,) (binary: [negatives, positives]); integers,
+    exact in floating point."""
+    dtype = problem.R.dtype
+    return problem.class_indicators().astype(dtype) @ jnp.asarray(mask).astype(dtype)
+
+
+def per_class_weights(counts: Float[ArrayLike, " K"]) -> Float[Array, " K"]:
+    """|L| / (K |L_k|): the weight of a column of class k given the class counts (K,), so each
+    class carries 1/K of the total weight."""
+    counts = jnp.asarray(counts)
+    return jnp.sum(counts) / (counts.shape[0] * jnp.maximum(counts, 1.0))
+
+
+def class_weights(problem: Problem, mask: Bool[ArrayLike, " n"],
+                  counts: Float[ArrayLike, " K"] | None = None) -> Float[Array, " n"]:
     """Inverse class-frequency weights omega (n,) over `mask`, 0 outside it.
 
     omega_i = |L| / (K |L_{y_i}|), so each class carries 1/K of the total weight (K = 2: half).
+    `counts`: the class counts behind them (default `class_counts(problem, mask)`; a minibatch
+    passes the counts of every column).
     """
     dtype = problem.R.dtype
-    maskf = mask.astype(dtype)
-    onehot = problem.class_indicators().astype(dtype)
-    counts = onehot @ maskf  # (K,) integers, exact in floating point
-    per_class = jnp.sum(counts) / (onehot.shape[0] * jnp.maximum(counts, 1.0))
-    return maskf * (per_class @ onehot)
+    counts = class_counts(problem, mask) if counts is None else counts
+    return mask.astype(dtype) * (per_class_weights(counts) @ problem.class_indicators().astype(dtype))
 
 
 def supervised_weights(

@@ -357,8 +357,7 @@ def _stats(block, key, start, fraction, hparams, config):
     problem = _block_problem(block, heldout, hparams, config)
     A = problem.C * problem.R
     gram = jnp.matmul(A, A.T, precision=jax.lax.Precision.HIGHEST)
-    counts = problem.class_indicators().astype(A.dtype) @ problem.labeled.astype(A.dtype)
-    return jnp.sum(problem.C), gram, counts, heldout
+    return jnp.sum(problem.C), gram, losses.class_counts(problem, problem.labeled), heldout
 
 
 _stats = jit(_stats, static_argnames="config")

@@ -248,32 +248,32 @@ def k_class_npz(tmp_path_factory):
     return path, R, labels
 
 
+def _fit_k_class_npz(path, out, capsys, *options):
+    """`cfjax fit` of the K-class npz with `options`; (stdout, proba), proba checked to be (K, n)
+    columns summing to 1."""
+    code, stdout, err = _run(["fit", path, *options, "--latent-dim", "3", "--max-iter", "5", "--output", out,
+                              "--quiet"], capsys)
+    assert code == 0, err
+    proba = io.load_extra(out)["proba"]
+    assert proba.shape == (3, 48) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=0), 1.0, rtol=1e-5)
+    return stdout, proba
+
+
 def test_fit_k_class_npz_writes_k_by_n_probabilities(k_class_npz, tmp_path, capsys):
     """`cfjax fit` of an (m, K, n) R is the K-class fit of `from_numpy(R, labels)`: (K, n) probabilities."""
     path, R, labels = k_class_npz
     out = tmp_path / "out.npz"
-    code, stdout, err = _run(["fit", path, "--method", "two_stage", "--rho", "0.5", "--latent-dim", "3",
-                              "--max-iter", "5", "--output", out, "--quiet"], capsys)
-    assert code == 0, err
+    stdout, proba = _fit_k_class_npz(path, out, capsys, "--method", "two_stage", "--rho", "0.5")
     assert "4 classifiers x 3 classes x 48 instances" in stdout
     result, config, hparams = io.load(out)
-    proba = io.load_extra(out)["proba"]
-    assert proba.shape == (3, 48)
-    np.testing.assert_allclose(proba.sum(axis=0), 1.0, rtol=1e-5)
     direct = cfjax.fit(jax.random.key(0), cfjax.from_numpy(R, labels), hparams, config)
     np.testing.assert_allclose(proba, np.asarray(cfjax.proba(direct.params, config)), rtol=1e-5, atol=1e-7)
     assert result.params.X.shape == (3, 12) and result.params.theta.b.shape == (3,)
 
 
 def test_fit_k_class_in_minibatches(k_class_npz, tmp_path, capsys):
-    path, _, _ = k_class_npz
-    out = tmp_path / "out.npz"
-    code, _, err = _run(["fit", path, "--method", "joint", "--batch-size", "16", "--latent-dim", "3",
-                         "--max-iter", "5", "--output", out, "--quiet"], capsys)
-    assert code == 0, err
-    proba = io.load_extra(out)["proba"]
-    assert proba.shape == (3, 48) and np.isfinite(proba).all()
-    np.testing.assert_allclose(proba.sum(axis=0), 1.0, rtol=1e-5)
+    _fit_k_class_npz(k_class_npz[0], tmp_path / "out.npz", capsys, "--method", "joint", "--batch-size", "16")
 
 
 @pytest.mark.slow  # the K-class npz path is in the fast tier without --rho auto

@@ -236,22 +236,42 @@ def _np_terms(params, problem, hparams, config, mode="bound"):
     return a, beta, s0, g, _np_curvature(s0, mode)
 
 
+def _np_ridge_column(X, R, C, a, lam, i):
+    """(Hessian, right-hand side) of column i's reconstruction part a [sum_u c_ui (r_ui - x_u^T y)^2
+    + lam |y|^2] in y, by a loop over the rows of R."""
+    hess = 2 * a * lam * np.eye(X.shape[0])
+    rhs = np.zeros(X.shape[0])
+    for u in range(X.shape[1]):
+        hess += 2 * a * C[u, i] * np.outer(X[:, u], X[:, u])
+        rhs += 2 * a * C[u, i] * R[u, i] * X[:, u]
+    return hess, rhs
+
+
+def _np_ridge_blocks(Y, R, C, a, lam):
+    """(Hessian, right-hand side) of the reconstruction part in vec(X) = (x_1; ...; x_rows): block
+    diagonal, by loops over rows and columns."""
+    d, n = Y.shape
+    rows = C.shape[0]
+    hess = 2 * a * lam * np.eye(d * rows)
+    rhs = np.zeros(d * rows)
+    for u in range(rows):
+        for i in range(n):
+            hess[u * d:(u + 1) * d, u * d:(u + 1) * d] += 2 * a * C[u, i] * np.outer(Y[:, i], Y[:, i])
+            rhs[u * d:(u + 1) * d] += 2 * a * C[u, i] * R[u, i] * Y[:, i]
+    return hess, rhs
+
+
 def _np_y_step(params, problem, hparams, config, mode):
     """Per column: minimise a[sum_u c (r - x_u^T y)^2 + lam |y|^2] + beta[g (s - s0) + kappa/2 (s - s0)^2]."""
     a, beta, s0, g, kappa = _np_terms(params, problem, hparams, config, mode)
     X, w, b = np.asarray(params.X), np.asarray(params.theta.w), float(params.theta.b)
     R, C = np.asarray(problem.R), np.asarray(problem.C)
-    d, m = X.shape
-    lam = float(hparams.lam)
     v = X @ w  # s(y) = v^T y + b
-    Y = np.zeros((d, R.shape[1]))
+    Y = np.zeros((X.shape[0], R.shape[1]))
     for i in range(R.shape[1]):
-        hess = 2 * a * lam * np.eye(d) + beta[i] * kappa[i] * np.outer(v, v)
-        lin = beta[i] * (g[i] - kappa[i] * (s0[i] - b)) * v  # Q = y^T hess y / 2 - rhs^T y + const
-        rhs = -lin
-        for u in range(m):
-            hess += 2 * a * C[u, i] * np.outer(X[:, u], X[:, u])
-            rhs += 2 * a * C[u, i] * R[u, i] * X[:, u]
+        hess, rhs = _np_ridge_column(X, R, C, a, float(hparams.lam), i)
+        hess += beta[i] * kappa[i] * np.outer(v, v)
+        rhs -= beta[i] * (g[i] - kappa[i] * (s0[i] - b)) * v  # Q = y^T hess y / 2 - rhs^T y + const
         Y[:, i] = np.linalg.solve(hess, rhs)
     return Y
 
@@ -263,13 +283,7 @@ def _np_x_step(params, problem, hparams, config, mode):
     R, C = np.asarray(problem.R), np.asarray(problem.C)
     d, n = Y.shape
     m = C.shape[0]
-    lam = float(hparams.lam)
-    hess = 2 * a * lam * np.eye(d * m)
-    rhs = np.zeros(d * m)
-    for u in range(m):
-        for i in range(n):
-            hess[u * d:(u + 1) * d, u * d:(u + 1) * d] += 2 * a * C[u, i] * np.outer(Y[:, i], Y[:, i])
-            rhs[u * d:(u + 1) * d] += 2 * a * C[u, i] * R[u, i] * Y[:, i]
+    hess, rhs = _np_ridge_blocks(Y, R, C, a, float(hparams.lam))
     for i in range(n):
         phi = np.concatenate([w[u] * Y[:, i] for u in range(m)])  # s_i = phi^T vec(X) + b
         hess += beta[i] * kappa[i] * np.outer(phi, phi)
@@ -458,15 +472,12 @@ def _np_k_y_step(params, problem, hparams, config, mode):
     a, beta, S0, G, curv = _np_k_terms(params, problem, hparams, config, mode)
     X, W, b = np.asarray(params.X), np.asarray(params.theta.w), np.asarray(params.theta.b)
     R, C = np.asarray(problem.R), np.asarray(problem.C)
-    d, rows = X.shape
     V = X @ W.T
-    Y = np.zeros((d, R.shape[1]))
+    Y = np.zeros((X.shape[0], R.shape[1]))
     for i in range(R.shape[1]):
-        hess = 2 * a * float(hparams.lam) * np.eye(d) + beta[i] * V @ curv[i] @ V.T
-        rhs = -beta[i] * V @ (G[:, i] - curv[i] @ (S0[:, i] - b))
-        for u in range(rows):
-            hess += 2 * a * C[u, i] * np.outer(X[:, u], X[:, u])
-            rhs += 2 * a * C[u, i] * R[u, i] * X[:, u]
+        hess, rhs = _np_ridge_column(X, R, C, a, float(hparams.lam), i)
+        hess += beta[i] * V @ curv[i] @ V.T
+        rhs -= beta[i] * V @ (G[:, i] - curv[i] @ (S0[:, i] - b))
         Y[:, i] = np.linalg.solve(hess, rhs)
     return Y
 
@@ -479,12 +490,7 @@ def _np_k_x_step(params, problem, hparams, config, mode):
     R, C = np.asarray(problem.R), np.asarray(problem.C)
     d, n = Y.shape
     rows = C.shape[0]
-    hess = 2 * a * float(hparams.lam) * np.eye(d * rows)
-    rhs = np.zeros(d * rows)
-    for u in range(rows):
-        for i in range(n):
-            hess[u * d:(u + 1) * d, u * d:(u + 1) * d] += 2 * a * C[u, i] * np.outer(Y[:, i], Y[:, i])
-            rhs[u * d:(u + 1) * d] += 2 * a * C[u, i] * R[u, i] * Y[:, i]
+    hess, rhs = _np_ridge_blocks(Y, R, C, a, float(hparams.lam))
     for i in range(n):
         Phi = np.concatenate([np.outer(Y[:, i], W[:, u]) for u in range(rows)])  # (d rows, K)
         hess += beta[i] * Phi @ curv[i] @ Phi.T

@@ -168,23 +168,18 @@ def make_optimizer(hparams: Hparams, config: Config, steps: int) -> optax.Gradie
 
 def scale_of(problem: Problem) -> Scale:
     """`Scale` of a (prepared) problem held in memory."""
-    dtype = problem.R.dtype
-    train = problem.labeled.astype(dtype)
-    return Scale(n=jnp.asarray(problem.n_instances, dtype), confidence=jnp.sum(problem.C),
-                 class_counts=problem.class_indicators().astype(dtype) @ train)
+    return Scale(n=jnp.asarray(problem.n_instances, problem.R.dtype), confidence=jnp.sum(problem.C),
+                 class_counts=losses.class_counts(problem, problem.labeled))
 
 
 def _omega(batch: Problem, scale: Scale, config: Config) -> tuple[jax.Array, jax.Array]:
     """(omega of the batch's training columns from the global class counts, sum of omega over
     all training columns): `losses.class_weights` with global counts."""
-    dtype = batch.R.dtype
-    train = batch.labeled.astype(dtype)
     counts = scale.class_counts
-    total = jnp.sum(counts)
     if not config.class_weight:
-        return train, total
-    per_class = total / (counts.shape[0] * jnp.maximum(counts, 1.0))  # each class 1/K of the weight
-    return train * (per_class @ batch.class_indicators().astype(dtype)), jnp.sum(counts * per_class)
+        return batch.labeled.astype(batch.R.dtype), jnp.sum(counts)
+    return (losses.class_weights(batch, batch.labeled, counts),
+            jnp.sum(counts * losses.per_class_weights(counts)))
 
 
 def batch_objective(
