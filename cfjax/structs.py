@@ -117,8 +117,8 @@ class Hparams(NamedTuple):
         label_aware_als and damped).
       focal_gamma: focal exponent of the supervised loss; 0 is plain cross-entropy.
       agg_l2: L2 penalty on the aggregator weights (not the bias), added to L_sup.
-      agg_prior: scale tau of the "prior" aggregator's prior: the standard deviation of its
-        weights' departure from the prior direction, on the summed log-likelihood of the
+      agg_prior: scale tau of the "prior" aggregator's prior: the variance (precision 1 / tau) of
+        its weights' departure from the prior direction, on the summed log-likelihood of the
         labeled columns (so the prior counts for less as labels are added).
       agg_prior_sml: weight in [0, 1] of the unsupervised direction (the spectral meta-learner's
         reliabilities, from every column) in the "prior" aggregator's prior direction; the rest

@@ -36,12 +36,20 @@ reconstructs it closely), the LDA direction against its oracle (the same estimat
 column's true label: an upper bound, not a method), the diagonal discriminant against its own,
 the Ledoit-Wolf intensity, and the test PR-AUC of each direction's rule (lda_diagnosis.md).
 
-Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl,
+Part 6, the prior's precision along its direction (`--along`; `aggregators._PRIOR_ALONG`, 1e-4
+until 2026-11-28, 1e-2 since): the default's options (scales 0.1-3 at the mix centre, one-SE rule)
+at each precision of `ALONG_VALUES`, emulated per cell on R with unobserved cells filled (what
+the full-rank reconstruction gives back to within 0.006) by `logistic.fit_logistic_prior`, on
+`run_candidate`'s folds (same key), scored as the library is, on the float32 probabilities, and
+as a ranking of the logits: a free scale along the direction lets separable labeled columns push
+the logits past float32's sigmoid, whose probabilities then tie at 1.
+
+Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl, records_along.jsonl,
 records_lda.jsonl, records_lda_em.jsonl, records_lda_diagnosis.jsonl, diagnosis.md, ablations.md, lda.md,
 lda_diagnosis.md, config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
-        [--diagnosis-only] [--evidence] [--stacking] [--lda] [--lda-diagnosis]
+        [--diagnosis-only] [--evidence] [--stacking] [--lda] [--lda-diagnosis] [--along]
 """
 
 from __future__ import annotations
@@ -68,6 +76,7 @@ from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
 import cfjax
 from cfjax import aggregators, baselines, benchmark, datasets, metrics, predict, validation
 from cfjax.benchmark import t_interval
+from cfjax.logistic import fit_logistic_prior
 from cfjax.solvers import auto, driver
 from cfjax.solvers.auto import Candidate
 
@@ -136,6 +145,9 @@ EM_POOL = {
     "prior(em mix)": Candidate("two_stage", full_rank=True, aggregator="prior_em", grid=(("agg_prior", LDA_SCALES),)),
     "em rule": Candidate("two_stage", full_rank=True, aggregator="em"),
 }
+#: Part 6: the precisions along the prior's direction, and the scales (the default's) at each.
+ALONG_VALUES = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
+ALONG_SCALES = (0.1, 0.3, 1.0, 3.0)
 _DEFAULT = ("prior(mix)", [1, 2, 3, 4])  # the default's options in POOL (scales 0.1-3)
 _LDA_ALL = list(range(len(LDA_SCALES)))
 #: Part 5's emulated pipelines (fixed before any test score was seen), as SPECS.
@@ -331,6 +343,63 @@ def _stacking_fold_scores(key, problem):
     return jax.vmap(score)(held)
 
 
+@jax.jit
+def _along_cell(key, problem, y_true, test):
+    """Fold scores (V, J) and test PR-AUC (V,) of probabilities and of logits, and the largest
+    |logit| (V,), for every (along, scale) of part 6 (along slowest), as `run_candidate` would
+    fit the default's candidate on R with its unobserved cells filled."""
+    fold_key, _ = jax.random.split(key)  # as run_candidate
+    held = auto.held_out_masks(fold_key, problem, cfjax.Config())
+    F = baselines._filled(problem)
+    unsupervised = aggregators.unsupervised_direction(aggregators.Inputs(R_hat=F, X=None, Y=None,
+                                                                         observed=problem.observed))
+    grid = [(a, s) for a in ALONG_VALUES for s in ALONG_SCALES]
+    along = jnp.asarray([a for a, _ in grid], F.dtype)
+    scale = jnp.asarray([s for _, s in grid], F.dtype)
+
+    def logits(train, a, s):
+        d = aggregators.discriminant_direction(F, problem.labels, train)
+        center = 0.5 * d / jnp.linalg.norm(d) + 0.5 * unsupervised  # the default's agg_prior_sml
+        c = center / jnp.linalg.norm(center)
+        precision = (jnp.eye(c.shape[0], dtype=F.dtype) - jnp.outer(c, c)) / s + a * jnp.outer(c, c)
+        w, b = fit_logistic_prior(F, problem.labels, train.astype(F.dtype), precision)
+        return w @ F + b
+
+    def each_option(train):
+        return jax.vmap(lambda a, s: logits(train, a, s))(along, scale)
+
+    folds = jax.vmap(each_option)(problem.labeled[None, :] & ~held)  # (J, V, n)
+    scores = jax.vmap(lambda z, mask: jax.vmap(lambda zv: metrics.average_precision(problem.labels, zv, mask))(z))(
+        folds, held)
+    full = each_option(problem.labeled)
+    y = y_true.astype(F.dtype)
+    proba = jax.nn.sigmoid(full.astype(jnp.float32))
+    return (scores.T, jax.vmap(lambda q: metrics.average_precision(y, q, test))(proba),
+            jax.vmap(lambda z: metrics.average_precision(y, z, test))(full), jnp.max(jnp.abs(full), axis=1))
+
+
+def collect_along(names, fractions, splits, out_path: Path) -> list[dict]:
+    """Part 6's records: per cell, `_along_cell`'s fold scores, test PR-AUC (probabilities and
+    logits) and largest |logit| for each (along, scale)."""
+
+    def record(ens, split):
+        scores, proba, logits, top = _along_cell(jax.random.key(split), ens.problem, jnp.asarray(ens.y_true),
+                                                 jnp.asarray(ens.test))
+        return {"scores": np.asarray(scores).tolist(), "test_proba": np.asarray(proba).tolist(),
+                "test_logits": np.asarray(logits).tolist(), "max_logit": np.asarray(top).tolist()}
+
+    return _each_cell(names, fractions, splits, out_path, record)
+
+
+def emulate_along(rec: dict, along: float, field: str) -> float:
+    """The `field` test PR-AUC of the one-SE choice among the default's scales at `along`."""
+    start = ALONG_VALUES.index(along) * len(ALONG_SCALES)
+    options = slice(start, start + len(ALONG_SCALES))
+    chosen, _, _ = auto.choose(jnp.asarray(np.asarray(rec["scores"], float)[options]), "one_se", 1.0,
+                               auto.DEFAULT_FOLDS)
+    return rec[field][start + int(chosen)]
+
+
 def collect_stacking(names, fractions, splits, out_path: Path) -> list[dict]:
     """Part 4's records: per cell, stacking's PR-AUC on each of the candidates' held-out folds,
     and the events per variable (labeled columns of the smaller class / m)."""
@@ -440,7 +509,7 @@ def _paired(rows: dict, a: str, b: str, cells: list) -> tuple[float, float, floa
 
 
 def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: list[dict] = (),
-                    lda: list[dict] = (), only: tuple[str, ...] | None = None) -> str:
+                    lda: list[dict] = (), only: tuple[str, ...] | None = None, along: list[dict] = ()) -> str:
     """Per fraction, a table of every pipeline (baselines, SPECS, and the specs of parts 3-5
     whose records cover every cell); `only`: the rows to print (all by default)."""
     def cell(r):
@@ -449,6 +518,7 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
     by_cell = {cell(r): r for r in evidence}
     stack_by_cell = {cell(r): r for r in stacking}
     lda_by_cell = {cell(r): r for r in lda}
+    along_by_cell = {cell(r): r for r in along}
     lines = []
     for fraction in sorted({r["labeled_fraction"] for r in records}):
         recs = [r for r in records if r["labeled_fraction"] == fraction]
@@ -467,6 +537,11 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
             merged = [{**r, "pool": {**r["pool"], **lda_by_cell[cell(r)]["pool"]}} for r in recs]
             for name, (spec, rule, *z) in LDA_SPECS.items():
                 rows[name] = {(r["dataset"], r["split"]): emulate(r, spec, rule, *z) for r in merged}
+        if all(cell(r) in along_by_cell for r in recs) and along_by_cell:
+            for value in ALONG_VALUES:
+                for field, scored in (("test_proba", "probabilities"), ("test_logits", "logits")):
+                    rows[f"default's options, precision {value:g} along, {scored}"] = {
+                        (r["dataset"], r["split"]): emulate_along(along_by_cell[cell(r)], value, field) for r in recs}
         sets = sorted({c[0] for c in cells})
 
         def panel(m, rows=rows, sets=sets):
@@ -518,6 +593,8 @@ def main(argv=None) -> None:
                         help="part 5 as well: the semi-supervised LDA candidates (minutes)")
     parser.add_argument("--lda-diagnosis", action="store_true",
                         help="part 5's diagnosis only (no fits; minutes): writes lda_diagnosis.md")
+    parser.add_argument("--along", action="store_true",
+                        help="part 6 as well: the prior's precision along its direction (minutes); writes along.md")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
@@ -545,11 +622,19 @@ def main(argv=None) -> None:
     lda = (_merge_pools(collect_lda(names, args.labeled, args.splits, out / "records_lda.jsonl"),
                         collect_lda(names, args.labeled, args.splits, out / "records_lda_em.jsonl", EM_POOL))
            if args.lda else [])
+    along = collect_along(names, args.labeled, args.splits, out / "records_along.jsonl") if args.along else []
     elapsed = time.perf_counter() - start
-    diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking, lda)
+    diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking, lda, along=along)
     print("Diagnosis\n\n" + diag + "\n\nAblations (test PR-AUC on the unlabeled columns)\n" + abl)
     (out / "diagnosis.md").write_text(diag + "\n")
     (out / "ablations.md").write_text(abl + "\n")
+    if args.along:
+        table = ablation_tables(records, along=along,
+                                only=(*GOAL_BASELINES, "default: prior(mix) 0.1-3, one_se",
+                                      *(f"default's options, precision {v:g} along, {s}" for v in ALONG_VALUES
+                                        for s in ("probabilities", "logits"))))
+        print("\nPart 6, the prior's precision along its direction\n" + table)
+        (out / "along.md").write_text(table + "\n")
     if args.lda:
         table = ablation_tables(records, lda=lda, only=LDA_TABLE_ROWS)
         print("\nPart 5, the semi-supervised LDA (the goal's rows)\n" + table)
@@ -561,7 +646,9 @@ def main(argv=None) -> None:
                                                stacking_specs=STACKING_SPECS if args.stacking else None,
                                                lda_pool=({k: c._asdict() for k, c in {**LDA_POOL, **EM_POOL}.items()}
                                                          if args.lda else None),
-                                               lda_specs={k: list(v) for k, v in LDA_SPECS.items()} if args.lda else None))
+                                               lda_specs={k: list(v) for k, v in LDA_SPECS.items()} if args.lda else None,
+                                               along_values=ALONG_VALUES if args.along else None,
+                                               along_scales=ALONG_SCALES if args.along else None))
 
 
 if __name__ == "__main__":

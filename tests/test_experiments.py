@@ -351,3 +351,30 @@ def test_scarce_design_em_direction_matches_numpy_loops():
                                                                n_steps=0)),
                                    np.asarray(lda.lda_direction(jnp.asarray(R), jnp.asarray(y), jnp.asarray(labeled))),
                                    rtol=1e-10)
+
+
+def test_scarce_design_along_emulation_is_the_library_prior_fit():
+    """Part 6's emulated fit at the library's own precision along the direction is the default
+    candidate's exact prior fit on the filled R: the same test PR-AUC at every scale."""
+    import jax
+    import jax.numpy as jnp
+
+    from cfjax import aggregators, baselines, data
+    from cfjax.benchmark import score_test_columns
+    from cfjax.structs import Hparams
+
+    module = _load("scarce_design")
+    ens = data.synthetic(jax.random.key(3), n_classifiers=6, n_instances=300, missing_rate=0.1,
+                         labeled_fraction=0.3)
+    problem = ens.problem
+    _, proba_scores, _, _ = module._along_cell(jax.random.key(0), problem, jnp.asarray(ens.y_true),
+                                               jnp.asarray(ens.test))
+    F = baselines._filled(problem)
+    fixed = aggregators.Inputs(R_hat=F, X=jnp.eye(6), Y=F, observed=problem.observed)
+    start = module.ALONG_VALUES.index(aggregators._PRIOR_ALONG) * len(module.ALONG_SCALES)
+    for k, scale in enumerate(module.ALONG_SCALES):
+        hp = Hparams.create(agg_prior=scale)
+        theta0 = aggregators.prior.init(jax.random.key(0), 6, hp, F.dtype)
+        theta = aggregators.prior.exact_fit(theta0, fixed, problem.labels, problem.labeled.astype(F.dtype), hp)
+        want = score_test_columns(ens.y_true, jax.nn.sigmoid(theta.w @ F + theta.b), ens.test)["pr_auc"]
+        assert abs(float(proba_scores[start + k]) - want) < 1e-6, (scale, float(proba_scores[start + k]), want)

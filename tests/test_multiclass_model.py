@@ -186,7 +186,7 @@ def test_weighted_exact_fit_is_sklearns_multinomial_regression():
 def test_prior_exact_fit_is_the_map_estimate():
     """The K-class prior's fit, against scipy's L-BFGS on the objective written in NumPy: summed
     cross-entropy + (||W||^2 - (1 - a tau) <W, c>^2) / (2 tau), c the averaging direction and a
-    the precision along it (`aggregators._PRIOR_ALONG_K`)."""
+    the precision along it (`aggregators._PRIOR_ALONG`)."""
     with jax.enable_x64(True):
         p, _, labels, _ = problem(7, dtype=jnp.float64)
         tau = 0.3
@@ -202,7 +202,7 @@ def test_prior_exact_fit_is_the_map_estimate():
             logp = z - np.log(np.exp(z).sum(axis=0))
             ce = -logp[labels[L], np.arange(L.sum())].sum()
             w = W.ravel()
-            return ce + (w @ w - (1 - aggregators._PRIOR_ALONG_K * tau) * (w @ c) ** 2) / (2 * tau)
+            return ce + (w @ w - (1 - aggregators._PRIOR_ALONG * tau) * (w @ c) ** 2) / (2 * tau)
 
         ref = scipy.optimize.minimize(objective, np.zeros(K * M * K + K), method="L-BFGS-B",
                                       options=dict(maxiter=20_000, gtol=1e-10, ftol=1e-15))
