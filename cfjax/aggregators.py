@@ -492,9 +492,9 @@ def prior_precision(center: jax.Array, scale: jax.Array) -> jax.Array:
 #: (standard deviation 10), not free. Free (1e-4, as it was) let separable labeled columns send the
 #: fit far along the line. K classes: on scikit-learn's wine3, split 0 at 60 %, W 16.8 times the
 #: averaging direction and intercepts +-40, test log-loss 0.44 and macro PR-AUC 0.974 against 0.13 and
-#: 0.998 at 1e-2. Binary: on wine at 20 % labeled, |w| = 39 and logits up to +80, so float32
-#: probabilities tied at 1.0 and the test PR-AUC of split 3 fell from 0.999 (its logits' ranking)
-#: to 0.940 (docs/results/scarce_labels.md, "The prior along its direction").
+#: 0.998 at 1e-2. Binary: on wine at 20 % labeled, split 3, |w| = 39 and logits up to 71, so float32
+#: probabilities of positives and negatives tied at 1.0 and the test PR-AUC fell from 0.999 (its
+#: logits' ranking) to 0.940 (docs/results/scarce_design_along.md).
 _PRIOR_ALONG = 1e-2
 
 

@@ -115,9 +115,9 @@ def fit_logistic_prior(
     Minimises :math:`\sum_i \text{weights}_i \, CE(y_i, w^\top f_i + b)
     + \tfrac12 w^\top \Lambda w + \tfrac12 \epsilon b^2` on the *sum* scale, so the prior's
     weight against the data falls as labeled columns are added. The prior is centred at 0;
-    a precision that is singular along a direction (e.g. Lambda = (I - c c^T) / tau, the prior of
-    `cfjax.aggregators.prior`) leaves the scale along it to the data. Same guarded Newton
-    steps as `fit_logistic`.
+    a precision that is singular or weak along a direction (e.g. Lambda = (I - c c^T) / tau + 1e-2
+    c c^T, the prior of `cfjax.aggregators.prior`) leaves the scale along it mostly to the data.
+    Same guarded Newton steps as `fit_logistic`.
 
     Args:
       F: (p, n) features; y, weights: (n,), weights 0 on columns to ignore.
