@@ -191,6 +191,20 @@ def _apply_curvature(a: jax.Array, z: jax.Array | None, s: jax.Array) -> jax.Arr
     return a * s - z * jnp.sum(z * s, axis=0, keepdims=True)
 
 
+def _curvature_gram(F: jax.Array, weights: jax.Array, a: jax.Array, z: jax.Array | None) -> jax.Array:
+    r""":math:`\sum_i w_i (\operatorname{diag}(a_i) - z_i z_i^\top) \otimes f_i f_i^\top`, (q p, q p),
+    for features F (p, n), per-column weights w (n,) >= 0 and the curvature (a, z) (q, n) of
+    `curvature_parts`: block diagonal in the q logits, minus Z Z^T with Z's block k =
+    F diag(sqrt(w) z_k). The X-step's coupling (F = Y) and the theta step's Hessian (F = [F; 1])."""
+    q, p = a.shape[0], F.shape[0]
+    blocks = jnp.einsum("kn,an,bn->kab", weights[None, :] * a, F, F, precision=_HIGHEST)  # (q, p, p)
+    gram = (blocks[:, :, None, :] * jnp.eye(q, dtype=F.dtype)[:, None, :, None]).reshape(q * p, q * p)
+    if z is None:
+        return gram
+    Z = (F[None, :, :] * (jnp.sqrt(weights)[None, :] * z)[:, None, :]).reshape(q * p, -1)
+    return gram - jnp.matmul(Z, Z.T, precision=_HIGHEST)
+
+
 def _residual(logits: jax.Array, problem: Problem) -> jax.Array:
     """g = the gradient of CE in the logits, (q, n): sigmoid(s) - y, or softmax(S) - one-hot y."""
     if logits.shape[0] == 1:
@@ -293,12 +307,7 @@ def x_step(params: Params, problem: Problem, hparams: Hparams, config: Config, m
     # d observed cells) and keeps the majorizer a majorizer: the step still cannot increase L.
     tau = _JITTER[np.dtype(dtype)] * jnp.mean(jnp.diagonal(A, axis1=1, axis2=2), axis=1) + jnp.finfo(dtype).tiny
     A = A + tau[:, None, None] * eye[None, :, :]
-    # the coupling: blockdiag_k(Y diag(k a_k) Y^T) - Z Z^T with Z's block k = Y diag(sqrt(k) z_k)
-    diagonal = jnp.einsum("kn,an,bn->kab", k[None, :] * a, Y, Y, precision=_HIGHEST)  # (q, d, d)
-    K = (diagonal[:, :, None, :] * jnp.eye(q, dtype=dtype)[:, None, :, None]).reshape(q * d, q * d)
-    if z is not None:
-        Z = (Y[None, :, :] * (jnp.sqrt(k)[None, :] * z)[:, None, :]).reshape(q * d, -1)
-        K = K - jnp.matmul(Z, Z.T, precision=_HIGHEST)
+    K = _curvature_gram(Y, k, a, z)  # the coupling, (q d, q d)
     Q = jnp.matmul(Y, (k[None, :] * rhs).T, precision=_HIGHEST)  # (d, q)
     f = jnp.matmul(problem.C * problem.R, Y.T, precision=_HIGHEST)
     f = f + W.T @ Q.T + tau[:, None] * params.X.T  # (m, d)
@@ -345,12 +354,7 @@ def theta_step(params: Params, problem: Problem, hparams: Hparams, config: Confi
     grad = jnp.matmul(_residual(s, problem) * weights[None, :], Fa.T, precision=_HIGHEST).reshape(-1)
     grad = grad + penalty @ jnp.concatenate([W, jnp.zeros((q, 1), dtype)], axis=1).reshape(-1)
     a, z = curvature_parts(s, mode)
-    blocks = jnp.einsum("kn,an,bn->kab", weights[None, :] * a, Fa, Fa, precision=_HIGHEST)  # (q, m + 1, m + 1)
-    H = (blocks[:, :, None, :] * jnp.eye(q, dtype=dtype)[:, None, :, None]).reshape(q * (m + 1), q * (m + 1))
-    if z is not None:
-        Z = (Fa[None, :, :] * (jnp.sqrt(weights)[None, :] * z)[:, None, :]).reshape(q * (m + 1), -1)
-        H = H - jnp.matmul(Z, Z.T, precision=_HIGHEST)
-    H = H + penalty
+    H = _curvature_gram(Fa, weights, a, z) + penalty
     jitter = jnp.sqrt(jnp.finfo(dtype).eps) * jnp.maximum(jnp.mean(jnp.diag(H)), 1e-30)
     delta = jnp.linalg.solve(H + jitter * jnp.eye(q * (m + 1), dtype=dtype), grad).reshape(q, m + 1)
     return _with_rows(params, config, W - delta[:, :m], b - delta[:, m])
