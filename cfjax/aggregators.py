@@ -480,12 +480,13 @@ def _prior_exact_fit(theta: PriorTheta, fixed: Inputs, labels, omega, hparams) -
     return PriorTheta(w=w, b=b, center=center)
 
 
-def prior_precision(center: jax.Array, scale: jax.Array) -> jax.Array:
-    """The prior's precision on w (m, m): (I - c c^T) / scale + 1e-2 c c^T for the unit direction
+def prior_precision(center: jax.Array, scale: jax.Array, along: Any = None) -> jax.Array:
+    """The prior's precision on w (m, m): (I - c c^T) / scale + along c c^T for the unit direction
     c of `center`. Deviations from the direction have variance `scale` (agg_prior); along it the
-    prior is weak (standard deviation 10), so a strong prior still learns how confident to be."""
+    prior is weak (`along`, default `_PRIOR_ALONG` = 1e-2: standard deviation 10), so a strong
+    prior still learns how confident to be."""
     c = center / jnp.linalg.norm(center)
-    return _off_direction(center) / scale + _PRIOR_ALONG * jnp.outer(c, c)
+    return _off_direction(center) / scale + (_PRIOR_ALONG if along is None else along) * jnp.outer(c, c)
 
 
 #: The prior's precision along its unit direction, on the summed log-likelihood: weakly informative

@@ -351,18 +351,16 @@ def _along_cell(key, problem, y_true, test):
     fold_key, _ = jax.random.split(key)  # as run_candidate
     held = auto.held_out_masks(fold_key, problem, cfjax.Config())
     F = baselines._filled(problem)
-    unsupervised = aggregators.unsupervised_direction(aggregators.Inputs(R_hat=F, X=None, Y=None,
-                                                                         observed=problem.observed))
+    fixed = aggregators.Inputs(R_hat=F, X=None, Y=None, observed=problem.observed)
+    weight_sml = cfjax.Hparams.create(dtype=F.dtype).agg_prior_sml  # the default's centre
     grid = [(a, s) for a in ALONG_VALUES for s in ALONG_SCALES]
     along = jnp.asarray([a for a, _ in grid], F.dtype)
     scale = jnp.asarray([s for _, s in grid], F.dtype)
 
     def logits(train, a, s):
-        d = aggregators.discriminant_direction(F, problem.labels, train)
-        center = 0.5 * d / jnp.linalg.norm(d) + 0.5 * unsupervised  # the default's agg_prior_sml
-        c = center / jnp.linalg.norm(center)
-        precision = (jnp.eye(c.shape[0], dtype=F.dtype) - jnp.outer(c, c)) / s + a * jnp.outer(c, c)
-        w, b = fit_logistic_prior(F, problem.labels, train.astype(F.dtype), precision)
+        center = aggregators.prior_direction(fixed, problem.labels, train, weight_sml)
+        w, b = fit_logistic_prior(F, problem.labels, train.astype(F.dtype),
+                                  aggregators.prior_precision(center, s, along=a))
         return w @ F + b
 
     def each_option(train):
