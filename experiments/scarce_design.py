@@ -44,12 +44,22 @@ the full-rank reconstruction gives back to within 0.006) by `logistic.fit_logist
 as a ranking of the logits: a free scale along the direction lets separable labeled columns push
 the logits past float32's sigmoid, whose probabilities then tie at 1.
 
+Part 7, averaging instead of choosing (`--blend`; exploratory, run after parts 1-6): is the
+one-SE choice's noise what costs the 20 and 60 % cells, and does shrinking the choice towards
+stacking recover them? Per cell, on the filled R as part 6 and at the library's precision along
+the direction, the default's four options (`BLEND_SCALES`), stacking (`baselines.stacking`'s
+on the training columns), each option's 50/50 blend of probabilities with stacking, the average of the four options
+and the average of all five, each scored on `run_candidate`'s folds (same key) and on the test
+columns (`_blend_cell`); `BLEND_SPECS` choose among them by the one-SE rule or fix one.
+`--blend` also writes blend.md.
+
 Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl, records_along.jsonl,
-records_lda.jsonl, records_lda_em.jsonl, records_lda_diagnosis.jsonl, diagnosis.md, ablations.md, lda.md,
-lda_diagnosis.md, config.json).
+records_blend.jsonl, records_lda.jsonl, records_lda_em.jsonl, records_lda_diagnosis.jsonl, diagnosis.md, ablations.md, lda.md,
+lda_diagnosis.md, along.md, blend.md, config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
         [--diagnosis-only] [--evidence] [--stacking] [--lda] [--lda-diagnosis] [--along]
+        [--blend]
 """
 
 from __future__ import annotations
@@ -149,6 +159,29 @@ EM_POOL = {
 ALONG_VALUES = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
 ALONG_SCALES = (0.1, 0.3, 1.0, 3.0)
 _DEFAULT = ("prior(mix)", [1, 2, 3, 4])  # the default's options in POOL (scales 0.1-3)
+#: Part 7: the default's scales, and the predictors `_blend_cell` scores per cell, in its order.
+BLEND_SCALES = ALONG_SCALES
+BLEND_PREDICTORS = (*(f"scale {s:g}" for s in BLEND_SCALES), "stacking",
+                    *(f"scale {s:g} + stacking" for s in BLEND_SCALES), "average of the scales",
+                    "average of the scales and stacking")
+_SCALES_7 = [f"scale {s:g}" for s in BLEND_SCALES]
+_BLENDS_7 = [f"scale {s:g} + stacking" for s in BLEND_SCALES]
+#: Part 7's emulated pipelines: name -> (predictors in the one-SE rule's order, and what is
+#: returned for the chosen one: itself, or the predictor at the same place in the second list).
+#: The first reproduces the default; the last three were added after the others were seen.
+BLEND_SPECS = {
+    "(7) default's options, one_se": (_SCALES_7, None),
+    "(7) average of the default's options": (["average of the scales"], None),
+    "(7) average of the default's options and stacking": (["average of the scales and stacking"], None),
+    "(7) one_se choice, then 50/50 with stacking": (_SCALES_7, _BLENDS_7),
+    "(7) average first, then the default's options, one_se": (["average of the scales", *_SCALES_7], None),
+    "(7) the default's options, then stacking, one_se": ([*_SCALES_7, "stacking"], None),
+    "(7) blends with stacking, one_se": (_BLENDS_7, None),
+    "(7) scale 0.1, its blend, stacking, one_se": (["scale 0.1", "scale 0.1 + stacking", "stacking"], None),
+    "(7) scale 0.1, every blend, stacking, one_se": (["scale 0.1", *_BLENDS_7, "stacking"], None),
+    "(7) scale 0.1, average of all, stacking, one_se": (["scale 0.1", "average of the scales and stacking",
+                                                         "stacking"], None),
+}
 _LDA_ALL = list(range(len(LDA_SCALES)))
 #: Part 5's emulated pipelines (fixed before any test score was seen), as SPECS.
 LDA_SPECS = {
@@ -398,6 +431,62 @@ def emulate_along(rec: dict, along: float, field: str) -> float:
     return rec[field][start + int(chosen)]
 
 
+def blend_predictions(problem, train):
+    """(V, n) float32 probabilities of every predictor of `BLEND_PREDICTORS` fitted on the
+    `train` columns: the default's options as part 6 fits them (on the filled R, at the
+    library's precision along the direction), stacking as `baselines.stacking`, and their blends
+    and averages."""
+    F = baselines._filled(problem)
+    fixed = aggregators.Inputs(R_hat=F, X=None, Y=None, observed=problem.observed)
+    weight_sml = cfjax.Hparams.create(dtype=F.dtype).agg_prior_sml
+    center = aggregators.prior_direction(fixed, problem.labels, train, weight_sml)
+    omega = train.astype(F.dtype)
+
+    def option(s):
+        w, b = fit_logistic_prior(F, problem.labels, omega, aggregators.prior_precision(center, s))
+        return jax.nn.sigmoid((w @ F + b).astype(jnp.float32))
+
+    P = jax.vmap(option)(jnp.asarray(BLEND_SCALES, F.dtype))
+    S = baselines.stacking(problem._replace(labeled=train)).astype(jnp.float32)[None]
+    return jnp.concatenate([P, S, 0.5 * (P + S), P.mean(0, keepdims=True),
+                            (P.sum(0, keepdims=True) + S) / (len(BLEND_SCALES) + 1)])
+
+
+@jax.jit
+def _blend_cell(key, problem, y_true, test):
+    """Fold scores (V, J) and test PR-AUC (V,) of every predictor of `BLEND_PREDICTORS`
+    (`blend_predictions`), on `run_candidate`'s folds, scored on the float32 probabilities as the
+    library's are."""
+    fold_key, _ = jax.random.split(key)  # as run_candidate
+    held = auto.held_out_masks(fold_key, problem, cfjax.Config())
+    folds = jax.vmap(lambda train: blend_predictions(problem, train))(problem.labeled[None, :] & ~held)  # (J, V, n)
+    scores = jax.vmap(lambda z, mask: jax.vmap(lambda zv: metrics.average_precision(problem.labels, zv, mask))(z))(
+        folds, held)
+    full = blend_predictions(problem, problem.labeled)
+    y = y_true.astype(jnp.float32)
+    return scores.T, jax.vmap(lambda q: metrics.average_precision(y, q, test))(full)
+
+
+def collect_blend(names, fractions, splits, out_path: Path) -> list[dict]:
+    """Part 7's records: per cell, `_blend_cell`'s fold scores and test PR-AUC."""
+
+    def record(ens, split):
+        scores, test = _blend_cell(jax.random.key(split), ens.problem, jnp.asarray(ens.y_true),
+                                   jnp.asarray(ens.test))
+        return {"scores": np.asarray(scores).tolist(), "test": np.asarray(test).tolist()}
+
+    return _each_cell(names, fractions, splits, out_path, record)
+
+
+def emulate_blend(rec: dict, chosen_from: list[str], returned: list[str] | None) -> float:
+    """The test PR-AUC of a `BLEND_SPECS` pipeline on one cell of part 7."""
+    index = [BLEND_PREDICTORS.index(p) for p in chosen_from]
+    chosen, _, _ = auto.choose(jnp.asarray(np.asarray(rec["scores"], float)[index]), "one_se", 1.0,
+                               auto.DEFAULT_FOLDS)
+    name = (returned or chosen_from)[int(chosen)]
+    return rec["test"][BLEND_PREDICTORS.index(name)]
+
+
 def collect_stacking(names, fractions, splits, out_path: Path) -> list[dict]:
     """Part 4's records: per cell, stacking's PR-AUC on each of the candidates' held-out folds,
     and the events per variable (labeled columns of the smaller class / m)."""
@@ -507,8 +596,9 @@ def _paired(rows: dict, a: str, b: str, cells: list) -> tuple[float, float, floa
 
 
 def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: list[dict] = (),
-                    lda: list[dict] = (), only: tuple[str, ...] | None = None, along: list[dict] = ()) -> str:
-    """Per fraction, a table of every pipeline (baselines, SPECS, and the specs of parts 3-5
+                    lda: list[dict] = (), only: tuple[str, ...] | None = None, along: list[dict] = (),
+                    blend: list[dict] = ()) -> str:
+    """Per fraction, a table of every pipeline (baselines, SPECS, and the specs of parts 3-7
     whose records cover every cell); `only`: the rows to print (all by default)."""
     def cell(r):
         return r["dataset"], r["labeled_fraction"], r["split"]
@@ -517,6 +607,7 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
     stack_by_cell = {cell(r): r for r in stacking}
     lda_by_cell = {cell(r): r for r in lda}
     along_by_cell = {cell(r): r for r in along}
+    blend_by_cell = {cell(r): r for r in blend}
     lines = []
     for fraction in sorted({r["labeled_fraction"] for r in records}):
         recs = [r for r in records if r["labeled_fraction"] == fraction]
@@ -540,6 +631,9 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
                 for field, scored in (("test_proba", "probabilities"), ("test_logits", "logits")):
                     rows[f"default's options, precision {value:g} along, {scored}"] = {
                         (r["dataset"], r["split"]): emulate_along(along_by_cell[cell(r)], value, field) for r in recs}
+        if all(cell(r) in blend_by_cell for r in recs) and blend_by_cell:
+            for name, spec in BLEND_SPECS.items():
+                rows[name] = {(r["dataset"], r["split"]): emulate_blend(blend_by_cell[cell(r)], *spec) for r in recs}
         sets = sorted({c[0] for c in cells})
 
         def panel(m, rows=rows, sets=sets):
@@ -593,6 +687,8 @@ def main(argv=None) -> None:
                         help="part 5's diagnosis only (no fits; minutes): writes lda_diagnosis.md")
     parser.add_argument("--along", action="store_true",
                         help="part 6 as well: the prior's precision along its direction (minutes); writes along.md")
+    parser.add_argument("--blend", action="store_true",
+                        help="part 7 as well: averaging the options, blending with stacking (minutes); writes blend.md")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
@@ -621,8 +717,9 @@ def main(argv=None) -> None:
                         collect_lda(names, args.labeled, args.splits, out / "records_lda_em.jsonl", EM_POOL))
            if args.lda else [])
     along = collect_along(names, args.labeled, args.splits, out / "records_along.jsonl") if args.along else []
+    blend = collect_blend(names, args.labeled, args.splits, out / "records_blend.jsonl") if args.blend else []
     elapsed = time.perf_counter() - start
-    diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking, lda, along=along)
+    diag, abl = diagnosis_table(records), ablation_tables(records, evidence, stacking, lda, along=along, blend=blend)
     print("Diagnosis\n\n" + diag + "\n\nAblations (test PR-AUC on the unlabeled columns)\n" + abl)
     (out / "diagnosis.md").write_text(diag + "\n")
     (out / "ablations.md").write_text(abl + "\n")
@@ -633,6 +730,10 @@ def main(argv=None) -> None:
                                         for s in ("probabilities", "logits"))))
         print("\nPart 6, the prior's precision along its direction\n" + table)
         (out / "along.md").write_text(table + "\n")
+    if args.blend:
+        table = ablation_tables(records, blend=blend, only=(*GOAL_BASELINES, *BLEND_SPECS))
+        print("\nPart 7, averaging instead of choosing\n" + table)
+        (out / "blend.md").write_text(table + "\n")
     if args.lda:
         table = ablation_tables(records, lda=lda, only=LDA_TABLE_ROWS)
         print("\nPart 5, the semi-supervised LDA (the goal's rows)\n" + table)
@@ -646,7 +747,10 @@ def main(argv=None) -> None:
                                                          if args.lda else None),
                                                lda_specs={k: list(v) for k, v in LDA_SPECS.items()} if args.lda else None,
                                                along_values=ALONG_VALUES if args.along else None,
-                                               along_scales=ALONG_SCALES if args.along else None))
+                                               along_scales=ALONG_SCALES if args.along else None,
+                                               blend_predictors=BLEND_PREDICTORS if args.blend else None,
+                                               blend_specs=({k: [list(v[0]), v[1] and list(v[1])]
+                                                             for k, v in BLEND_SPECS.items()} if args.blend else None)))
 
 
 if __name__ == "__main__":

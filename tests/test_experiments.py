@@ -378,3 +378,44 @@ def test_scarce_design_along_emulation_is_the_library_prior_fit():
         theta = aggregators.prior.exact_fit(theta0, fixed, problem.labels, problem.labeled.astype(F.dtype), hp)
         want = score_test_columns(ens.y_true, jax.nn.sigmoid(theta.w @ F + theta.b), ens.test)["pr_auc"]
         assert abs(float(proba_scores[start + k]) - want) < 1e-6, (scale, float(proba_scores[start + k]), want)
+
+
+def test_scarce_design_blend_cell_is_part_6_and_stacking():
+    """Part 7's predictors are part 6's fits at the library's precision along the direction
+    (the same fold scores and test PR-AUC, so its first pipeline is the default's one-SE choice)
+    and `baselines.stacking`; its blends and averages are those of the probabilities."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from cfjax import aggregators, baselines, data
+    from cfjax.benchmark import score_test_columns
+
+    module = _load("scarce_design")
+    ens = data.synthetic(jax.random.key(3), n_classifiers=6, n_instances=300, missing_rate=0.1,
+                         labeled_fraction=0.3)
+    args = (jax.random.key(0), ens.problem, jnp.asarray(ens.y_true), jnp.asarray(ens.test))
+    scores, test = (np.asarray(x) for x in module._blend_cell(*args))
+    along_scores, along_proba, _, _ = (np.asarray(x) for x in module._along_cell(*args))
+    assert module.ALONG_SCALES == module.BLEND_SCALES
+    start = module.ALONG_VALUES.index(aggregators._PRIOR_ALONG) * len(module.ALONG_SCALES)
+    k = len(module.BLEND_SCALES)
+    np.testing.assert_allclose(scores[:k], along_scores[start:start + k], atol=1e-6)
+    np.testing.assert_allclose(test[:k], along_proba[start:start + k], atol=1e-6)
+    stacking = module.BLEND_PREDICTORS.index("stacking")
+    want = score_test_columns(ens.y_true, baselines.stacking(ens.problem), ens.test)["pr_auc"]
+    assert abs(test[stacking] - want) < 1e-6
+    record = {"scores": scores.tolist(), "test": test.tolist()}
+    along_record = {"scores": along_scores.tolist(), "test_proba": along_proba.tolist()}
+    default = module.BLEND_SPECS["(7) default's options, one_se"]
+    chosen = module.emulate_along(along_record, aggregators._PRIOR_ALONG, "test_proba")
+    assert abs(module.emulate_blend(record, *default) - chosen) < 1e-6
+    assert module.emulate_blend(record, ["stacking"], None) == test[stacking]
+    P = np.asarray(module.blend_predictions(ens.problem, ens.problem.labeled))
+    names = module.BLEND_PREDICTORS
+    options, S = P[:k], P[stacking]
+    for j, scale in enumerate(module.BLEND_SCALES):
+        np.testing.assert_allclose(P[names.index(f"scale {scale:g} + stacking")], (options[j] + S) / 2, rtol=1e-6)
+    np.testing.assert_allclose(P[names.index("average of the scales")], options.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(P[names.index("average of the scales and stacking")],
+                               (options.sum(0) + S) / (k + 1), rtol=1e-6)
