@@ -40,7 +40,7 @@ Denominators, measured in the same run:
    plus 8 m n d; a joint step 6 m n d (X^T Y and its two adjoints); elementwise work is not
    counted, so the ratio "time / bound" is >= 1 and says how far from matmul speed a
    workload runs;
-3. **memory bandwidth** (joint steps): STREAM's copy (a = s b, as "scale") and triad
+3. **memory bandwidth** (joint steps and ALS sweeps): STREAM's copy (a = s b, as "scale") and triad
    (a = b + s c) on float32 vectors of `STREAM_ELEMENTS` (256 MB each, far above the caches),
    jitted with the output's buffer donated so that no call pays for fresh pages (as STREAM
    reuses its arrays); bytes read plus written (STREAM's count: a write-allocate read of the
@@ -49,7 +49,9 @@ Denominators, measured in the same run:
    is the bytes it must move over that rate: read R and C once (2 m n), read Y and write its
    gradient in that pass (2 d n), then Adam reads Y, the gradient and the two moments and writes
    Y and the moments (7 d n): (2 m n + 9 d n) x the item size, the (d, m) and (m,) arrays
-   neglected. "time / memory bound" >= 1 says how far from streaming speed a step runs.
+   neglected. An ALS sweep reads R and C in each of its two steps and reads and writes Y:
+   (4 m n + 2 d n) x the item size (its packed Grams stay in cache, chunk by chunk).
+   "time / memory bound" >= 1 says how far from streaming speed a workload runs.
 
 Steady-state times are medians of at least `--repeats` calls (at n >= 1e6 at most 3), repeated
 until they add up to 1 s, each blocked with `block_until_ready`, after one warm-up call.
@@ -165,6 +167,19 @@ def _donated_median(fn, first_out, args, repeats) -> float:
 def joint_bytes(m, n, d, itemsize):
     """Bytes a joint Adam step must move (see the module docstring): 2 m n + 9 d n items."""
     return (2 * m * n + 9 * d * n) * itemsize
+
+
+def als_bytes(m, n, d, itemsize):
+    """Bytes an ALS sweep must move (see the module docstring): 4 m n + 2 d n items."""
+    return (4 * m * n + 2 * d * n) * itemsize
+
+
+def memory_bytes(workload, m, n, d, itemsize):
+    if workload in ("joint", "joint_unfused"):
+        return joint_bytes(m, n, d, itemsize)
+    if workload == "als":
+        return als_bytes(m, n, d, itemsize)
+    return None
 
 
 def _best_over_threads(fn) -> tuple[float, str]:
@@ -629,8 +644,9 @@ def main(argv=None) -> None:
             r["flops"] = f
             r["bound_s"] = f / (gflops * 1e9)
             r["time_over_bound"] = r["run_s"] / r["bound_s"]
-        if r["workload"] in ("joint", "joint_unfused"):
-            r["bytes"] = joint_bytes(r["m"], r["n"], r["d"], np.dtype(r["dtype"]).itemsize)
+        moved = memory_bytes(r["workload"], r["m"], r["n"], r["d"], np.dtype(r["dtype"]).itemsize)
+        if moved is not None:
+            r["bytes"] = moved
             r["mem_bound_s"] = r["bytes"] / (gbps * 1e9)
             r["time_over_mem_bound"] = r["run_s"] / r["mem_bound_s"]
         if r["workload"] == "als":

@@ -135,3 +135,29 @@ def test_library_names_resolve(path):
     checks = _library_names(path, module)
     missing = list(dict.fromkeys(f"{_id(path)}:{line}: {what}" for line, what, found in checks if not found))
     assert not missing, "names the library no longer has:\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("m,n,d", [(6, 900, 4), (7, 1300, 12)])
+def test_als_profile_pieces_are_the_y_step(m, n, d, monkeypatch):
+    """benchmarks/bench_als_profile.py times the Y step's solves alone, from Grams stored chunk
+    by chunk: with those Grams they must give `update_Y`'s answer, so the piece is the step's
+    own work. Small chunks (several, the last one overlapping) through `CHUNK_BYTES`."""
+    import numpy as np
+    from jax import numpy as jnp
+
+    from cfjax import ridge
+    from cfjax.ridge import batched
+
+    monkeypatch.setattr(batched, "CHUNK_BYTES", 256 * d * (d + 1) // 2 * 4)
+    profile = _load(ROOT / "benchmarks" / "bench_als_profile.py")
+    chunk, starts = profile._chunks(n, d)
+    assert chunk == 256 and len(starts) > 2 and n % chunk
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(rng.normal(size=(d, m)))
+    R = jnp.asarray(rng.uniform(size=(m, n)))
+    C = jnp.asarray((rng.uniform(size=(m, n)) > 0.3).astype(float))
+    G, B = profile.stacked_grams(X, R, C)
+    solved = profile._unstack(profile.y_step_solves(G, B, 0.1), n)
+    np.testing.assert_allclose(solved, ridge.update_Y(X, R, C, 0.1), rtol=1e-10, atol=1e-12)
+    grams_only = profile.y_step_grams(X, R, C)  # the Grams' piece runs the same chunk loop
+    assert grams_only.shape == (d, n) and np.all(np.isfinite(grams_only))
