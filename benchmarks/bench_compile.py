@@ -12,7 +12,9 @@ memory-optimised scheduler, as every cfjax program) as in `bench_speed.py` (same
 the ALS sweep (`ridge.als_sweep`), one joint Adam step (free Y, the fused objective), one MM-ALS
 sweep (`mm_als.mm_sweep` at the Config default curvature), and, for scale, the whole default
 fit (`cfjax.fit_jit` with `Config()`, the `auto` pipeline a user's first call compiles; its
-candidate factorises at full rank, so it is measured once). Each
+candidate factorises at full rank, so it is measured once). `--mm-pieces` measures the MM-ALS
+sweep and its pieces instead (`MM_PIECES`: each block's step alone and guarded as the sweep runs
+it, and one evaluation of the loss the guards compare), to say where its compile time goes. Each
 is traced, lowered and compiled `--repeats` times from cleared caches (`jax.clear_caches`; the
 persistent compilation cache is off); the medians are reported.
 
@@ -20,6 +22,7 @@ Prints a markdown table and writes benchmarks/results/compile.json.
 
     python benchmarks/bench_compile.py                    # d = 4, 8, 16, 32 at (50, 1e4)
     python benchmarks/bench_compile.py --dims 8 32 --kernels als joint --repeats 5
+    python benchmarks/bench_compile.py --mm-pieces --dims 4 32 --out benchmarks/results/compile_mm_pieces.json
 """
 
 from __future__ import annotations
@@ -35,12 +38,17 @@ from _problem import random_problem
 from bench_speed import LAM, device_problem, joint_config, joint_hparams, make_joint_step
 
 import cfjax
-from cfjax import ridge, validation
+from cfjax import losses, ridge, validation
 from cfjax.compilation import jit
 from cfjax.solvers import joint, mm_als
 from cfjax.structs import Config
 
 KERNELS = ("als", "joint", "mm_als", "default_fit")
+#: The MM-ALS sweep's pieces at the default curvature ("exact"), each jitted alone (`--mm-pieces`):
+#: where its compile time goes. "guarded" is the step with its checks and fall-back, as the sweep
+#: runs it; "exact" the step alone; "loss" one evaluation of the objective the guards compare.
+MM_PIECES = ("mm_theta_exact", "mm_theta_guarded", "mm_y_exact", "mm_y_guarded", "mm_x_exact", "mm_x_guarded",
+             "mm_loss")
 TARGET_S = 2.0
 
 
@@ -65,11 +73,26 @@ def lowering(kernel: str, m: int, n: int, d: int):
         config = Config(method="mm_als", latent_dim=d)
         hparams = mm_als.mm_hparams(joint_hparams(jnp.float32))
         return jit(mm_als.mm_sweep, static_argnames="config").lower(params, problem, hparams, config=config)
+    if kernel in MM_PIECES:
+        config = Config(method="mm_als", latent_dim=d)
+        hparams = mm_als.mm_hparams(joint_hparams(jnp.float32))
+        block = kernel.split("_")[1]
+        if kernel == "mm_loss":
+            fn = losses.loss
+        elif kernel.endswith("exact"):
+            step = getattr(mm_als, f"{block}_step")
+            fn = lambda p, pr, h, config: step(p, pr, h, config, mode="exact")
+        elif block == "y":
+            fn = mm_als._guarded_y
+        else:
+            step = getattr(mm_als, f"{block}_step")
+            fn = lambda p, pr, h, config: mm_als._guarded(step, p, pr, h, config)
+        return jit(fn, static_argnames="config").lower(params, problem, hparams, config=config)
     if kernel == "default_fit":  # its candidate factorises at full rank: d does not enter
         config = validation.resolve_config(Config(), problem)
         hparams = cfjax.solvers.get(config.method).hparams(dtype=jnp.float32)
         return cfjax.fit_jit.lower(jax.random.key(0), problem, hparams, config=config)
-    raise ValueError(f"kernel: unknown {kernel!r}; choose from {KERNELS}")
+    raise ValueError(f"kernel: unknown {kernel!r}; choose from {KERNELS + MM_PIECES}")
 
 
 def measure(kernel: str, m: int, n: int, d: int, repeats: int) -> dict:
@@ -103,13 +126,17 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kernels", nargs="+", default=list(KERNELS), choices=KERNELS)
+    parser.add_argument("--kernels", nargs="+", default=list(KERNELS), choices=KERNELS + MM_PIECES)
+    parser.add_argument("--mm-pieces", action="store_true",
+                        help="the MM-ALS sweep's pieces (MM_PIECES) instead of --kernels")
     parser.add_argument("--dims", nargs="+", type=int, default=[4, 8, 16, 32])
     parser.add_argument("--m", type=int, default=50)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(H.RESULTS / "compile.json"))
     args = parser.parse_args(argv)
+    if args.mm_pieces:
+        args.kernels = ["mm_als", *MM_PIECES]
     jax.config.update("jax_enable_compilation_cache", False)  # every compile is a real one
     meta = H.provenance()
     print(H.header_line(meta))
