@@ -53,13 +53,22 @@ and the average of all five, each scored on `run_candidate`'s folds (same key) a
 columns (`_blend_cell`); `BLEND_SPECS` choose among them by the one-SE rule or fix one.
 `--blend` also writes blend.md.
 
+Part 8, a label-free switch (`--agreement`; exploratory, found on splits 0-9 after part 7, then
+checked on fresh splits with `--first-split 10`): do the few labels rank the classifiers as the
+unlabeled columns do? `label_agreement` is the Spearman correlation between each classifier's
+ROC-AUC on the labeled columns and the spectral meta-learner's reliabilities (every column, no
+label). Where it is high the labels look trustworthy and stacking is put first in the one-SE
+order; elsewhere the default's order stands (`AGREEMENT_SPECS`, emulated from part 7's
+predictors). Self-contained records (part 7's scores, the goal's baselines and the statistic per
+cell), so it runs on any split range without part 2; writes agreement_<first split>.md.
+
 Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl, records_along.jsonl,
 records_blend.jsonl, records_lda.jsonl, records_lda_em.jsonl, records_lda_diagnosis.jsonl, diagnosis.md, ablations.md, lda.md,
-lda_diagnosis.md, along.md, blend.md, config.json).
+lda_diagnosis.md, along.md, blend.md, records_agreement.jsonl, agreement_*.md, config.json).
 
     python experiments/scarce_design.py [--splits 10] [--datasets ...] [--labeled 0.05 0.1 0.2 0.6]
         [--diagnosis-only] [--evidence] [--stacking] [--lda] [--lda-diagnosis] [--along]
-        [--blend]
+        [--blend] [--agreement [--first-split 10]]
 """
 
 from __future__ import annotations
@@ -182,6 +191,16 @@ BLEND_SPECS = {
     "(7) scale 0.1, average of all, stacking, one_se": (["scale 0.1", "average of the scales and stacking",
                                                          "stacking"], None),
 }
+#: Part 8's thresholds on `label_agreement`, and its pipelines: name -> (threshold or None for
+#: the default, the predictors of `BLEND_PREDICTORS` in the one-SE order at or above it, rule).
+AGREEMENT_THRESHOLDS = (0.3, 0.5, 0.7)
+AGREEMENT_SPECS = {
+    "(8) default's options, one_se": (None, _SCALES_7, "one_se"),
+    **{name: spec for t in AGREEMENT_THRESHOLDS for name, spec in (
+        (f"(8) agreement >= {t:g}: stacking first, then the options, one_se", (t, ["stacking", *_SCALES_7], "one_se")),
+        (f"(8) agreement >= {t:g}: stacking", (t, ["stacking"], "best")),
+        (f"(8) agreement >= {t:g}: the options and stacking, best", (t, [*_SCALES_7, "stacking"], "best")))},
+}
 _LDA_ALL = list(range(len(LDA_SCALES)))
 #: Part 5's emulated pipelines (fixed before any test score was seen), as SPECS.
 LDA_SPECS = {
@@ -222,22 +241,23 @@ def diagnose(ens) -> dict:
             "n_labeled": int(lab.sum()), "n_pos_labeled": int(y[lab].sum())}
 
 
-def _each_cell(names, fractions, splits, out_path: Path, record) -> list[dict]:
+def _each_cell(names, fractions, splits, out_path: Path, record, first: int = 0) -> list[dict]:
     """`record(ens, split)` -> dict for every (data set, fraction, split) cell of the panel,
-    appended to `out_path` as it goes; cells already there are kept and not refitted. Returns
-    the records of the cells asked for (others in the file are kept there, not returned)."""
+    splits first .. first + splits - 1, appended to `out_path` as it goes; cells already there
+    are kept and not refitted. Returns the records of the cells asked for (others in the file
+    are kept there, not returned)."""
     records = []
     if out_path.exists():
         records = [json.loads(line) for line in out_path.read_text().splitlines()]
     done = {(r["dataset"], r["labeled_fraction"], r["split"]) for r in records}
-    pairs, _ = benchmark.panel_pairs(names, fractions, splits)
+    pairs, _ = benchmark.panel_pairs(names, fractions, first + splits)
     with open(out_path, "a") as fh:
         previous = None
         for name, fraction in pairs:
             if name != previous:  # as benchmark.run_panel: each data set's programs, then freed
                 jax.clear_caches()
                 previous = name
-            for split in range(splits):
+            for split in range(first, first + splits):
                 if (name, fraction, split) in done:
                     continue
                 ens = benchmark.load_ensemble(name, split, labeled_fraction=fraction)
@@ -246,7 +266,7 @@ def _each_cell(names, fractions, splits, out_path: Path, record) -> list[dict]:
                 fh.flush()
                 records.append(rec)
                 print(f"{out_path.stem}: {name} @ {fraction:g} split {split}", flush=True)
-    wanted = {(name, fraction, split) for name, fraction in pairs for split in range(splits)}
+    wanted = {(name, fraction, split) for name, fraction in pairs for split in range(first, first + splits)}
     return [r for r in records if (r["dataset"], r["labeled_fraction"], r["split"]) in wanted]
 
 
@@ -487,6 +507,59 @@ def emulate_blend(rec: dict, chosen_from: list[str], returned: list[str] | None)
     return rec["test"][BLEND_PREDICTORS.index(name)]
 
 
+def label_agreement(problem) -> float:
+    """Spearman correlation between each classifier's ROC-AUC on the labeled columns (R with
+    unobserved cells filled, as stacking reads it) and the spectral meta-learner's reliabilities,
+    which read every column and no label: whether the few labels rank the classifiers as the
+    unlabeled columns do. NaN when the labeled columns hold one class or a ranking is constant."""
+    F = np.asarray(baselines._filled(problem))
+    labeled, y = np.asarray(problem.labeled), np.asarray(problem.labels)[np.asarray(problem.labeled)]
+    if len(set(y.tolist())) < 2:
+        return float("nan")
+    auc = [roc_auc_score(y, F[u, labeled]) for u in range(F.shape[0])]
+    reliabilities, _ = baselines.sml_weights(problem)
+    return float(spearmanr(auc, np.asarray(reliabilities)).correlation)
+
+
+def collect_agreement(names, fractions, splits, out_path: Path, first: int = 0) -> list[dict]:
+    """Part 8's records: per cell, part 7's fold scores and test PR-AUC (`_blend_cell`), the
+    goal's baselines' test PR-AUC and `label_agreement`."""
+
+    def record(ens, split):
+        scores, test = _blend_cell(jax.random.key(split), ens.problem, jnp.asarray(ens.y_true),
+                                   jnp.asarray(ens.test))
+        return {"scores": np.asarray(scores).tolist(), "test": np.asarray(test).tolist(),
+                "agreement": label_agreement(ens.problem),
+                "baselines": {b: benchmark.score_test_columns(ens.y_true, baselines.BASELINES[b](ens.problem),
+                                                              ens.test)["pr_auc"] for b in GOAL_BASELINES}}
+
+    return _each_cell(names, fractions, splits, out_path, record, first)
+
+
+def emulate_agreement(rec: dict, threshold: float | None, chosen_from: list[str], rule: str) -> float:
+    """The test PR-AUC of an `AGREEMENT_SPECS` pipeline on one cell of part 8: the default's
+    one-SE choice unless the cell's agreement is at least `threshold`."""
+    if threshold is None or not rec["agreement"] >= threshold:  # NaN: the default
+        chosen_from, rule = _SCALES_7, "one_se"
+    index = [BLEND_PREDICTORS.index(p) for p in chosen_from]
+    chosen, _, _ = auto.choose(jnp.asarray(np.asarray(rec["scores"], float)[index]), rule, 1.0, auto.DEFAULT_FOLDS)
+    return rec["test"][index[int(chosen)]]
+
+
+def agreement_table(records: list[dict]) -> str:
+    """Per fraction, part 8's pipelines against the goal's baselines (`_fraction_table`)."""
+    lines = []
+    for fraction in sorted({r["labeled_fraction"] for r in records}):
+        recs = [r for r in records if r["labeled_fraction"] == fraction]
+        rows = {b: {(r["dataset"], r["split"]): r["baselines"][b] for r in recs} for b in GOAL_BASELINES}
+        for name, spec in AGREEMENT_SPECS.items():
+            rows[name] = {(r["dataset"], r["split"]): emulate_agreement(r, *spec) for r in recs}
+        share = np.mean([r["agreement"] >= max(AGREEMENT_THRESHOLDS) for r in recs])
+        lines += _fraction_table(rows, recs, fraction,
+                                 note=f"; agreement >= {max(AGREEMENT_THRESHOLDS):g} in {100 * share:.0f} % of cells")
+    return "\n".join(lines)
+
+
 def collect_stacking(names, fractions, splits, out_path: Path) -> list[dict]:
     """Part 4's records: per cell, stacking's PR-AUC on each of the candidates' held-out folds,
     and the events per variable (labeled columns of the smaller class / m)."""
@@ -611,7 +684,6 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
     lines = []
     for fraction in sorted({r["labeled_fraction"] for r in records}):
         recs = [r for r in records if r["labeled_fraction"] == fraction]
-        cells = [(r["dataset"], fraction, r["split"]) for r in recs]
         rows = {b: {(r["dataset"], r["split"]): r["baselines"][b] for r in recs} for b in baselines.BASELINES}
         for name, (spec, rule, *z) in SPECS.items():
             rows[name] = {(r["dataset"], r["split"]): emulate(r, spec, rule, *z) for r in recs}
@@ -634,26 +706,35 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
         if all(cell(r) in blend_by_cell for r in recs) and blend_by_cell:
             for name, spec in BLEND_SPECS.items():
                 rows[name] = {(r["dataset"], r["split"]): emulate_blend(blend_by_cell[cell(r)], *spec) for r in recs}
-        sets = sorted({c[0] for c in cells})
-
-        def panel(m, rows=rows, sets=sets):
-            return np.mean([np.mean([v for (d, _), v in rows[m].items() if d == s]) for s in sets])
-
-        best = max(GOAL_BASELINES, key=panel)
-        lines += [(f"\n**{100 * fraction:g} % labeled** ({len(sets)} data sets x {len(recs) // len(sets)} splits; "
-                  f"best baseline {best})\n"),
-                  "| pipeline | panel mean | − averaging [95 % CI] | − best baseline [95 % CI] | worst data set − averaging |",
-                  "|---|---|---|---|---|"]
-        for m, scores in rows.items():
-            if only is not None and m not in only:
-                continue
-            d1 = _paired(rows, m, "simple_average", cells)
-            d2 = _paired(rows, m, best, cells)
-            worst = min((np.mean([scores[(s, k)] - rows["simple_average"][(s, k)] for (d, k) in scores if d == s]), s)
-                        for s in sets)
-            lines.append(f"| {m} | {panel(m):.4f} | {d1[0]:+.4f} [{d1[1]:+.4f}, {d1[2]:+.4f}] | "
-                         f"{d2[0]:+.4f} [{d2[1]:+.4f}, {d2[2]:+.4f}] | {worst[0]:+.4f} ({worst[1]}) |")
+        lines += _fraction_table(rows, recs, fraction, only)
     return "\n".join(lines)
+
+
+def _fraction_table(rows: dict, recs: list[dict], fraction: float, only: tuple[str, ...] | None = None,
+                    note: str = "") -> list[str]:
+    """One fraction's table: each pipeline of `rows` ({name: {(data set, split): test PR-AUC}})
+    against averaging and the best of `GOAL_BASELINES`, paired over splits; `only`: the rows."""
+    cells = [(r["dataset"], fraction, r["split"]) for r in recs]
+    sets = sorted({c[0] for c in cells})
+
+    def panel(m):
+        return np.mean([np.mean([v for (d, _), v in rows[m].items() if d == s]) for s in sets])
+
+    best = max(GOAL_BASELINES, key=panel)
+    lines = [(f"\n**{100 * fraction:g} % labeled** ({len(sets)} data sets x {len(recs) // len(sets)} splits; "
+              f"best baseline {best}{note})\n"),
+             "| pipeline | panel mean | − averaging [95 % CI] | − best baseline [95 % CI] | worst data set − averaging |",
+             "|---|---|---|---|---|"]
+    for m, scores in rows.items():
+        if only is not None and m not in only:
+            continue
+        d1 = _paired(rows, m, "simple_average", cells)
+        d2 = _paired(rows, m, best, cells)
+        worst = min((np.mean([scores[(s, k)] - rows["simple_average"][(s, k)] for (d, k) in scores if d == s]), s)
+                    for s in sets)
+        lines.append(f"| {m} | {panel(m):.4f} | {d1[0]:+.4f} [{d1[1]:+.4f}, {d1[2]:+.4f}] | "
+                     f"{d2[0]:+.4f} [{d2[1]:+.4f}, {d2[2]:+.4f}] | {worst[0]:+.4f} ({worst[1]}) |")
+    return lines
 
 
 def diagnosis_table(records: list[dict]) -> str:
@@ -689,6 +770,9 @@ def main(argv=None) -> None:
                         help="part 6 as well: the prior's precision along its direction (minutes); writes along.md")
     parser.add_argument("--blend", action="store_true",
                         help="part 7 as well: averaging the options, blending with stacking (minutes); writes blend.md")
+    parser.add_argument("--agreement", action="store_true",
+                        help="part 8 only (minutes; no part-2 records needed): writes agreement_<first split>.md")
+    parser.add_argument("--first-split", type=int, default=0, help="part 8: the first split (splits from here)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
@@ -696,6 +780,17 @@ def main(argv=None) -> None:
         names, args.splits, args.labeled = ["synthetic-seed", "synthetic-imbalanced_10"], 2, [0.1]
     out = results_dir("scarce_design", args.out)
     start = time.perf_counter()
+    if args.agreement:
+        table = agreement_table(collect_agreement(names, args.labeled, args.splits, out / "records_agreement.jsonl",
+                                                  args.first_split))
+        last = args.first_split + args.splits - 1
+        print(f"Part 8, splits {args.first_split}-{last}\n" + table)
+        (out / f"agreement_{args.first_split}.md").write_text(table + "\n")
+        write_json(out / f"config_agreement_{args.first_split}.json",
+                   provenance(datasets=names, labeled_fractions=args.labeled, splits=args.splits,
+                              first_split=args.first_split, seconds=time.perf_counter() - start,
+                              agreement_specs={k: [v[0], list(v[1]), v[2]] for k, v in AGREEMENT_SPECS.items()}))
+        return
     if args.lda_diagnosis:
         table = lda_diagnosis_table(collect_lda_diagnosis(names, args.labeled, args.splits,
                                                           out / "records_lda_diagnosis.jsonl"))

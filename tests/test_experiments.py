@@ -419,3 +419,51 @@ def test_scarce_design_blend_cell_is_part_6_and_stacking():
     np.testing.assert_allclose(P[names.index("average of the scales")], options.mean(0), rtol=1e-6)
     np.testing.assert_allclose(P[names.index("average of the scales and stacking")],
                                (options.sum(0) + S) / (k + 1), rtol=1e-6)
+
+
+def test_scarce_design_label_agreement_reads_no_unlabeled_label():
+    """Part 8's statistic: the Spearman correlation of the classifiers' ROC-AUCs on the labeled
+    columns with the SML reliabilities, computed here by a plain loop; the labels of unlabeled
+    columns never enter, and one labeled class gives NaN. The switch falls back to the default's
+    choice below its threshold and on NaN."""
+    import jax
+    import numpy as np
+
+    from cfjax import baselines, data
+
+    module = _load("scarce_design")
+    ens = data.synthetic(jax.random.key(5), n_classifiers=7, n_instances=260, missing_rate=0.1,
+                         labeled_fraction=0.3)
+    problem = ens.problem
+    F = np.asarray(baselines._filled(problem))
+    labeled, y = np.asarray(problem.labeled), np.asarray(problem.labels)
+
+    def ranks(x):
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        return r
+
+    auc = []
+    for u in range(F.shape[0]):  # ROC-AUC as the probability that a positive outranks a negative
+        pos, neg = F[u, labeled & (y > 0.5)], F[u, labeled & (y <= 0.5)]
+        auc.append(np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])))
+    v = np.asarray(baselines.sml_weights(problem)[0])
+    want = np.corrcoef(ranks(np.asarray(auc)), ranks(v))[0, 1]
+    got = module.label_agreement(problem)
+    assert abs(got - want) < 1e-9
+    flipped = problem._replace(labels=problem.labels.at[~problem.labeled].set(1 - problem.labels[~problem.labeled]))
+    assert module.label_agreement(flipped) == got
+    one_class = problem._replace(labels=problem.labels.at[problem.labeled].set(1.0))
+    assert np.isnan(module.label_agreement(one_class))
+
+    scores = np.random.default_rng(0).uniform(size=(len(module.BLEND_PREDICTORS), 10))
+    record = {"scores": scores.tolist(), "test": list(range(len(module.BLEND_PREDICTORS))),
+              "agreement": 0.2}
+    default = module.AGREEMENT_SPECS["(8) default's options, one_se"]
+    stacking = module.AGREEMENT_SPECS["(8) agreement >= 0.7: stacking"]
+    assert module.emulate_agreement(record, *stacking) == module.emulate_agreement(record, *default)
+    assert module.emulate_agreement({**record, "agreement": float("nan")}, *stacking) == \
+        module.emulate_agreement(record, *default)
+    assert module.emulate_agreement({**record, "agreement": 0.9}, *stacking) == \
+        module.BLEND_PREDICTORS.index("stacking")
