@@ -275,9 +275,7 @@ def collect(names, fractions, splits, out_path: Path, pool: bool = True) -> list
     `pool`, every POOL candidate's fold scores and test PR-AUC per grid point."""
 
     def record(ens, split):
-        rec = {"diagnosis": diagnose(ens),
-               "baselines": {b: benchmark.score_test_columns(ens.y_true, fn(ens.problem), ens.test)["pr_auc"]
-                             for b, fn in baselines.BASELINES.items()}}
+        rec = {"diagnosis": diagnose(ens), "baselines": _baseline_scores(ens, baselines.BASELINES)}
         rec["pool"] = _pool_records(ens, split, POOL if pool else {})
         return rec
 
@@ -315,6 +313,12 @@ def _merge_pools(*record_lists: list[dict]) -> list[dict]:
     common = set.intersection(*(set(b) for b in by_cell))
     return [{**by_cell[0][c], "pool": {k: v for b in by_cell for k, v in b[c]["pool"].items()}}
             for c in by_cell[0] if c in common]
+
+
+def _baseline_scores(ens, names) -> dict[str, float]:
+    """Test PR-AUC of each baseline of `baselines.BASELINES` named in `names`."""
+    return {b: benchmark.score_test_columns(ens.y_true, baselines.BASELINES[b](ens.problem), ens.test)["pr_auc"]
+            for b in names}
 
 
 def _test_scores(ens, params, config, count: int) -> list[float]:
@@ -396,36 +400,48 @@ def _stacking_fold_scores(key, problem):
     return jax.vmap(score)(held)
 
 
+def _prior_option_logits(problem, train, scales, alongs=None):
+    """(V, n) logits of the default's candidate fitted on the `train` columns of R with its
+    unobserved cells filled (what the full-rank reconstruction gives back to within 0.006), one
+    row per scale (and precision along the direction; None: the library's)."""
+    F = baselines._filled(problem)
+    fixed = aggregators.Inputs(R_hat=F, X=None, Y=None, observed=problem.observed)
+    weight_sml = cfjax.Hparams.create(dtype=F.dtype).agg_prior_sml  # the default's centre
+    center = aggregators.prior_direction(fixed, problem.labels, train, weight_sml)
+
+    def option(s, a):
+        w, b = fit_logistic_prior(F, problem.labels, train.astype(F.dtype),
+                                  aggregators.prior_precision(center, s, along=a))
+        return w @ F + b
+
+    scales = jnp.asarray(scales, F.dtype)
+    if alongs is None:
+        return jax.vmap(lambda s: option(s, None))(scales)
+    return jax.vmap(option)(scales, jnp.asarray(alongs, F.dtype))
+
+
+def _fold_scores_and_full(key, problem, predict):
+    """`predict(train)` -> (V, n) scored on `run_candidate`'s held-out folds (same key): PR-AUC
+    (V, J), and `predict` on every labeled column (V, n)."""
+    fold_key, _ = jax.random.split(key)  # as run_candidate
+    held = auto.held_out_masks(fold_key, problem, cfjax.Config())
+    folds = jax.vmap(predict)(problem.labeled[None, :] & ~held)  # (J, V, n)
+    scores = jax.vmap(lambda z, mask: jax.vmap(lambda zv: metrics.average_precision(problem.labels, zv, mask))(z))(
+        folds, held)
+    return scores.T, predict(problem.labeled)
+
+
 @jax.jit
 def _along_cell(key, problem, y_true, test):
     """Fold scores (V, J) and test PR-AUC (V,) of probabilities and of logits, and the largest
     |logit| (V,), for every (along, scale) of part 6 (along slowest), as `run_candidate` would
     fit the default's candidate on R with its unobserved cells filled."""
-    fold_key, _ = jax.random.split(key)  # as run_candidate
-    held = auto.held_out_masks(fold_key, problem, cfjax.Config())
-    F = baselines._filled(problem)
-    fixed = aggregators.Inputs(R_hat=F, X=None, Y=None, observed=problem.observed)
-    weight_sml = cfjax.Hparams.create(dtype=F.dtype).agg_prior_sml  # the default's centre
     grid = [(a, s) for a in ALONG_VALUES for s in ALONG_SCALES]
-    along = jnp.asarray([a for a, _ in grid], F.dtype)
-    scale = jnp.asarray([s for _, s in grid], F.dtype)
-
-    def logits(train, a, s):
-        center = aggregators.prior_direction(fixed, problem.labels, train, weight_sml)
-        w, b = fit_logistic_prior(F, problem.labels, train.astype(F.dtype),
-                                  aggregators.prior_precision(center, s, along=a))
-        return w @ F + b
-
-    def each_option(train):
-        return jax.vmap(lambda a, s: logits(train, a, s))(along, scale)
-
-    folds = jax.vmap(each_option)(problem.labeled[None, :] & ~held)  # (J, V, n)
-    scores = jax.vmap(lambda z, mask: jax.vmap(lambda zv: metrics.average_precision(problem.labels, zv, mask))(z))(
-        folds, held)
-    full = each_option(problem.labeled)
-    y = y_true.astype(F.dtype)
+    scores, full = _fold_scores_and_full(
+        key, problem, lambda train: _prior_option_logits(problem, train, [s for _, s in grid], [a for a, _ in grid]))
+    y = y_true.astype(full.dtype)
     proba = jax.nn.sigmoid(full.astype(jnp.float32))
-    return (scores.T, jax.vmap(lambda q: metrics.average_precision(y, q, test))(proba),
+    return (scores, jax.vmap(lambda q: metrics.average_precision(y, q, test))(proba),
             jax.vmap(lambda z: metrics.average_precision(y, z, test))(full), jnp.max(jnp.abs(full), axis=1))
 
 
@@ -456,17 +472,7 @@ def blend_predictions(problem, train):
     `train` columns: the default's options as part 6 fits them (on the filled R, at the
     library's precision along the direction), stacking as `baselines.stacking`, and their blends
     and averages."""
-    F = baselines._filled(problem)
-    fixed = aggregators.Inputs(R_hat=F, X=None, Y=None, observed=problem.observed)
-    weight_sml = cfjax.Hparams.create(dtype=F.dtype).agg_prior_sml
-    center = aggregators.prior_direction(fixed, problem.labels, train, weight_sml)
-    omega = train.astype(F.dtype)
-
-    def option(s):
-        w, b = fit_logistic_prior(F, problem.labels, omega, aggregators.prior_precision(center, s))
-        return jax.nn.sigmoid((w @ F + b).astype(jnp.float32))
-
-    P = jax.vmap(option)(jnp.asarray(BLEND_SCALES, F.dtype))
+    P = jax.nn.sigmoid(_prior_option_logits(problem, train, BLEND_SCALES).astype(jnp.float32))
     S = baselines.stacking(problem._replace(labeled=train)).astype(jnp.float32)[None]
     return jnp.concatenate([P, S, 0.5 * (P + S), P.mean(0, keepdims=True),
                             (P.sum(0, keepdims=True) + S) / (len(BLEND_SCALES) + 1)])
@@ -477,14 +483,9 @@ def _blend_cell(key, problem, y_true, test):
     """Fold scores (V, J) and test PR-AUC (V,) of every predictor of `BLEND_PREDICTORS`
     (`blend_predictions`), on `run_candidate`'s folds, scored on the float32 probabilities as the
     library's are."""
-    fold_key, _ = jax.random.split(key)  # as run_candidate
-    held = auto.held_out_masks(fold_key, problem, cfjax.Config())
-    folds = jax.vmap(lambda train: blend_predictions(problem, train))(problem.labeled[None, :] & ~held)  # (J, V, n)
-    scores = jax.vmap(lambda z, mask: jax.vmap(lambda zv: metrics.average_precision(problem.labels, zv, mask))(z))(
-        folds, held)
-    full = blend_predictions(problem, problem.labeled)
+    scores, full = _fold_scores_and_full(key, problem, lambda train: blend_predictions(problem, train))
     y = y_true.astype(jnp.float32)
-    return scores.T, jax.vmap(lambda q: metrics.average_precision(y, q, test))(full)
+    return scores, jax.vmap(lambda q: metrics.average_precision(y, q, test))(full)
 
 
 def collect_blend(names, fractions, splits, out_path: Path) -> list[dict]:
@@ -530,8 +531,7 @@ def collect_agreement(names, fractions, splits, out_path: Path, first: int = 0) 
                                    jnp.asarray(ens.test))
         return {"scores": np.asarray(scores).tolist(), "test": np.asarray(test).tolist(),
                 "agreement": label_agreement(ens.problem),
-                "baselines": {b: benchmark.score_test_columns(ens.y_true, baselines.BASELINES[b](ens.problem),
-                                                              ens.test)["pr_auc"] for b in GOAL_BASELINES}}
+                "baselines": _baseline_scores(ens, GOAL_BASELINES)}
 
     return _each_cell(names, fractions, splits, out_path, record, first)
 
