@@ -9,7 +9,7 @@ Synthetic data sets (`synthetic-*`) need no build and are passed over. Splits ru
 a partial build holds complete panels for the first splits. Prints the seconds of every build,
 then per pair and in total.
 
-    python experiments/build_ensembles.py [--datasets ...] [--labeled 0.05 0.1 0.2 0.6] [--splits 10]
+    python experiments/build_ensembles.py [--datasets ... | --holdout] [--labeled 0.05 0.1 0.2 0.6] [--splits 10]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
+from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_HOLDOUT, FEW_LABEL_PANEL
 
 from cfjax import benchmark, datasets
 
@@ -68,9 +68,12 @@ def main(argv=None) -> None:
     parser.add_argument("--labeled", nargs="+", type=float, default=list(FEW_LABEL_FRACTIONS),
                         help=f"labeled fractions (default {' '.join(map(str, FEW_LABEL_FRACTIONS))})")
     parser.add_argument("--splits", type=int, default=10, help="splits (seeds) 0..N-1 (default 10)")
+    parser.add_argument("--holdout", action="store_true",
+                        help="the held-out data sets (panel.FEW_LABEL_HOLDOUT) instead of the few-label panel's")
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args(argv)
-    names = args.datasets or [n for n in FEW_LABEL_PANEL if n in datasets.available()]
+    panel = FEW_LABEL_HOLDOUT if args.holdout else FEW_LABEL_PANEL
+    names = args.datasets or [n for n in panel if n in datasets.available()]
     print(f"building {', '.join(names)} at labeled fractions {args.labeled}, splits 0..{args.splits - 1}",
           flush=True)
     build(names, args.labeled, args.splits, args.cache_dir, log=lambda s: print(s, flush=True))

