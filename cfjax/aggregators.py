@@ -50,7 +50,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Real
 from cfjax.logistic import (
     NEWTON_MAX_PARAMETERS,
     fit_logistic,
-    fit_logistic_prior,
+    fit_logistic_prior_nonnegative,
     fit_multinomial,
     multinomial_penalty,
 )
@@ -391,8 +391,14 @@ class PriorTheta(NamedTuple):
     `center` is not learned by gradient (the penalty stops its gradient): it starts as the
     averaging direction and `exact_fit` sets it (`prior_direction`): half from every column
     without labels (the spectral meta-learner's reliabilities), half from the labeled columns
-    (the diagonal discriminant), by default. The study behind it:
-    docs/results/scarce_labels.md.
+    (the diagonal discriminant), by default. Fitted exactly (binary), w >= 0
+    (`cfjax.logistic.fit_logistic_prior_nonnegative`): no classifier's probability of the
+    positive class counts against it. With a few dozen labels the out-of-fold base predictions
+    on the labeled columns can rank every classifier below chance while the same models score
+    well on the other columns; unconstrained, the fit then turns the whole ensemble around
+    (docs/results/scarce_holdout.md). A classifier held at 0 keeps a trace (`_HELD_TRACE`) of
+    its weight in the prior's direction. Gradient-trained (joint, mm_als) the weights are not
+    constrained. The study behind it: docs/results/scarce_labels.md.
     """
 
     w: jax.Array  # (m,)
@@ -475,9 +481,19 @@ def _prior_exact_fit(theta: PriorTheta, fixed: Inputs, labels, omega, hparams) -
         W, b = _fit_softmax(fixed.R_hat, labels, weights, l2, theta.center, _PRIOR_ALONG * hparams.agg_prior)
         return theta._replace(w=W, b=b)
     center = prior_direction(fixed, labels, labeled, hparams.agg_prior_sml)
-    w, b = fit_logistic_prior(fixed.R_hat, labels, labeled.astype(fixed.R_hat.dtype),
-                              prior_precision(center, hparams.agg_prior), theta.w, theta.b)
+    w, b = fit_logistic_prior_nonnegative(fixed.R_hat, labels, labeled.astype(fixed.R_hat.dtype),
+                                          prior_precision(center, hparams.agg_prior))
+    # A classifier held at 0 keeps a trace of its weight in the prior's direction: where the
+    # labels would weigh every classifier negatively the direction still ranks the columns.
+    w = jnp.where(w > 0, w, _HELD_TRACE * center / jnp.linalg.norm(center))
     return PriorTheta(w=w, b=b, center=center)
+
+
+#: The weight, relative to the unit prior direction, that a classifier held at 0 by the
+#: non-negativity constraint keeps: far below any fitted weight, enough to break the ties of a
+#: fit that holds every classifier (then the probabilities are the labeled base rate, ranked by
+#: the direction).
+_HELD_TRACE = 1e-3
 
 
 def prior_precision(center: jax.Array, scale: jax.Array, along: Any = None) -> jax.Array:
@@ -517,8 +533,8 @@ prior = register(
         description=(
             "sigmoid(w^T r + b) under a Gaussian prior centred on a direction: when fitted exactly "
             "(two_stage), the spectral meta-learner's reliabilities of every column blended with the "
-            "diagonal discriminant of the labeled columns (Hparams.agg_prior_sml), averaging "
-            "otherwise; scale Hparams.agg_prior, on the summed log-likelihood. For K classes "
+            "diagonal discriminant of the labeled columns (Hparams.agg_prior_sml), and w >= 0; "
+            "averaging otherwise; scale Hparams.agg_prior, on the summed log-likelihood. For K classes "
             "softmax(W r + b), centred on averaging (W_k on class k's rows)"
         ),
         multiclass=True,

@@ -18,7 +18,8 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 from cfjax.compilation import jit
 
-__all__ = ["NEWTON_MAX_PARAMETERS", "fit_logistic", "fit_logistic_prior", "fit_multinomial", "logistic_loss", "multinomial_loss", "multinomial_penalty",
+__all__ = ["NEWTON_MAX_PARAMETERS", "fit_logistic", "fit_logistic_prior", "fit_logistic_prior_nonnegative",
+           "fit_multinomial", "logistic_loss", "multinomial_loss", "multinomial_penalty",
            "multinomial_proba"]
 
 _STEP_SIZES = (1.0, 0.5, 0.25, 0.125, 0.0)
@@ -124,12 +125,22 @@ def fit_logistic_prior(
       precision: (p, p) symmetric positive semi-definite Lambda. Traced.
       bias_precision: epsilon, a tiny ridge on b (keeps the system definite).
     """
+    theta = _prior_newton(F, y, weights, precision, w0, b0, bias_precision, n_steps, None)
+    return theta[:-1], theta[-1]
+
+
+def _prior_newton(F, y, weights, precision, w0, b0, bias_precision, n_steps, free):
+    """`fit_logistic_prior`'s guarded Newton steps from (w0, b0) (None: 0) with the weights
+    outside `free` (p,) bool (None: all free) held at 0. Returns theta (p + 1,): w, then b."""
     p = F.shape[0]
     dtype = F.dtype
-    w = jnp.zeros((p,), dtype) if w0 is None else w0
-    b = jnp.zeros((), dtype) if b0 is None else b0
+    w = jnp.zeros((p,), dtype) if w0 is None else jnp.asarray(w0, dtype)
+    b = jnp.zeros((), dtype) if b0 is None else jnp.asarray(b0, dtype)
+    theta = jnp.concatenate([w, b[None]])
     Fa = jnp.concatenate([F, jnp.ones((1, F.shape[1]), dtype)], axis=0)
     prior = jnp.zeros((p + 1, p + 1), dtype).at[:p, :p].set(precision).at[p, p].set(bias_precision)
+    moving = jnp.ones((p + 1,), bool) if free is None else jnp.concatenate([free, jnp.ones((1,), bool)])
+    theta = jnp.where(moving, theta, 0.0)
 
     def objective(theta):
         s = theta[:p] @ F + theta[p]
@@ -138,12 +149,51 @@ def fit_logistic_prior(
 
     def grad_and_hessian(theta):
         prob = jax.nn.sigmoid(theta[:p] @ F + theta[p])
+        gradient = Fa @ (weights * (prob - y)) + prior @ theta
         curv = weights * prob * (1.0 - prob)
         H = (Fa * curv[None, :]) @ Fa.T + prior + 1e-8 * jnp.max(curv) * jnp.eye(p + 1, dtype=dtype)
-        return Fa @ (weights * (prob - y)) + prior @ theta, H
+        # A held weight: its row and column of the Newton system are the identity's, its gradient
+        # 0, so no step moves it.
+        both = moving[:, None] & moving[None, :]
+        H = jnp.where(both, H, jnp.eye(p + 1, dtype=dtype))
+        return jnp.where(moving, gradient, 0.0), H
 
-    theta = _guarded_newton(objective, grad_and_hessian, jnp.concatenate([w, b[None]]), n_steps)
-    return theta[:p], theta[p]
+    return _guarded_newton(objective, grad_and_hessian, theta, n_steps)
+
+
+def fit_logistic_prior_nonnegative(
+    F: jax.Array,
+    y: jax.Array,
+    weights: jax.Array,
+    precision: jax.Array,
+    bias_precision: float | jax.Array = 1e-8,
+    n_steps: int = 30,
+) -> tuple[jax.Array, jax.Array]:
+    r"""`fit_logistic_prior` with w >= 0 by backward elimination (b free).
+
+    Non-negative stacking weights (Breiman 1996, "Stacked regressions"): no base classifier's
+    probability of the positive class may count against it. Each round refits the free weights
+    by guarded Newton steps with the others held at 0, then holds every free weight that came out
+    negative; it stops when none does (at most p + 1 rounds). A held weight is never freed
+    again, so this is not the constrained optimum in general, on purpose: where the labeled
+    columns weigh every classifier negatively, it holds them all at once (the labels contradict
+    the whole ensemble, so trust none of them), where the exact optimum would keep whichever
+    classifier the few labels happen to favour (docs/results/scarce_holdout.md). Where the
+    unconstrained fit has no negative weight, it is that fit. Returns (w, b), w >= 0 (0 where
+    held) and the free weights the MAP of the objective restricted to them. Traced; vmappable (a
+    `lax.while_loop`).
+    """
+    p = F.shape[0]
+
+    def body(state):
+        free, _, _ = state
+        theta = _prior_newton(F, y, weights, precision, None, None, bias_precision, n_steps, free)
+        negative = free & (theta[:p] < 0)
+        return free & ~negative, theta, negative.any()
+
+    start = (jnp.ones((p,), bool), jnp.zeros((p + 1,), F.dtype), jnp.asarray(True))
+    free, theta, _ = jax.lax.while_loop(lambda state: state[2], body, start)
+    return jnp.where(free, theta[:p], 0.0), theta[p]
 
 
 def multinomial_proba(

@@ -62,6 +62,16 @@ order; elsewhere the default's order stands (`AGREEMENT_SPECS`, emulated from pa
 predictors). Self-contained records (part 7's scores, the goal's baselines and the statistic per
 cell), so it runs on any split range without part 2; writes agreement_<first split>.md.
 
+Part 9, non-negative weights (`--nonnegative`; after part 8's switch failed on the held-out data
+sets, `--holdout`: `panel.FEW_LABEL_HOLDOUT`, chosen by a rule in `cfjax.datasets`). There, with a
+few dozen labels, every classifier's out-of-fold ROC-AUC on the labeled columns can be below 0.5
+while the same models score 0.53-0.83 on the test columns, and the prior's fit turns the whole
+ensemble around. Per cell: the default's options as fitted before (w free, on the filled R as in
+part 6) and as the library's prior aggregator now fits them (w >= 0,
+`cfjax.logistic.fit_logistic_prior_nonnegative`), each scored on `run_candidate`'s folds and the
+test columns, and the goal's baselines; self-contained records like part 8's; writes
+nonneg_<panel>_<first split>.md.
+
 Writes results/scarce_design/ (records.jsonl, records_evidence.jsonl, records_stacking.jsonl, records_along.jsonl,
 records_blend.jsonl, records_lda.jsonl, records_lda_em.jsonl, records_lda_diagnosis.jsonl, diagnosis.md, ablations.md, lda.md,
 lda_diagnosis.md, along.md, blend.md, records_agreement.jsonl, agreement_*.md, config.json).
@@ -90,7 +100,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import semisupervised_lda  # registers the aggregators of part 5
 from common import provenance, results_dir, write_json
-from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_PANEL
+from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_HOLDOUT, FEW_LABEL_PANEL
 
 import cfjax
 from cfjax import aggregators, baselines, benchmark, datasets, metrics, predict, validation
@@ -201,6 +211,10 @@ AGREEMENT_SPECS = {
         (f"(8) agreement >= {t:g}: stacking", (t, ["stacking"], "best")),
         (f"(8) agreement >= {t:g}: the options and stacking, best", (t, [*_SCALES_7, "stacking"], "best")))},
 }
+#: Part 9: the default's scales, and its two pipelines: name -> w >= 0.
+NONNEG_SCALES = BLEND_SCALES
+NONNEG_SPECS = {"(9) the default's options, w free, one_se": False,
+                "(9) the default's options, w >= 0, one_se": True}
 _LDA_ALL = list(range(len(LDA_SCALES)))
 #: Part 5's emulated pipelines (fixed before any test score was seen), as SPECS.
 LDA_SPECS = {
@@ -560,6 +574,67 @@ def agreement_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def nonnegative_predictions(problem, train):
+    """(2 V, n) float32 probabilities of the default's options fitted on the `train` columns of
+    the filled R: with w free (`_prior_option_logits`), then as the library's prior aggregator
+    fits them (w >= 0), V = the default's scales."""
+    F = baselines._filled(problem)
+    fixed = aggregators.Inputs(R_hat=F, X=None, Y=None, observed=problem.observed)
+    hp = cfjax.Hparams.create(dtype=F.dtype)
+    theta0 = aggregators.prior.init(jax.random.key(0), F.shape[0], hp, F.dtype)
+
+    def constrained(scale):
+        theta = aggregators.prior.exact_fit(theta0, fixed, problem.labels, train.astype(F.dtype),
+                                            hp._replace(agg_prior=scale))
+        return theta.w @ F + theta.b
+
+    free = _prior_option_logits(problem, train, NONNEG_SCALES)
+    held = jax.vmap(constrained)(jnp.asarray(NONNEG_SCALES, F.dtype))
+    return jax.nn.sigmoid(jnp.concatenate([free, held]).astype(jnp.float32))
+
+
+@jax.jit
+def _nonnegative_cell(key, problem, y_true, test):
+    """Fold scores (2 V, J) and test PR-AUC (2 V,) of `nonnegative_predictions`."""
+    scores, full = _fold_scores_and_full(key, problem, lambda train: nonnegative_predictions(problem, train))
+    y = y_true.astype(jnp.float32)
+    return scores, jax.vmap(lambda q: metrics.average_precision(y, q, test))(full)
+
+
+def collect_nonnegative(names, fractions, splits, out_path: Path, first: int = 0) -> list[dict]:
+    """Part 9's records: per cell, `_nonnegative_cell`'s fold scores and test PR-AUC and the
+    goal's baselines' test PR-AUC."""
+
+    def record(ens, split):
+        scores, test = _nonnegative_cell(jax.random.key(split), ens.problem, jnp.asarray(ens.y_true),
+                                         jnp.asarray(ens.test))
+        return {"scores": np.asarray(scores).tolist(), "test": np.asarray(test).tolist(),
+                "baselines": _baseline_scores(ens, GOAL_BASELINES)}
+
+    return _each_cell(names, fractions, splits, out_path, record, first)
+
+
+def emulate_nonnegative(rec: dict, constrained: bool) -> float:
+    """The test PR-AUC of the one-SE choice among the default's scales, w free or w >= 0."""
+    V = len(NONNEG_SCALES)
+    options = slice(V, 2 * V) if constrained else slice(0, V)
+    chosen, _, _ = auto.choose(jnp.asarray(np.asarray(rec["scores"], float)[options]), "one_se", 1.0,
+                               auto.DEFAULT_FOLDS)
+    return rec["test"][options][int(chosen)]
+
+
+def nonnegative_table(records: list[dict]) -> str:
+    """Per fraction, part 9's two pipelines against the goal's baselines (`_fraction_table`)."""
+    lines = []
+    for fraction in sorted({r["labeled_fraction"] for r in records}):
+        recs = [r for r in records if r["labeled_fraction"] == fraction]
+        rows = {b: {(r["dataset"], r["split"]): r["baselines"][b] for r in recs} for b in GOAL_BASELINES}
+        for name, constrained in NONNEG_SPECS.items():
+            rows[name] = {(r["dataset"], r["split"]): emulate_nonnegative(r, constrained) for r in recs}
+        lines += _fraction_table(rows, recs, fraction, below=0.01, against="(9) the default's options, w free, one_se")
+    return "\n".join(lines)
+
+
 def collect_stacking(names, fractions, splits, out_path: Path) -> list[dict]:
     """Part 4's records: per cell, stacking's PR-AUC on each of the candidates' held-out folds,
     and the events per variable (labeled columns of the smaller class / m)."""
@@ -711,9 +786,11 @@ def ablation_tables(records: list[dict], evidence: list[dict] = (), stacking: li
 
 
 def _fraction_table(rows: dict, recs: list[dict], fraction: float, only: tuple[str, ...] | None = None,
-                    note: str = "") -> list[str]:
+                    note: str = "", below: float | None = None, against: str | None = None) -> list[str]:
     """One fraction's table: each pipeline of `rows` ({name: {(data set, split): test PR-AUC}})
-    against averaging and the best of `GOAL_BASELINES`, paired over splits; `only`: the rows."""
+    against averaging and the best of `GOAL_BASELINES`, paired over splits; `only`: the rows.
+    `below`: a column counting the data sets more than this below averaging (the goal's 0.01);
+    `against`: a column of each pipeline's paired difference from that row."""
     cells = [(r["dataset"], fraction, r["split"]) for r in recs]
     sets = sorted({c[0] for c in cells})
 
@@ -721,19 +798,30 @@ def _fraction_table(rows: dict, recs: list[dict], fraction: float, only: tuple[s
         return np.mean([np.mean([v for (d, _), v in rows[m].items() if d == s]) for s in sets])
 
     best = max(GOAL_BASELINES, key=panel)
+    extra = ([f"data sets > {below:g} below averaging"] if below is not None else []) + (
+        [f"− {against} [95 % CI]"] if against is not None else [])
     lines = [(f"\n**{100 * fraction:g} % labeled** ({len(sets)} data sets x {len(recs) // len(sets)} splits; "
               f"best baseline {best}{note})\n"),
-             "| pipeline | panel mean | − averaging [95 % CI] | − best baseline [95 % CI] | worst data set − averaging |",
-             "|---|---|---|---|---|"]
+             "| pipeline | panel mean | − averaging [95 % CI] | − best baseline [95 % CI] | worst data set − averaging |"
+             + "".join(f" {e} |" for e in extra),
+             "|---|---|---|---|---|" + "---|" * len(extra)]
     for m, scores in rows.items():
         if only is not None and m not in only:
             continue
         d1 = _paired(rows, m, "simple_average", cells)
         d2 = _paired(rows, m, best, cells)
-        worst = min((np.mean([scores[(s, k)] - rows["simple_average"][(s, k)] for (d, k) in scores if d == s]), s)
-                    for s in sets)
-        lines.append(f"| {m} | {panel(m):.4f} | {d1[0]:+.4f} [{d1[1]:+.4f}, {d1[2]:+.4f}] | "
-                     f"{d2[0]:+.4f} [{d2[1]:+.4f}, {d2[2]:+.4f}] | {worst[0]:+.4f} ({worst[1]}) |")
+        per_set = [(np.mean([scores[(s, k)] - rows["simple_average"][(s, k)] for (d, k) in scores if d == s]), s)
+                   for s in sets]
+        worst = min(per_set)
+        line = (f"| {m} | {panel(m):.4f} | {d1[0]:+.4f} [{d1[1]:+.4f}, {d1[2]:+.4f}] | "
+                f"{d2[0]:+.4f} [{d2[1]:+.4f}, {d2[2]:+.4f}] | {worst[0]:+.4f} ({worst[1]}) |")
+        if below is not None:
+            bad = [s for v, s in per_set if v < -below]
+            line += f" {len(bad)}{' (' + ', '.join(bad) + ')' if bad else ''} |"
+        if against is not None:
+            d3 = _paired(rows, m, against, cells) if m != against else (0.0, 0.0, 0.0)
+            line += f" {d3[0]:+.4f} [{d3[1]:+.4f}, {d3[2]:+.4f}] |"
+        lines.append(line)
     return lines
 
 
@@ -772,14 +860,31 @@ def main(argv=None) -> None:
                         help="part 7 as well: averaging the options, blending with stacking (minutes); writes blend.md")
     parser.add_argument("--agreement", action="store_true",
                         help="part 8 only (minutes; no part-2 records needed): writes agreement_<first split>.md")
-    parser.add_argument("--first-split", type=int, default=0, help="part 8: the first split (splits from here)")
+    parser.add_argument("--nonnegative", action="store_true",
+                        help="part 9: the default's options with w >= 0 against w free (self-contained)")
+    parser.add_argument("--holdout", action="store_true",
+                        help="the held-out data sets (panel.FEW_LABEL_HOLDOUT) instead of the few-label panel")
+    parser.add_argument("--first-split", type=int, default=0, help="parts 8 and 9: the first split (splits from here)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    names = args.datasets or [n for n in FEW_LABEL_PANEL if n.startswith("synthetic-") or n in datasets.available()]
+    panel = FEW_LABEL_HOLDOUT if args.holdout else FEW_LABEL_PANEL
+    names = args.datasets or [n for n in panel if n.startswith("synthetic-") or n in datasets.available()]
     if args.smoke:
         names, args.splits, args.labeled = ["synthetic-seed", "synthetic-imbalanced_10"], 2, [0.1]
     out = results_dir("scarce_design", args.out)
     start = time.perf_counter()
+    if args.nonnegative:
+        tag = f"{'holdout' if args.holdout else 'panel'}_{args.first_split}"
+        table = nonnegative_table(collect_nonnegative(names, args.labeled, args.splits,
+                                                      out / f"records_nonneg_{'holdout' if args.holdout else 'panel'}.jsonl",
+                                                      args.first_split))
+        print(f"Part 9, {tag}\n" + table)
+        (out / f"nonneg_{tag}.md").write_text(table + "\n")
+        write_json(out / f"config_nonneg_{tag}.json",
+                   provenance(datasets=names, labeled_fractions=args.labeled, splits=args.splits,
+                              first_split=args.first_split, seconds=time.perf_counter() - start,
+                              nonneg_scales=NONNEG_SCALES, nonneg_specs=NONNEG_SPECS))
+        return
     if args.agreement:
         table = agreement_table(collect_agreement(names, args.labeled, args.splits, out / "records_agreement.jsonl",
                                                   args.first_split))

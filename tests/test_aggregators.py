@@ -8,7 +8,7 @@ import pytest
 import cfjax
 from cfjax import aggregators, baselines, data, losses
 from cfjax.benchmark import score_test_columns
-from cfjax.logistic import fit_logistic_prior
+from cfjax.logistic import fit_logistic_prior, fit_logistic_prior_nonnegative
 from cfjax.structs import Hparams
 
 
@@ -65,25 +65,88 @@ def _map_objective(w, b, F, y, mask, precision, eps):
 
 
 def test_prior_exact_fit_is_the_map_of_its_objective():
-    """The fitted (w, b) is stationary for the MAP objective written out in NumPy, and no
-    perturbation lowers it."""
+    """The fitted (w, b) is stationary for the MAP objective, written out in NumPy, on its free
+    weights and the bias, and no perturbation of those lowers it; a classifier turned around
+    (worse than chance on every column) is held at 0 and keeps the trace of the direction."""
     with jax.enable_x64(True):
         p = _problem(2)
-        fixed = aggregators.Inputs(R_hat=p.R, X=jnp.eye(6), Y=p.R)
+        R = np.array(p.R)
+        R[1] = 1.0 - R[1]
+        fixed = aggregators.Inputs(R_hat=jnp.asarray(R), X=jnp.eye(6), Y=jnp.asarray(R))
         hp = Hparams.create(agg_prior=0.3)
         theta0 = aggregators.prior.init(jax.random.key(0), 6, hp, jnp.float64)
         theta = aggregators.prior.exact_fit(theta0, fixed, p.labels, p.labeled.astype(jnp.float64), hp)
         c = np.asarray(theta.center) / np.linalg.norm(np.asarray(theta.center))
         precision = (np.eye(6) - np.outer(c, c)) / 0.3 + 1e-2 * np.outer(c, c)
-        F, y, mask = np.asarray(p.R), np.asarray(p.labels), np.asarray(p.labeled, float)
-        w, b = np.asarray(theta.w), float(theta.b)
-        grad = jax.grad(lambda t: _map_objective_jnp(t, F, y, mask, precision))(jnp.concatenate([theta.w, theta.b[None]]))
-        assert float(jnp.max(jnp.abs(grad))) < 1e-8
+        F, y, mask = R, np.asarray(p.labels), np.asarray(p.labeled, float)
+        held = np.isclose(np.asarray(theta.w), aggregators._HELD_TRACE * c, rtol=1e-12, atol=0)
+        assert held[1] and not held.all()
+        w = np.where(held, 0.0, np.asarray(theta.w))  # the fit before the trace
+        b = float(theta.b)
+        grad = np.asarray(jax.grad(lambda t: _map_objective_jnp(t, F, y, mask, precision))(jnp.asarray(np.r_[w, b])))
+        assert np.abs(grad[:-1][~held]).max() < 1e-8 and abs(grad[-1]) < 1e-8
         base = _map_objective(w, b, F, y, mask, precision, 1e-8)
         rng = np.random.default_rng(0)
         for _ in range(20):
-            dw, db = 1e-3 * rng.normal(size=6), 1e-3 * rng.normal()
+            dw, db = np.where(held, 0.0, 1e-3 * rng.normal(size=6)), 1e-3 * rng.normal()
             assert _map_objective(w + dw, b + db, F, y, mask, precision, 1e-8) >= base - 1e-12
+
+
+def _backward_elimination_twin(F, y, mask, precision):
+    """`fit_logistic_prior_nonnegative` written out: SciPy's BFGS on the free weights and the bias,
+    then every negative free weight held at 0, until none is negative."""
+    from scipy.optimize import minimize
+
+    free = np.ones(F.shape[0], bool)
+    while True:
+        idx = np.flatnonzero(free)
+
+        def objective(t, idx=idx):
+            w = np.zeros(F.shape[0])
+            w[idx] = t[:-1]
+            return _map_objective(w, t[-1], F, y, mask, precision, 1e-8)
+
+        t = minimize(objective, np.zeros(idx.size + 1), method="BFGS", options={"gtol": 1e-9}).x
+        w = np.zeros(F.shape[0])
+        w[idx] = t[:-1]
+        negative = free & (w < 0)
+        if not negative.any():
+            return w, t[-1]
+        free &= ~negative
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nonnegative_fit_against_a_scipy_twin(seed):
+    """Backward elimination against its twin where the unconstrained fit has negative weights
+    (odd seeds: some classifiers against the label; even: all of them, so all are held), and the
+    unconstrained fit itself where it has none (every classifier turned towards the label)."""
+    rng = np.random.default_rng(seed)
+    m, n = 5, 60
+    y = (rng.uniform(size=n) < 0.4).astype(float)
+    signs = np.array([1.0, -1.0, 1.0, -0.5, 0.3]) if seed % 2 else -np.ones(m)
+    noise = 0.2 * rng.normal(size=(m, n))
+    F = np.clip(0.5 + 0.25 * signs[:, None] * (y - 0.5)[None, :] + noise, 0, 1)
+    towards = np.clip(0.5 + 0.25 * np.abs(signs)[:, None] * (y - 0.5)[None, :] + noise, 0, 1)
+    mask = (rng.uniform(size=n) < 0.7).astype(float)
+    c = rng.uniform(0.2, 1.0, size=m)
+    c /= np.linalg.norm(c)
+    tau = [0.1, 1.0, 10.0][seed % 3]
+    precision = (np.eye(m) - np.outer(c, c)) / tau + 1e-2 * np.outer(c, c)
+    rest = (jnp.asarray(y), jnp.asarray(mask), jnp.asarray(precision))
+    with jax.enable_x64(True):
+        w, b = (np.asarray(x) for x in fit_logistic_prior_nonnegative(jnp.asarray(F), *rest))
+        free_w, _ = fit_logistic_prior(jnp.asarray(F), *rest)
+        plain = [np.asarray(x) for x in fit_logistic_prior(jnp.asarray(towards), *rest)]
+        again = [np.asarray(x) for x in fit_logistic_prior_nonnegative(jnp.asarray(towards), *rest)]
+    assert (w >= 0).all() and (seed % 2 or (np.asarray(free_w) < 0).all())
+    want_w, want_b = _backward_elimination_twin(F, y, mask, precision)
+    np.testing.assert_allclose(w, want_w, atol=1e-5)
+    assert abs(float(b) - want_b) < 1e-5
+    if seed % 2 == 0:
+        assert (w == 0).all()
+    if (plain[0] >= 0).all():  # nothing to hold: the unconstrained fit itself
+        np.testing.assert_allclose(again[0], plain[0], rtol=1e-10)
+        assert float(again[1]) == pytest.approx(float(plain[1]), rel=1e-10)
 
 
 def _map_objective_jnp(t, F, y, mask, precision):
@@ -105,9 +168,11 @@ def test_a_strong_prior_ranks_like_its_direction_a_weak_one_like_logistic_regres
         weak = aggregators.prior.exact_fit(theta0, fixed, p.labels, p.labeled.astype(jnp.float64),
                                            Hparams.create(agg_prior=1e6))
         # what remains of the prior as tau grows is its weak precision along the direction, 1e-2 c c^T
+        # (and the constraint w >= 0)
         c = weak.center / jnp.linalg.norm(weak.center)
-        w_lr, _ = fit_logistic_prior(p.R, p.labels, p.labeled.astype(jnp.float64),
-                                     1e-2 * jnp.outer(c, c) + 1e-12 * jnp.eye(6))
+        w_lr, _ = fit_logistic_prior_nonnegative(p.R, p.labels, p.labeled.astype(jnp.float64),
+                                                 1e-2 * jnp.outer(c, c) + 1e-12 * jnp.eye(6))
+        w_lr = jnp.where(w_lr > 0, w_lr, aggregators._HELD_TRACE * c)
         np.testing.assert_allclose(np.asarray(weak.w), np.asarray(w_lr), rtol=1e-3, atol=1e-3)
 
 

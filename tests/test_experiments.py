@@ -355,7 +355,8 @@ def test_scarce_design_em_direction_matches_numpy_loops():
 
 def test_scarce_design_along_emulation_is_the_library_prior_fit():
     """Part 6's emulated fit at the library's own precision along the direction is the default
-    candidate's exact prior fit on the filled R: the same test PR-AUC at every scale."""
+    candidate's exact prior fit on the filled R: the same test PR-AUC at every scale, on data
+    where no weight comes out negative (so the prior's w >= 0, part 9, does not bind)."""
     import jax
     import jax.numpy as jnp
 
@@ -421,6 +422,54 @@ def test_scarce_design_blend_cell_is_part_6_and_stacking():
                                (options.sum(0) + S) / (k + 1), rtol=1e-6)
 
 
+def test_scarce_design_nonnegative_cell_is_the_free_fit_and_the_library_fit():
+    """Part 9's first V options are part 7's (w free), its last V the library's prior fit (w >= 0)
+    at the same scales. Where the labeled columns are turned around (every classifier below chance
+    there, as out-of-fold predictions from a few dozen rows can be) the free fit turns the test
+    ranking around too, and the library's does not."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from cfjax import aggregators, baselines, data
+    from cfjax.benchmark import score_test_columns
+    from cfjax.structs import Hparams
+
+    module = _load("scarce_design")
+    ens = data.synthetic(jax.random.key(3), n_classifiers=6, n_instances=300, missing_rate=0.1,
+                         labeled_fraction=0.3)
+    args = (jax.random.key(0), ens.problem, jnp.asarray(ens.y_true), jnp.asarray(ens.test))
+    scores, test = (np.asarray(x) for x in module._nonnegative_cell(*args))
+    blend_scores, blend_test = (np.asarray(x) for x in module._blend_cell(*args))
+    k = len(module.NONNEG_SCALES)
+    assert module.NONNEG_SCALES == module.BLEND_SCALES
+    np.testing.assert_allclose(scores[:k], blend_scores[:k], atol=1e-6)
+    np.testing.assert_allclose(test[:k], blend_test[:k], atol=1e-6)
+
+    problem = ens.problem
+    turned = problem._replace(R=jnp.where(problem.labeled[None, :], 1.0 - problem.R, problem.R))
+    args = (jax.random.key(0), turned, jnp.asarray(ens.y_true), jnp.asarray(ens.test))
+    scores, test = (np.asarray(x) for x in module._nonnegative_cell(*args))
+    F = baselines._filled(turned)
+    fixed = aggregators.Inputs(R_hat=F, X=None, Y=None, observed=turned.observed)
+    for j, scale in enumerate(module.NONNEG_SCALES):
+        hp = Hparams.create(agg_prior=scale)
+        theta0 = aggregators.prior.init(jax.random.key(0), 6, hp, F.dtype)
+        theta = aggregators.prior.exact_fit(theta0, fixed, turned.labels, turned.labeled.astype(F.dtype), hp)
+        assert (np.asarray(theta.w) > 0).all()  # held at 0, each keeps a trace of the direction
+        want = score_test_columns(ens.y_true, jax.nn.sigmoid(theta.w @ F + theta.b), ens.test)["pr_auc"]
+        # every weight held: logits spread by the trace alone (~1e-4), so float32 rounding may
+        # swap near-equal columns between this fit and the cell's vmapped one
+        assert abs(float(test[k + j]) - want) < 1e-4
+    rate = float(np.mean(ens.y_true[ens.test]))
+    average = score_test_columns(ens.y_true, baselines.simple_average(turned), ens.test)["pr_auc"]
+    assert (test[:k] < rate).all()  # the free fit: below a random ranking
+    assert (test[k:] > average - 0.02).all()  # w >= 0: about as good as averaging
+    record = {"scores": scores.tolist(), "test": test.tolist()}
+    assert module.emulate_nonnegative(record, True) in test[k:].tolist()
+    assert module.emulate_nonnegative(record, False) in test[:k].tolist()
+
+
 def test_scarce_design_label_agreement_reads_no_unlabeled_label():
     """Part 8's statistic: the Spearman correlation of the classifiers' ROC-AUCs on the labeled
     columns with the SML reliabilities, computed here by a plain loop; the labels of unlabeled
@@ -467,3 +516,15 @@ def test_scarce_design_label_agreement_reads_no_unlabeled_label():
         module.emulate_agreement(record, *default)
     assert module.emulate_agreement({**record, "agreement": 0.9}, *stacking) == \
         module.BLEND_PREDICTORS.index("stacking")
+
+
+def test_held_out_panel_is_registered_and_disjoint_from_the_panel():
+    """The held-out data sets are data sets of `cfjax.datasets`, none of them on the few-label
+    panel, and the scripts' --holdout flags read them."""
+    from cfjax import datasets
+
+    panel = _load("panel")
+    assert set(panel.FEW_LABEL_HOLDOUT) <= set(datasets.DATASETS)
+    assert not set(panel.FEW_LABEL_HOLDOUT) & set(panel.FEW_LABEL_PANEL)
+    for script in ("scarce_labels", "scarce_design", "build_ensembles"):
+        assert "FEW_LABEL_HOLDOUT if args.holdout" in (EXPERIMENTS / f"{script}.py").read_text(), script
