@@ -497,7 +497,13 @@ def _blend_cell(key, problem, y_true, test):
     """Fold scores (V, J) and test PR-AUC (V,) of every predictor of `BLEND_PREDICTORS`
     (`blend_predictions`), on `run_candidate`'s folds, scored on the float32 probabilities as the
     library's are."""
-    scores, full = _fold_scores_and_full(key, problem, lambda train: blend_predictions(problem, train))
+    return _scored_cell(key, problem, y_true, test, blend_predictions)
+
+
+def _scored_cell(key, problem, y_true, test, predict):
+    """Fold scores (V, J) on `run_candidate`'s folds and test PR-AUC (V,) of the (V, n) float32
+    probabilities `predict(problem, train)`."""
+    scores, full = _fold_scores_and_full(key, problem, lambda train: predict(problem, train))
     y = y_true.astype(jnp.float32)
     return scores, jax.vmap(lambda q: metrics.average_precision(y, q, test))(full)
 
@@ -560,18 +566,27 @@ def emulate_agreement(rec: dict, threshold: float | None, chosen_from: list[str]
     return rec["test"][index[int(chosen)]]
 
 
-def agreement_table(records: list[dict]) -> str:
-    """Per fraction, part 8's pipelines against the goal's baselines (`_fraction_table`)."""
+def _self_contained_tables(records: list[dict], pipelines: dict, note=None, **table) -> str:
+    """Per fraction, the goal's baselines (stored in each record) and `pipelines` ({name:
+    record -> test PR-AUC}) as `_fraction_table`s; `note(records of the fraction)` -> str, and
+    `table`, its keyword arguments."""
     lines = []
     for fraction in sorted({r["labeled_fraction"] for r in records}):
         recs = [r for r in records if r["labeled_fraction"] == fraction]
         rows = {b: {(r["dataset"], r["split"]): r["baselines"][b] for r in recs} for b in GOAL_BASELINES}
-        for name, spec in AGREEMENT_SPECS.items():
-            rows[name] = {(r["dataset"], r["split"]): emulate_agreement(r, *spec) for r in recs}
-        share = np.mean([r["agreement"] >= max(AGREEMENT_THRESHOLDS) for r in recs])
-        lines += _fraction_table(rows, recs, fraction,
-                                 note=f"; agreement >= {max(AGREEMENT_THRESHOLDS):g} in {100 * share:.0f} % of cells")
+        for name, emulated in pipelines.items():
+            rows[name] = {(r["dataset"], r["split"]): emulated(r) for r in recs}
+        lines += _fraction_table(rows, recs, fraction, note=note(recs) if note else "", **table)
     return "\n".join(lines)
+
+
+def agreement_table(records: list[dict]) -> str:
+    """Per fraction, part 8's pipelines against the goal's baselines (`_fraction_table`)."""
+    top = max(AGREEMENT_THRESHOLDS)
+    return _self_contained_tables(
+        records, {name: partial(emulate_agreement, threshold=spec[0], chosen_from=spec[1], rule=spec[2])
+                  for name, spec in AGREEMENT_SPECS.items()},
+        note=lambda recs: f"; agreement >= {top:g} in {100 * np.mean([r['agreement'] >= top for r in recs]):.0f} % of cells")
 
 
 def nonnegative_predictions(problem, train):
@@ -596,9 +611,7 @@ def nonnegative_predictions(problem, train):
 @jax.jit
 def _nonnegative_cell(key, problem, y_true, test):
     """Fold scores (2 V, J) and test PR-AUC (2 V,) of `nonnegative_predictions`."""
-    scores, full = _fold_scores_and_full(key, problem, lambda train: nonnegative_predictions(problem, train))
-    y = y_true.astype(jnp.float32)
-    return scores, jax.vmap(lambda q: metrics.average_precision(y, q, test))(full)
+    return _scored_cell(key, problem, y_true, test, nonnegative_predictions)
 
 
 def collect_nonnegative(names, fractions, splits, out_path: Path, first: int = 0) -> list[dict]:
@@ -625,14 +638,9 @@ def emulate_nonnegative(rec: dict, constrained: bool) -> float:
 
 def nonnegative_table(records: list[dict]) -> str:
     """Per fraction, part 9's two pipelines against the goal's baselines (`_fraction_table`)."""
-    lines = []
-    for fraction in sorted({r["labeled_fraction"] for r in records}):
-        recs = [r for r in records if r["labeled_fraction"] == fraction]
-        rows = {b: {(r["dataset"], r["split"]): r["baselines"][b] for r in recs} for b in GOAL_BASELINES}
-        for name, constrained in NONNEG_SPECS.items():
-            rows[name] = {(r["dataset"], r["split"]): emulate_nonnegative(r, constrained) for r in recs}
-        lines += _fraction_table(rows, recs, fraction, below=0.01, against="(9) the default's options, w free, one_se")
-    return "\n".join(lines)
+    return _self_contained_tables(
+        records, {name: partial(emulate_nonnegative, constrained=c) for name, c in NONNEG_SPECS.items()},
+        below=0.01, against="(9) the default's options, w free, one_se")
 
 
 def collect_stacking(names, fractions, splits, out_path: Path) -> list[dict]:
