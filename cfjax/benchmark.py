@@ -57,6 +57,7 @@ __all__ = [
     "run_panel",
     "score_test_columns",
     "skip_reason",
+    "split_list",
     "summarize",
     "t_interval",
     "write_records",
@@ -207,7 +208,9 @@ def labeled_counts(name: str, split: int, labeled_fraction: float | None = None)
     return datasets.labeled_counts(name, seed=split, labeled_fraction=fraction)
 
 
-def _split_list(splits: int | Iterable[int]) -> list[int]:
+def split_list(splits: int | Iterable[int]) -> list[int]:
+    """The splits (seeds) as a list: an int n means 0..n-1; an iterable is taken as given (a
+    confirmation on fresh splits, e.g. range(20, 30))."""
     if isinstance(splits, (int, np.integer)) and not isinstance(splits, (bool, np.bool_)):
         if splits < 1:
             raise ValueError(f"splits: must be >= 1, got {splits}")
@@ -245,7 +248,7 @@ def applicable(name: str, labeled_fraction: float | None = None, splits: int | I
     `skip_reason` is None on every split, so every pair of a panel holds the same splits.
     Decided from class counts (and the unfitted base models), without building an ensemble.
     """
-    return all(skip_reason(name, s, labeled_fraction) is None for s in _split_list(splits))
+    return all(skip_reason(name, s, labeled_fraction) is None for s in split_list(splits))
 
 
 class PanelRecords(list):
@@ -285,11 +288,11 @@ def panel_pairs(datasets: Iterable[str], labeled_fractions: Iterable[float | Non
     fractions = [None] if labeled_fractions is None else list(labeled_fractions)
     if not fractions:
         raise ValueError("labeled_fractions: no fraction given (None means each data set's default)")
-    split_list = _split_list(splits)
+    chosen_splits = split_list(splits)
     pairs, skipped = [], []
     for name in datasets:
         for fraction in dict.fromkeys(_resolve_fraction(name, f) for f in fractions):
-            for split in split_list:
+            for split in chosen_splits:
                 reason = skip_reason(name, split, fraction)
                 if reason is not None:
                     counts = labeled_counts(name, split, fraction)
@@ -304,7 +307,7 @@ def panel_pairs(datasets: Iterable[str], labeled_fractions: Iterable[float | Non
 def run_panel(
     datasets: Iterable[str],
     pipelines: Sequence[Pipeline],
-    splits: int = 5,
+    splits: int | Iterable[int] = 5,
     progress: bool = False,
     cache_dir: Any = None,
     keep: Callable[[str, int, str, data.Ensemble, jax.Array, FitResult | None], None] | None = None,
@@ -313,9 +316,10 @@ def run_panel(
     """Fits every pipeline on every applicable (data set, labeled fraction, split); one record per fit.
 
     `labeled_fractions`: the fractions of columns labeled (None, or None among them: each data
-    set's default, `default_labeled_fraction`). Pairs that `applicable` refuses on splits
-    0..splits-1 (fewer than 5 labeled instances of a class on some split) are not fitted; they
-    are listed in the result's `skipped` (`PanelRecords`), never an error.
+    set's default, `default_labeled_fraction`). `splits`: an int n (splits 0..n-1) or the splits
+    themselves (`split_list`). Pairs that `applicable` refuses on those splits (fewer than 5
+    labeled instances of a class on some split) are not fitted; they are listed in the result's
+    `skipped` (`PanelRecords`), never an error.
 
     Records hold dataset, labeled_fraction, split, method, pr_auc, roc_auc (on the unlabeled
     columns), seconds (wall time including any compile) and, for methods, n_iter and converged.
@@ -323,12 +327,13 @@ def run_panel(
     proba, result). Fits are keyed by the split: at one split, every fraction shares the key.
     """
     pairs, skipped = panel_pairs(datasets, labeled_fractions, splits)
+    splits = split_list(splits)
     bar = None
     if progress:
         try:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(pairs) * splits * len(pipelines), desc="benchmark", unit="fit")
+            bar = tqdm(total=len(pairs) * len(splits) * len(pipelines), desc="benchmark", unit="fit")
         except ImportError:
             bar = None
     records = PanelRecords(skipped=skipped)
@@ -341,7 +346,7 @@ def run_panel(
             # fits). The persistent compilation cache, when on, still serves them from disk.
             jax.clear_caches()
         previous = name
-        for split in range(splits):
+        for split in splits:
             ens = load_ensemble(name, split, cache_dir, labeled_fraction=fraction)
             for pipe in pipelines:
                 if ens.problem.n_classes > 2 and not pipe.multiclass:

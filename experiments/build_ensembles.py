@@ -1,7 +1,7 @@
 """Builds, and caches on disk, the real ensembles of a few-label panel before anyone benchmarks.
 
 For each applicable (data set, labeled fraction) pair (`cfjax.benchmark.applicable` on splits
-0..splits-1: at least 5 labeled instances of each class on every split) and each split, calls
+the splits: at least 5 labeled instances of each class on every split) and each split, calls
 `cfjax.datasets.load(name, seed=split, labeled_fraction=...)`, which fits the nine base models
 by the out-of-fold protocol and writes the `.npz` cache entry (`$CFJAX_CACHE` or
 `~/.cache/cfjax` unless --cache-dir). Entries already cached are only checked, not rebuilt.
@@ -9,7 +9,7 @@ Synthetic data sets (`synthetic-*`) need no build and are passed over. Splits ru
 a partial build holds complete panels for the first splits. Prints the seconds of every build,
 then per pair and in total.
 
-    python experiments/build_ensembles.py [--datasets ... | --holdout] [--labeled 0.05 0.1 0.2 0.6] [--splits 10]
+    python experiments/build_ensembles.py [--datasets ... | --holdout] [--labeled 0.05 0.1 0.2 0.6] [--splits 10] [--first-split 0]
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from panel import FEW_LABEL_FRACTIONS, FEW_LABEL_HOLDOUT, FEW_LABEL_PANEL
 from cfjax import benchmark, datasets
 
 
-def build(names: list[str], fractions: list[float], splits: int, cache_dir: str | None = None,
+def build(names: list[str], fractions: list[float], splits: int | list[int], cache_dir: str | None = None,
           log=print) -> dict:
-    """Builds every missing entry; returns {"built": [...], "cached": [...], "skipped": [...],
+    """Builds every missing entry on `splits` (an int n: splits 0..n-1, or a list); returns {"built": [...], "cached": [...], "skipped": [...],
     "seconds": total} with (name, fraction, split, seconds) per built entry."""
     real = [n for n in names if not n.startswith(benchmark.SYNTHETIC_PREFIX)]
     for name in names:
@@ -39,7 +39,7 @@ def build(names: list[str], fractions: list[float], splits: int, cache_dir: str 
         log(f"{s['dataset']} @ {s['labeled_fraction']:g}: skipped, split {s['split']}: {s['reason']}")
     built, cached = [], []
     start = time.perf_counter()
-    for split in range(splits):
+    for split in benchmark.split_list(splits):
         for name, fraction in pairs:
             if datasets.is_cached(name, split, fraction, cache_dir):
                 cached.append((name, fraction, split))
@@ -68,15 +68,18 @@ def main(argv=None) -> None:
     parser.add_argument("--labeled", nargs="+", type=float, default=list(FEW_LABEL_FRACTIONS),
                         help=f"labeled fractions (default {' '.join(map(str, FEW_LABEL_FRACTIONS))})")
     parser.add_argument("--splits", type=int, default=10, help="splits (seeds) 0..N-1 (default 10)")
+    parser.add_argument("--first-split", type=int, default=0,
+                        help="the first split: builds FIRST..FIRST+N-1 (fresh splits for a confirmation)")
     parser.add_argument("--holdout", action="store_true",
                         help="the held-out data sets (panel.FEW_LABEL_HOLDOUT) instead of the few-label panel's")
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args(argv)
     panel = FEW_LABEL_HOLDOUT if args.holdout else FEW_LABEL_PANEL
     names = args.datasets or [n for n in panel if n in datasets.available()]
-    print(f"building {', '.join(names)} at labeled fractions {args.labeled}, splits 0..{args.splits - 1}",
+    splits = list(range(args.first_split, args.first_split + args.splits))
+    print(f"building {', '.join(names)} at labeled fractions {args.labeled}, splits {splits[0]}..{splits[-1]}",
           flush=True)
-    build(names, args.labeled, args.splits, args.cache_dir, log=lambda s: print(s, flush=True))
+    build(names, args.labeled, splits, args.cache_dir, log=lambda s: print(s, flush=True))
 
 
 if __name__ == "__main__":

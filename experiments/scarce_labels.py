@@ -6,9 +6,10 @@ below the applicability rule skipped and listed. Pipelines: the baselines of
 `cfjax.baselines.BASELINES` (simple average, best single, stacking, Caruana ensemble selection,
 the spectral meta-learner, local competence), the hard-vote peers of `cfjax.baselines.PEERS`
 (Dawid-Skene, Snorkel's label model) when the `peers` extra is installed, the default pipeline
-(`auto`), the landed main's candidate list of `auto` (`auto_landed`, for the comparison the issue
-started from) and every iterative method at its registry defaults. Test PR-AUC on the unlabeled
-columns.
+(`auto`), the default's candidates under each choice rule named (`auto_one_se`, `auto_best`:
+`cfjax.solvers.auto.choose`), the landed main's candidate list of `auto` (`auto_landed`, for the
+comparison the issue started from) and every iterative method at its registry defaults. Test
+PR-AUC on the unlabeled columns.
 
 Prints and writes (results/scarce_labels/: records.csv, table.md, summary.md, config.json):
 per labeled fraction, each pipeline's panel mean, its paired difference against simple
@@ -17,8 +18,11 @@ averaging, stacking, Caruana and SML) with 95 % t intervals over splits, its wor
 against averaging, and its median seconds per fit; then the per-data-set tables of
 `panel.means_table` / `panel.paired_table`.
 
-    python experiments/scarce_labels.py [--splits 10] [--labeled 0.05 0.1 0.2 0.6]
+    python experiments/scarce_labels.py [--splits 10] [--first-split 0] [--labeled 0.05 0.1 0.2 0.6]
         [--datasets ...] [--holdout] [--methods ...] [--no-peers] [--smoke]
+
+`--first-split F` runs splits F..F+N-1 (fresh splits for a confirmation; build them first with
+`build_ensembles.py --first-split F`).
 
 `--holdout` runs the held-out data sets (`panel.FEW_LABEL_HOLDOUT`, chosen by the rule in
 `cfjax.datasets` after every design choice of the default was made) instead of the panel.
@@ -71,6 +75,8 @@ def pipelines(with_peers: bool, methods: list[str] | None) -> list[benchmark.Pip
                 continue
             out.append(_peer_pipeline(name))
     out.append(benchmark.method_pipeline("auto"))
+    for rule in cfjax.solvers.auto.RULES:
+        out.append(benchmark.method_pipeline("auto", f"auto_{rule}", cfjax.Config(options=(("rule", rule),))))
     out.append(benchmark.method_pipeline("auto", "auto_landed", cfjax.Config(options=LANDED_AUTO)))
     for name, method in cfjax.solvers.METHODS.items():
         if method.fit is None:
@@ -124,6 +130,7 @@ def summary_table(records: list[dict], methods: list[str]) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=10)
+    parser.add_argument("--first-split", type=int, default=0, help="run splits FIRST..FIRST+N-1")
     parser.add_argument("--labeled", nargs="+", type=float, default=list(FEW_LABEL_FRACTIONS))
     parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--methods", nargs="+", default=None, help="only these pipelines")
@@ -138,17 +145,18 @@ def main(argv=None) -> None:
     missing = [n for n in panel if n not in names] if args.datasets is None else []
     if args.smoke:
         names, args.splits, args.labeled = ["synthetic-seed", "synthetic-imbalanced_10"], 2, [0.1, 0.6]
+    splits = list(range(args.first_split, args.first_split + args.splits))
     pipes = pipelines(not args.no_peers, args.methods)
     cfjax.api.enable_compilation_cache()
     where = provenance()  # taken before the run: the commit whose code ran
     start = time.perf_counter()
-    records = benchmark.run_panel(names, pipes, splits=args.splits, progress=True, labeled_fractions=args.labeled)
+    records = benchmark.run_panel(names, pipes, splits=splits, progress=True, labeled_fractions=args.labeled)
     elapsed = time.perf_counter() - start
     methods = [p.name for p in pipes]
     skipped = "".join(f"Skipped {s['dataset']} at {s['labeled_fraction']:g}: split {s['split']}: {s['reason']}\n"
                       for s in records.skipped)
     header = (f"Few-label panel: {', '.join(names)}; labeled fractions {' '.join(f'{f:g}' for f in args.labeled)}; "
-              f"{args.splits} splits; PR-AUC on the unlabeled columns; {elapsed:.0f} s on {jax.devices()[0]}\n"
+              f"{args.splits} splits ({splits[0]}-{splits[-1]}); PR-AUC on the unlabeled columns; {elapsed:.0f} s on {jax.devices()[0]}\n"
               + (f"Not installed, skipped: {', '.join(missing)}\n" if missing else "") + skipped)
     summary = summary_table(records, methods)
     text = header + summary + "\n\n" + means_table(records, methods) + "\n" + paired_table(records, methods) + "\n"
@@ -158,7 +166,7 @@ def main(argv=None) -> None:
     (out / "summary.md").write_text(header + summary + "\n")
     benchmark.write_records(out / "records.csv", records)
     write_json(out / "config.json", dict(
-        where, datasets=names, labeled_fractions=args.labeled, splits=args.splits, split_seeds=list(range(args.splits)),
+        where, datasets=names, labeled_fractions=args.labeled, splits=args.splits, split_seeds=splits,
         methods=methods, seconds=elapsed, skipped=list(records.skipped),
         auto_candidates=[c._asdict() for c in cfjax.solvers.auto.CANDIDATES],
     ))
