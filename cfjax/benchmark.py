@@ -54,6 +54,7 @@ __all__ = [
     "paired",
     "panel_pairs",
     "provenance",
+    "read_records",
     "run_panel",
     "score_test_columns",
     "skip_reason",
@@ -512,6 +513,24 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "pr_auc") -> str:
     lines.append("Best baseline per data set (the reference of Δ): " + ", ".join(
         f"{name}{f' @ {f:g}' if with_fraction else ''}: {v}" for (name, f), v in best.items()))
     return "\n".join(lines)
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The rows `write_records` wrote, with their types back: integers, floats (nan included)
+    and True/False as written; an empty cell (a field the row did not have) is left out."""
+
+    def parse(text: str) -> Any:
+        if text in ("True", "False"):
+            return text == "True"
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    with open(path, newline="") as f:
+        return [{k: parse(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
 def write_records(path: str | Path, rows: Sequence[dict[str, Any]], fields: Sequence[str] | None = None) -> None:

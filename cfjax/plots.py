@@ -523,13 +523,14 @@ def auto_choice(
 ):
     """What `auto` chose: each option's cross-validated PR-AUC (mean over the folds, a bar per
     option, simplest at the top) with the corrected standard error of its gap to the best, the
-    one-standard-error threshold, and the chosen option highlighted.
+    one-standard-error threshold when the fit chose by that rule (`auto.choice_rule`), and the
+    chosen option highlighted.
 
     Args:
       result: the `FitResult` of an `auto` fit (one fit, no sweep axes).
       config: its config (its options name the candidates); problem: the problem it fitted.
     """
-    from cfjax.solvers.auto import describe
+    from cfjax.solvers.auto import choice_rule, describe
 
     rows = describe(result, config, problem)
     mean = np.array([r["cv_mean"] for r in rows])
@@ -538,16 +539,18 @@ def auto_choice(
     fig, ax = _figure_and_ax(ax, (10, 0.45 * len(rows) + 1.8))
     colors = ["C3" if r["chosen"] else "C0" for r in rows]
     ax.barh(y, mean, xerr=se, color=colors, alpha=0.8, error_kw={"ecolor": "black", "capsize": 3})
-    best = int(np.argmax(mean))
-    threshold = mean[best] - config.option("z", 1.0) * se
-    for yi, t in zip(y, threshold):
-        ax.plot([t, t], [yi - 0.4, yi + 0.4], color="black", linestyle=":", linewidth=1)
+    one_se = choice_rule(config, problem.n_classes) == "one_se"
+    if one_se:
+        threshold = mean[int(np.argmax(mean))] - config.option("z", 1.0) * se
+        for yi, t in zip(y, threshold):
+            ax.plot([t, t], [yi - 0.4, yi + 0.4], color="black", linestyle=":", linewidth=1)
     ax.set_yticks(y, [r["option"] for r in rows], fontsize=8)
     ax.set_ylabel("option (simplest at the top)")
     low = float(np.nanmin(mean - se)) if np.isfinite(mean - se).any() else 0.0
     ax.set_xlim(max(0.0, low - 0.02), min(1.0, float(np.nanmax(mean)) + 0.02))
     ax.set_xlabel("cross-validated PR-AUC (bars: SE of the gap to the best)")
-    ax.set_title("auto's options: chosen in red,\ndotted: the best option's mean minus z SE")
+    ax.set_title("auto's options (one-SE rule): chosen in red,\ndotted: the best option's mean minus z SE"
+                 if one_se else "auto's options (best mean): chosen in red")
     return _finish(fig, path)
 
 

@@ -184,6 +184,20 @@ def test_default_call_runs_the_default_pipeline_on_a_five_classifier_ensemble():
     proba = np.asarray(cfjax.proba(result.params, cfjax.Config()))
     assert proba.shape == (60,) and np.isfinite(proba).all()
     assert np.asarray(result.info["cv_mean"]).shape == (len(auto.options(cfjax.Config())),)
+    # binary, the default candidates: the best mean (auto.choice_rule), not the one-SE rule
+    assert int(result.info["option"]) == int(np.argmax(np.asarray(result.info["cv_mean"])))
+
+
+def test_the_rule_by_default_and_when_named():
+    default = cfjax.Config(method="auto")
+    assert auto.choice_rule(default, 2) == "best"
+    assert auto.choice_rule(default.replace(options=(("candidates", auto.CANDIDATES),)), 2) == "best"
+    assert auto.choice_rule(default, 3) == "one_se"  # K classes: the prior's fit keeps w free
+    assert auto.choice_rule(default.replace(options=(("candidates", auto.WITH_ATTENTION),)), 2) == "one_se"
+    assert auto.choice_rule(_config(), 2) == "one_se"
+    for rule in auto.RULES:
+        assert auto.choice_rule(default.replace(options=(("rule", rule),)), 2) == rule
+        assert auto.choice_rule(default.replace(options=(("rule", rule),)), 4) == rule
 
 
 @tiers.parametrize("m", [1, 2], only_fast=0)

@@ -109,6 +109,46 @@ def test_build_ensembles_builds_once_and_skips_what_cannot_be_built(tmp_path, mo
     assert again["built"] == [] and len(again["cached"]) == 2
 
 
+def test_scarce_labels_on_later_splits_and_redrawn_from_its_records(tmp_path, monkeypatch, capsys):
+    """--first-split runs those splits; the below-averaging count is the per-data-set means'
+    (a loop here); --from-records redraws the same tables from records.csv alone."""
+    import numpy as np
+
+    from cfjax import benchmark
+
+    monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
+    module = _load("scarce_labels")
+    module.main(["--datasets", "synthetic-seed", "synthetic-imbalanced_10", "--labeled", "0.1", "0.6",
+                 "--splits", "2", "--first-split", "3", "--no-peers",
+                 "--methods", "simple_average", "best_single", "stacking", "--against", "stacking"])
+    out = tmp_path / "scarce_labels"
+    records = benchmark.read_records(out / "records.csv")
+    assert sorted({r["split"] for r in records}) == [3, 4]
+    assert all(isinstance(r["pr_auc"], float) and isinstance(r["baseline"], bool) for r in records)
+    assert json.loads((out / "config.json").read_text())["split_seeds"] == [3, 4]
+    summary = (out / "summary.md").read_text()
+    blocks = summary.split("\n**")[1:]
+    assert len(blocks) == 2 and "| − stacking [95 % CI] | worst" in blocks[0]  # the --against column
+    for block, fraction in zip(blocks, (0.1, 0.6)):
+        row = next(line for line in block.splitlines() if line.startswith("| best_single |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        below = 0
+        for name in ("synthetic-seed", "synthetic-imbalanced_10"):
+            mine = [r["pr_auc"] for r in records if r["dataset"] == name and r["labeled_fraction"] == fraction
+                    and r["method"] == "best_single"]
+            average = [r["pr_auc"] for r in records if r["dataset"] == name and r["labeled_fraction"] == fraction
+                       and r["method"] == "simple_average"]
+            below += np.mean(mine) - np.mean(average) < -0.01
+        assert int(cells[-2].split(" ")[0]) == below
+        assert cells[5] == cells[3]  # --against stacking repeats the stacking column
+    capsys.readouterr()
+    (out / "summary.md").unlink()
+    (out / "summary.md").write_text(summary.split("\n**")[0] + "\n")
+    module.main(["--from-records", str(out), "--against", "stacking"])
+    assert (out / "summary.md").read_text() == summary
+    assert capsys.readouterr().out.strip() == summary.strip()
+
+
 def test_panel_tables_with_two_fractions(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CFJAX_RESULTS", str(tmp_path))
     module = _load("panel")

@@ -14,13 +14,17 @@ most flexible. `auto`:
    candidate);
 3. scores each fold fit by PR-AUC on the fold's held-out columns (neither trained on nor
    monitored: transductive targets of that fit, as the unlabeled columns are of the final fit);
-4. chooses an option by `option("rule", "one_se")`: "best" takes the highest mean score;
+4. chooses an option by `option("rule")` (`choice_rule`): "best" takes the highest mean score;
    "one_se" takes the *first* option whose mean is within z (`option("z", 1.0)`) standard errors
    of the best one's, the standard error being that of the paired differences over the J = K R
    fold scores with Nadeau and Bengio's correction for the overlap of cross-validation training
-   sets, sqrt((1/J + 1/(K - 1)) s^2). With few labels the fold scores are noisy and the rule
+   sets, sqrt((1/J + 1/(K - 1)) s^2). With few labels the fold scores are noisy and "one_se"
    keeps the simple option unless a flexible one is better by more than the noise; with many it
-   finds the flexible one. (NaN fold scores, from a fold without both classes, are left out.)
+   finds the flexible one. Unless the config names a rule, the default candidates on a binary
+   problem are chosen by "best" (their options are one family whose fits keep w >= 0, so no
+   option can turn the ensemble around, and there the one-SE caution cost more than the noise
+   it avoided: docs/results/scarce_rule.md), everything else by "one_se". (NaN fold scores,
+   from a fold without both classes, are left out.)
 5. returns the chosen option's fit on all labeled columns, with its theta written in the
    config's aggregator: a candidate with another aggregator must be logit-linear (logit
    w^T r + b) and the config's must express that rule (logit-linear itself, or `from_linear`, as
@@ -62,6 +66,7 @@ __all__ = [
     "CandidateRun",
     "candidate_config",
     "candidates",
+    "choice_rule",
     "choose",
     "combine",
     "describe",
@@ -120,6 +125,18 @@ WITH_ATTENTION: tuple[Candidate, ...] = CANDIDATES + (
 def candidates(config: Config) -> tuple[Candidate, ...]:
     """The candidates of a config: `Config.option("candidates")` or `CANDIDATES`."""
     return tuple(config.option("candidates", CANDIDATES))
+
+
+def choice_rule(config: Config, n_classes: int) -> str:
+    """The rule `auto` chooses by: the config's `("rule", ...)` option when it names one, else
+    "best" for the default candidates (`CANDIDATES`) on a binary problem, whose prior fits keep
+    w >= 0 (`cfjax.logistic.fit_logistic_prior_nonnegative`), and "one_se" for K classes (w
+    free) or candidates of one's own (e.g. `WITH_ATTENTION`, where the one-SE rule keeps the
+    global rule unless instance trust is clearly better)."""
+    named = config.option("rule", None)
+    if named is not None:
+        return named
+    return "best" if candidates(config) == CANDIDATES and n_classes == 2 else "one_se"
 
 
 def options(config: Config) -> list[tuple[int, dict[str, float]]]:
@@ -255,7 +272,7 @@ def combine(runs: tuple[CandidateRun, ...], problem: Problem, hparams: Hparams, 
             )
             fits.append(full._replace(params=params))
     scores = jnp.concatenate([run.scores.T for run in runs], axis=0)  # (O, J)
-    chosen, mean, se = choose(scores, config.option("rule", "one_se"), config.option("z", 1.0),
+    chosen, mean, se = choose(scores, choice_rule(config, problem.n_classes), config.option("z", 1.0),
                               config.option("folds", DEFAULT_FOLDS))
     result = jax.tree.map(lambda *xs: jnp.stack(xs)[chosen], *fits)
     flat = options(config)
@@ -330,7 +347,7 @@ def _check_config(config: Config) -> None:
         value = config.option(name, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"options: auto's {name!r} must be an int >= {low}, got {value!r}")
-    rule, z = config.option("rule", "one_se"), config.option("z", 1.0)
+    rule, z = config.option("rule", "one_se"), config.option("z", 1.0)  # "one_se" stands for no rule named
     if rule not in RULES:
         raise ValueError(f"options: auto's 'rule' must be one of {RULES}, got {rule!r}")
     if not isinstance(z, (int, float)) or isinstance(z, bool) or not np.isfinite(z) or z < 0:
@@ -378,9 +395,9 @@ METHOD = register(
         fit_with_progress=fit_with_progress,
         check_config=_check_config,
         description=(
-            "the default pipeline: repeated stratified K-fold choice on the labeled columns (PR-AUC, "
-            "one-standard-error rule towards the simplest) among two_stage at full rank with the prior "
-            "aggregator on R and on the base logits, and fold-in joint at latent_dim"
+            "the default pipeline: repeated stratified K-fold choice on the labeled columns (PR-AUC; "
+            "best mean for the default candidates on binary problems, else the one-standard-error "
+            "rule towards the simplest) among the prior aggregator's scales on two_stage at full rank"
         ),
         defaults=(("lam", 0.01),),
         multiclass=True,
