@@ -28,8 +28,9 @@ from cfjax import benchmark, datasets
 
 def build(names: list[str], fractions: list[float], splits: int | list[int], cache_dir: str | None = None,
           log=print) -> dict:
-    """Builds every missing entry on `splits` (an int n: splits 0..n-1, or a list); returns {"built": [...], "cached": [...], "skipped": [...],
-    "seconds": total} with (name, fraction, split, seconds) per built entry."""
+    """Builds every missing entry on `splits` (an int n: splits 0..n-1, or a list); returns
+    {"built": [...], "cached": [...], "skipped": [...], "seconds": total} with (name, fraction,
+    split, seconds) per built entry."""
     real = [n for n in names if not n.startswith(benchmark.SYNTHETIC_PREFIX)]
     for name in names:
         if name not in real:
